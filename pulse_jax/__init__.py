@@ -1,0 +1,3 @@
+"""pulse-jax: PULSE (CVPR 2020) photo upsampling by latent-space search, in JAX/Flax."""
+
+__version__ = "0.1.0"

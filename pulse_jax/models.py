@@ -1,0 +1,67 @@
+"""Resolving `--weights`: a converted weights directory, or a named built-in model.
+
+Built-in: 'dcgan-digiface', the 64x64 DCGAN face generator whose weights ship in the PyPI
+wheel `gan-face-generate` (install it with `pip install --no-deps gan-face-generate`).
+Its `weights.tar` is located on disk without importing the package, converted once
+(allow-list unpickler, no code run) and cached under $PULSE_JAX_CACHE (default
+~/.cache/pulse_jax).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from pulse_jax.checkpoint import GeneratorWeights, load_weights, sha256_file
+
+DEFAULT_MODEL = "dcgan-digiface"
+BUILTIN = {DEFAULT_MODEL: ("gan_face_generate", "weights.tar")}
+INSTALL_HINT = "pip install --no-deps gan-face-generate==1.1.1"
+
+
+def cache_root() -> str:
+  return os.environ.get("PULSE_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
+                                                        "pulse_jax"))
+
+
+def builtin_source(name: str) -> str:
+  """Path of a built-in model's source weights file, found without importing its package."""
+  package, filename = BUILTIN[name]
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError(
+        f"The built-in model {name!r} needs the weights of the PyPI wheel "
+        f"'{package.replace('_', '-')}', which is not installed. Install it with: {INSTALL_HINT}")
+  path = os.path.join(list(spec.submodule_search_locations)[0], filename)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} is missing from the installed {package}; reinstall it with "
+                            f"{INSTALL_HINT} --force-reinstall.")
+  return path
+
+
+def builtin_dir(name: str, log=print) -> str:
+  """Converted (cached) weights directory of a built-in model."""
+  from weights_convert.convert import convert_and_save
+  src = builtin_source(name)
+  digest = sha256_file(src)
+  out = os.path.join(cache_root(), f"{name}-{digest[:16]}")
+  if not os.path.isfile(os.path.join(out, "metadata.json")):
+    log(f"converting the built-in model {name} from {src} (once) into {out}")
+    convert_and_save([src], out, overwrite=True, log=lambda s: None)
+  return out
+
+
+def resolve(weights: str | None, log=print) -> str:
+  """A weights directory for `--weights` (None: the built-in default)."""
+  name = weights or DEFAULT_MODEL
+  if name in BUILTIN:
+    return builtin_dir(name, log)
+  if not os.path.isdir(name):
+    raise FileNotFoundError(
+        f"--weights={name}: neither a converted weights directory nor a built-in model "
+        f"({sorted(BUILTIN)}). Convert weights with `python -m weights_convert --source=FILE "
+        "--out=DIR`.")
+  return name
+
+
+def load(weights: str | None, log=print) -> GeneratorWeights:
+  return load_weights(resolve(weights, log))

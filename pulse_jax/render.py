@@ -1,0 +1,119 @@
+"""python -m pulse_jax.render --weights=DIR --latents=FILE.npz --out=PATH
+
+Renders latents with a converted generator, to compare pulse-jax with the
+reference on the same weights, or to re-render a saved search result.
+
+Latents npz keys:
+  dlatents   [B, L, D] W+ vectors fed to the synthesis network as they are, or
+  latent     [B, l, D] the search's standard-normal variable (l = L, or 1 when tiled), mapped
+             through the prior first (the Gaussian fit for StyleGAN; the DCGAN's z as is);
+  noise_<i>  [B, 1, r, r] noise maps (zeros where absent; StyleGAN only).
+Output: PNG images ((x + 1) / 2, clamped, one file per row: PATH, or PATH_<b>.png when B > 1),
+or, when PATH ends in .npz, the raw float output under key 'image' [B, C, H, W], unclamped,
+as the reference returns it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("weights", None, "Converted weights directory (python -m weights_convert), "
+                    "or a built-in model name ('dcgan-digiface').")
+flags.DEFINE_string("latents", None, "npz with 'dlatents' or 'latent' (+ optional noise_<i>).")
+flags.DEFINE_string("out", None, "Output .png path (PATH_<b>.png for several rows) or .npz.")
+flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
+
+
+def load_latents(path: str) -> dict:
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      return {k: np.asarray(z[k]) for k in z.files}
+  except Exception as e:  # corrupt / not an npz
+    raise ValueError(f"{path}: cannot read latents ({e}); expected an .npz written by numpy.savez "
+                     "with 'dlatents' or 'latent'.") from None
+
+
+def render_arrays(generator, params: dict, latents: dict) -> np.ndarray:
+  """Raw generator output [B, C, H, W] float32 (unclamped) for a latents dict."""
+  import jax
+  import jax.numpy as jnp
+  if "dlatents" in latents:
+    w = jnp.asarray(latents["dlatents"], jnp.float32)
+  elif "latent" in latents:
+    w = generator.latent_to_w(params, jnp.asarray(latents["latent"], jnp.float32))
+  else:
+    raise ValueError(f"latents need 'dlatents' or 'latent'; found {sorted(latents)}.")
+  b = w.shape[0]
+  expected = (generator.num_layers, generator.latent_dim)
+  if w.ndim != 3 or (tuple(w.shape[1:]) != expected and generator.kind == "stylegan"):
+    raise ValueError(f"latents have shape {tuple(w.shape)}; this generator needs [B, "
+                     f"{expected[0]}, {expected[1]}].")
+  noise = []
+  for i, shape in enumerate(generator.noise_shapes):
+    a = latents.get(f"noise_{i}")
+    if a is None:
+      a = np.zeros((b,) + shape, np.float32)
+    if a.shape != (b,) + shape:
+      raise ValueError(f"noise_{i} has shape {a.shape}, expected {(b,) + shape}.")
+    noise.append(jnp.asarray(a, jnp.float32))
+  unknown = [k for k in latents if k not in ("dlatents", "latent")
+             and not (k.startswith("noise_") and k[6:].isdigit()
+                      and int(k[6:]) < len(generator.noise_shapes))]
+  if unknown:
+    raise ValueError(f"unexpected arrays in latents: {unknown}.")
+  fn = jax.jit(lambda p, w, n: generator.render(p, w, n))
+  return np.asarray(fn(params, w, noise))
+
+
+def to_uint8(images01: np.ndarray) -> np.ndarray:
+  """[..., C, H, W] float in [0, 1] -> [..., H, W, C] uint8 (rounded, clamped)."""
+  x = np.clip(np.asarray(images01, np.float32), 0.0, 1.0)
+  return np.round(np.moveaxis(x, -3, -1) * 255.0).astype(np.uint8)
+
+
+def write_images(raw: np.ndarray, out: str, overwrite: bool = False) -> list[str]:
+  """Writes raw output [B, C, H, W] as PNGs or an npz; returns the paths written."""
+  from PIL import Image
+  if out.endswith(".npz"):
+    paths = [out]
+  else:
+    stem = out[:-4] if out.lower().endswith(".png") else out
+    paths = [stem + ".png"] if raw.shape[0] == 1 else [f"{stem}_{i}.png" for i in range(raw.shape[0])]
+  existing = [p for p in paths if os.path.exists(p)]
+  if existing and not overwrite:
+    raise FileExistsError(f"{existing} exist; pass --overwrite to replace them.")
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  if out.endswith(".npz"):
+    np.savez(out, image=raw.astype(np.float32))
+    return paths
+  imgs = to_uint8((raw + 1.0) / 2.0)
+  for p, im in zip(paths, imgs):
+    Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(p)
+  return paths
+
+
+def render_file(weights: str, latents_path: str, out: str, overwrite: bool = False) -> list[str]:
+  from pulse_jax import generators, models
+  w = models.load(weights)
+  g = generators.from_weights(w) if w.kind == "dcgan" else generators.Generator(w.kind, w.config)
+  return write_images(render_arrays(g, w.params, load_latents(latents_path)), out, overwrite)
+
+
+def main(argv):
+  del argv
+  try:
+    for p in render_file(FLAGS.weights, FLAGS.latents, FLAGS.out, FLAGS.overwrite):
+      print(f"wrote {p}")
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f"pulse_jax.render: error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["weights", "latents", "out"])
+  app.run(lambda argv: sys.exit(main(argv)))

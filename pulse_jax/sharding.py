@@ -1,0 +1,69 @@
+"""Placing the search on devices: restarts sharded over a 1-D mesh, parameters replicated.
+
+Per-restart arrays (leading axis N) are split over the mesh axis 'restarts'; the
+generator parameters are replicated. The compiled search then needs no
+cross-device communication: restarts are independent. Works with one or many
+processes (`jax.distributed`): global arrays are assembled from host data with
+`jax.make_array_from_callback`, which every process calls with the same data.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "restarts"
+
+
+def restart_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over `devices` (default: every device of every process)."""
+  devices = list(jax.devices() if devices is None else devices)
+  arr = np.array(devices)
+  axis_type = getattr(jax.sharding, "AxisType", None)
+  if axis_type is not None:
+    try:
+      return Mesh(arr, (AXIS,), axis_types=(axis_type.Auto,))
+    except TypeError:
+      pass
+  return Mesh(arr, (AXIS,))
+
+
+def rows_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def padded_count(n: int, mesh: Mesh) -> int:
+  """Smallest multiple of the device count >= n."""
+  d = mesh.devices.size
+  return int(math.ceil(n / d) * d)
+
+
+def _global(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  host = np.asarray(host)
+  return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+
+def shard_rows(tree, mesh: Mesh):
+  """Host arrays with leading axis N (a multiple of the device count) -> sharded global arrays."""
+  s = rows_sharding(mesh)
+  return jax.tree.map(lambda a: _global(a, s), tree)
+
+
+def replicate(tree, mesh: Mesh):
+  """Host (or device) arrays -> arrays replicated on every device of the mesh."""
+  s = replicated(mesh)
+  return jax.tree.map(lambda a: _global(np.asarray(a), s), tree)
+
+
+def to_host(x) -> np.ndarray:
+  """A (possibly multi-process) global array as one numpy array on every host."""
+  if getattr(x, "is_fully_addressable", True):
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))

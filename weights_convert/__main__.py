@@ -1,0 +1,50 @@
+"""python -m weights_convert --source=FILE [--source=FILE ...] --out=DIR
+
+Converts official StyleGAN weights (the PULSE reference's synthesis.pt / mapping.pt /
+gaussian_fit.pt, or NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl) or the
+gan-face-generate DCGAN's weights.tar into a pulse-jax weights directory (orbax
+checkpoint + metadata.json). The kind of each file is detected from its content.
+No code from any file is run: pickles are read with an allow-list unpickler.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("source", None, "A weights file; repeat for several (e.g. synthesis.pt, "
+                          "mapping.pt and gaussian_fit.pt make one checkpoint).")
+flags.DEFINE_string("out", None, "Output weights directory.")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing weights directory at --out.")
+flags.DEFINE_integer("gaussian_fit_samples", 1_000_000,
+                     "Samples for the Gaussian fit when a mapping network but no gaussian_fit.pt "
+                     "is given (0: skip).")
+flags.DEFINE_integer("gaussian_fit_seed", 0, "Seed of the Gaussian fit's samples.")
+flags.DEFINE_float("instance_norm_eps", None, "Override the instance-norm epsilon (default 1e-5, "
+                   "the PULSE reference's; NVIDIA's TF code uses 1e-8).")
+flags.DEFINE_integer("resolution", None, "Override the detected resolution (checked against the "
+                     "tensors).")
+
+
+def main(argv):
+  del argv
+  from weights_convert.convert import convert_and_save
+  overrides = {}
+  if FLAGS.instance_norm_eps is not None:
+    overrides["instance_norm_eps"] = FLAGS.instance_norm_eps
+  if FLAGS.resolution is not None:
+    overrides["resolution"] = FLAGS.resolution
+  try:
+    convert_and_save(FLAGS.source, FLAGS.out, overrides=overrides, overwrite=FLAGS.overwrite,
+                     gaussian_fit_samples=FLAGS.gaussian_fit_samples,
+                     gaussian_fit_seed=FLAGS.gaussian_fit_seed)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f"weights_convert: error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["source", "out"])
+  app.run(lambda argv: sys.exit(main(argv)))

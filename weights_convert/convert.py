@@ -1,0 +1,250 @@
+"""Foreign weight files -> pulse-jax `GeneratorWeights`.
+
+The kind of each file is detected from its content (container format, then the
+tensor names inside), never from its name:
+  - 'pulse_synthesis' / 'pulse_mapping' / 'gaussian_fit': the PULSE reference's
+    torch state dicts (zip or legacy torch format);
+  - 'stylegan_tf': NVIDIA's official TF pickle (G, D, Gs) - Gs's synthesis,
+    mapping and dlatent_avg are taken;
+  - 'dcgan': the `weights.tar` of the `gan-face-generate` wheel.
+Several files may be combined into one StyleGAN checkpoint (synthesis + mapping
++ Gaussian fit).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from pulse_jax.checkpoint import GeneratorWeights, sha256_file
+from pulse_jax.dcgan import DCGANConfig
+from pulse_jax.stylegan import StyleGANConfig
+from weights_convert import tables
+
+LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+@dataclasses.dataclass
+class Source:
+  """One read source file: detected kind, its tensors (name -> array) or networks."""
+  path: str
+  kind: str
+  content: Any
+  sha256: str
+
+  def describe(self) -> dict:
+    return {"file": os.path.basename(self.path), "kind": self.kind, "sha256": self.sha256}
+
+
+def _container(path: str) -> str:
+  import zipfile
+  with open(path, "rb") as f:
+    head = f.read(16)
+  if not head:
+    raise ValueError(f"{path}: the file is empty; pass a weights file (see --helpfull).")
+  if zipfile.is_zipfile(path):
+    return "torch"
+  if head[:1] == b"\x80":
+    # A legacy torch file starts with the pickled magic number (a long int).
+    if _looks_like_legacy_torch(path):
+      return "torch"
+    return "pickle"
+  raise ValueError(
+      f"{path}: not a weights file this converter knows (neither a torch checkpoint nor a "
+      "pickle). Supported: the PULSE reference's synthesis.pt / mapping.pt / gaussian_fit.pt, "
+      "NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl, gan-face-generate's weights.tar.")
+
+
+def _looks_like_legacy_torch(path: str) -> bool:
+  import pickletools
+  with open(path, "rb") as f:
+    data = f.read(64)
+  try:
+    for op, arg, _ in pickletools.genops(data):
+      if op.name in ("PROTO",):
+        continue
+      return op.name in ("LONG1", "LONG4", "LONG") and arg == LEGACY_TORCH_MAGIC
+  except Exception:
+    return False
+  return False
+
+
+def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
+  if isinstance(obj, dict) and "netG_state_dict" in obj:
+    return "dcgan", dict(obj["netG_state_dict"])
+  if isinstance(obj, dict) and set(obj) == {"mean", "std"}:
+    return "gaussian_fit", dict(obj)
+  if isinstance(obj, dict) and "blocks.4x4.const" in obj:
+    return "pulse_synthesis", dict(obj)
+  if isinstance(obj, dict) and "dense0.weight" in obj:
+    return "pulse_mapping", dict(obj)
+  keys = sorted(obj)[:12] if isinstance(obj, dict) else type(obj).__name__
+  raise ValueError(
+      f"{path}: a torch file, but not one this converter knows (top-level keys: {keys}). "
+      "Expected the PULSE reference's synthesis/mapping state dict, its gaussian_fit.pt, or "
+      "gan-face-generate's weights.tar.")
+
+
+def read_source(path: str) -> Source:
+  """Reads and classifies one weights file (no code from the file is ever run)."""
+
+  from weights_convert.torch_files import read_torch_file
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: no such file.")
+  container = _container(path)
+  if container == "torch":
+    kind, content = _classify_torch(path, read_torch_file(path))
+  else:
+    from weights_convert.tf_pickle import read_tf_network_pickle
+    nets = read_tf_network_pickle(path)
+    gs = nets[-1] if isinstance(nets, (tuple, list)) else nets
+    comps = getattr(gs, "components", {}) or {}
+    if "synthesis" not in comps:
+      raise ValueError(f"{path}: a StyleGAN TF pickle must hold (G, D, Gs) with Gs having a "
+                       f"'synthesis' component; found components {sorted(comps)}.")
+    kind, content = "stylegan_tf", gs
+  return Source(os.path.abspath(path), kind, content, sha256_file(path))
+
+
+def _infer_stylegan_config(path: str, resolution: int, channels: list[int],
+                           static_kwargs: dict | None, overrides: dict) -> StyleGANConfig:
+  kw = {}
+  if static_kwargs:
+    for k in ("resolution", "fmap_base", "fmap_decay", "fmap_max", "dlatent_size", "num_channels"):
+      if k in static_kwargs:
+        kw[k] = static_kwargs[k]
+  kw.setdefault("resolution", resolution)
+  if "fmap_max" not in kw:
+    kw["fmap_max"] = max(channels)
+  if "fmap_base" not in kw:
+    below = [c * 2 ** (b + 1) for b, c in enumerate(channels) if c < kw["fmap_max"]]
+    kw["fmap_base"] = below[0] if below else kw["fmap_max"] * 2 ** len(channels)
+  kw.update(overrides)
+  cfg = StyleGANConfig(**kw)
+  got = [cfg.stage_channels(b + 1) for b in range(cfg.resolution_log2 - 1)]
+  if cfg.resolution != resolution or got != channels:
+    raise ValueError(f"{path}: the tensors' channels {channels} at resolution {resolution} do "
+                     f"not follow StyleGAN's nf() rule for {cfg}.")
+  return cfg
+
+
+def _torch_synthesis_arch(src: Source, overrides) -> StyleGANConfig:
+  sizes = [int(m.group(1)) for k in src.content
+           for m in [re.match(r"blocks\.(\d+)x\1\.", k)] if m]
+  resolution = max(sizes)
+  channels = [int(src.content["blocks.4x4.const"].shape[1])]
+  r = 8
+  while f"blocks.{r}x{r}.conv1.weight" in src.content:
+    channels.append(int(src.content[f"blocks.{r}x{r}.conv1.weight"].shape[0]))
+    r *= 2
+  return _infer_stylegan_config(src.path, resolution, channels, None, overrides)
+
+
+def _tf_synthesis_arch(src: Source, overrides) -> StyleGANConfig:
+  syn = src.content.components["synthesis"]
+  v = syn.variables
+  sizes = [int(m.group(1)) for k in v for m in [re.match(r"(\d+)x\1/", k)] if m]
+  resolution = max(sizes)
+  channels = [int(v["4x4/Const/const"].shape[1])]
+  r = 8
+  while f"{r}x{r}/Conv1/weight" in v:
+    channels.append(int(v[f"{r}x{r}/Conv1/weight"].shape[-1]))
+    r *= 2
+  return _infer_stylegan_config(src.path, resolution, channels, dict(syn.static_kwargs or {}),
+                                overrides)
+
+
+def convert_sources(paths: list[str], *, overrides: dict | None = None,
+                    gaussian_fit_samples: int = 1_000_000, gaussian_fit_seed: int = 0,
+                    log: Callable[[str], None] = print) -> GeneratorWeights:
+  """Reads, checks and maps every source into one `GeneratorWeights`."""
+  overrides = dict(overrides or {})
+  sources = [read_source(p) for p in paths]
+  by_kind: dict[str, Source] = {}
+  for s in sources:
+    log(f"{s.path}: detected {s.kind}")
+    part_kind = "synthesis" if s.kind in ("pulse_synthesis", "stylegan_tf") else s.kind
+    clash = [o for o in by_kind.values()
+             if ("synthesis" if o.kind in ("pulse_synthesis", "stylegan_tf") else o.kind) == part_kind]
+    if clash:
+      raise ValueError(f"{s.path} and {clash[0].path} both provide {part_kind}; pass one.")
+    by_kind[s.kind] = s
+  meta = {"sources": [s.describe() for s in sources]}
+
+  if "dcgan" in by_kind:
+    if len(sources) != 1:
+      raise ValueError("A DCGAN weights file converts on its own; do not combine it with "
+                       f"other sources ({[s.path for s in sources]}).")
+    sd = by_kind["dcgan"].content
+    cfg = DCGANConfig(nz=int(sd["main.0.weight"].shape[0]), ngf=int(sd["main.0.weight"].shape[1]) // 8,
+                      nc=int(sd["main.12.weight"].shape[1]))
+    params = tables.apply_table(tables.dcgan_table(), sd, by_kind["dcgan"].path)
+    return GeneratorWeights("dcgan", cfg, params, meta)
+
+  params: dict = {}
+  cfg = None
+  if "pulse_synthesis" in by_kind:
+    s = by_kind["pulse_synthesis"]
+    cfg = _torch_synthesis_arch(s, overrides)
+    params.update(tables.apply_table(tables.torch_synthesis_table(cfg), s.content, s.path))
+  if "stylegan_tf" in by_kind:
+    s = by_kind["stylegan_tf"]
+    cfg = _tf_synthesis_arch(s, overrides)
+    gs = s.content
+    params.update(tables.apply_table(tables.tf_synthesis_table(cfg),
+                                     gs.components["synthesis"].variables, s.path + ":Gs/synthesis"))
+    if "mapping" in gs.components:
+      params.update(tables.apply_table(tables.tf_mapping_table(cfg),
+                                       gs.components["mapping"].variables, s.path + ":Gs/mapping"))
+    params.update(tables.apply_table(tables.tf_gs_table(), gs.variables, s.path + ":Gs"))
+  if cfg is None:
+    cfg = StyleGANConfig(**overrides)
+  if "pulse_mapping" in by_kind:
+    s = by_kind["pulse_mapping"]
+    params.update(tables.apply_table(tables.torch_mapping_table(cfg), s.content, s.path))
+  if "gaussian_fit" in by_kind:
+    s = by_kind["gaussian_fit"]
+    params.update(tables.apply_table(tables.gaussian_fit_table(), s.content, s.path))
+    meta["gaussian_fit"] = {"how": "imported", "file": os.path.basename(s.path)}
+  elif "mapping" in params and gaussian_fit_samples > 0:
+    from pulse_jax.gaussian_fit import fit_gaussian
+    log(f"computing the Gaussian fit of the mapping network ({gaussian_fit_samples} samples, "
+        f"seed {gaussian_fit_seed})")
+    params["gaussian_fit"] = fit_gaussian(params["mapping"], cfg, num_samples=gaussian_fit_samples,
+                                          seed=gaussian_fit_seed)
+    meta["gaussian_fit"] = {"how": "computed", "samples": gaussian_fit_samples,
+                            "seed": gaussian_fit_seed}
+  if "synthesis" not in params:
+    log("note: no synthesis network among the sources; this checkpoint cannot render images.")
+  if "gaussian_fit" not in params and "synthesis" in params:
+    log("note: no Gaussian fit (add gaussian_fit.pt or the mapping network): the PULSE search "
+        "needs one.")
+  return GeneratorWeights("stylegan", cfg, params, meta)
+
+
+def max_abs(tree) -> float:
+  import jax
+  leaves = jax.tree.leaves(tree)
+  return max(float(np.max(np.abs(a))) for a in leaves) if leaves else 0.0
+
+
+def convert_and_save(paths: list[str], out: str, *, overrides: dict | None = None,
+                     overwrite: bool = False, gaussian_fit_samples: int = 1_000_000,
+                     gaussian_fit_seed: int = 0, log: Callable[[str], None] = print) -> str:
+  """Converts `paths` into the weights directory `out`, then reloads it and checks it matches."""
+  import jax
+  from pulse_jax.checkpoint import load_weights, save_weights
+  weights = convert_sources(paths, overrides=overrides, gaussian_fit_samples=gaussian_fit_samples,
+                            gaussian_fit_seed=gaussian_fit_seed, log=log)
+  import pulse_jax
+  weights.metadata["pulse_jax_version"] = pulse_jax.__version__
+  directory = save_weights(out, weights, overwrite=overwrite)
+  back = load_weights(directory)
+  diff = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), weights.params, back.params)
+  n = sum(int(np.size(a)) for a in jax.tree.leaves(weights.params))
+  log(f"wrote {directory}: {weights.kind} {weights.config}, parts {sorted(weights.params)}, "
+      f"{n:,} values; max |reloaded - converted| = {max_abs(diff):.3g}")
+  return directory
