@@ -1,29 +1,35 @@
 """Runs the compiled search on a batch of images: placement, chunks, progress, resume, results.
 
 `search_images` is the library entry point behind `python -m pulse_jax.run`. It
-  - lays out N = B images x R restarts (padded to a multiple of the device count),
+  - lays out N = B images x R restarts over a 1-D mesh of every device of every process
+    (padded to a multiple of the device count; the extra rows are dropped and logged),
   - compiles the chunk program once per problem shape (cached: a second batch of the same
     shape and options does not recompile),
   - runs the chunks, reporting progress and optional best-so-far frames,
   - saves/restores the full state with orbax every `checkpoint_every` steps,
-  - ranks restarts per image and renders the best ones.
-A restart's result depends only on (seed, image key, restart index).
+  - gathers every host's per-restart results, ranks restarts per image and renders the best.
+A restart's result depends only on (seed, image key, restart index), not on the device or
+process count (see docs/scaling.md).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import functools
+import hashlib
+import logging
 import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pulse_jax import search, sharding
 from pulse_jax.generators import Generator
 from pulse_jax.search_config import SearchConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -36,6 +42,8 @@ class SearchResult:
   hr: [B, K, C, H, W], lr: [B, K, C, h, w] float32 in [0, 1] of the K best restarts (`selected`
   [B, K]); start_values: {'latent': [B, K, l, D], 'noise_<i>': [B, K, 1, r, r]};
   trace: name -> [steps, B, R] losses at each step (before its update).
+  num_devices / num_processes: where it ran; padded_rows: extra rows (restarts of the last
+  image) added so every device holds as many rows, computed and dropped.
   """
   total: np.ndarray
   terms: dict
@@ -54,6 +62,7 @@ class SearchResult:
   num_devices: int
   padded_rows: int
   resumed_from_step: int = 0
+  num_processes: int = 1
 
 
 @dataclasses.dataclass
@@ -71,18 +80,72 @@ _COMPILED: dict = {}
 compile_count = 0  # number of chunk programs compiled by this process (for tests and reports)
 
 
-def _compiled(fn, key, *args, **kw):
+def _signature(tree) -> tuple:
+  return tuple((tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", None)))
+               for x in jax.tree.leaves(tree))
+
+
+def _abstract_state(problem: search.Problem, mesh, keys, ids, start):
+  """The initial `SearchState` as `jax.ShapeDtypeStruct`s with the chunk's shardings."""
+  state = jax.eval_shape(functools.partial(search.init_state, problem), keys, ids, start)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      state, sharding.state_shardings(state, mesh))
+
+
+def _init_program(problem: search.Problem, mesh, keys, ids, start):
+  """`search.init_state` jitted with the state laid out as the chunk expects (cached)."""
+  key = ("init", problem, sharding.mesh_key(mesh), _signature((keys, ids, start)))
+  if key not in _COMPILED:
+    out = jax.tree.map(lambda a: a.sharding, _abstract_state(problem, mesh, keys, ids, start))
+    _COMPILED[key] = jax.jit(functools.partial(search.init_state, problem), out_shardings=out)
+  return _COMPILED[key]
+
+
+def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask):
+  """(compiled chunk, compile seconds) for these (concrete or abstract) arguments, cached.
+
+  Explicit shardings in and out: state rows on 'restarts', params and scalars replicated, the
+  trace [chunk, N] on 'restarts' along N; the state is donated. The compiled program has no
+  cross-device communication (tests/test_sharding.py reads its HLO).
+  """
   global compile_count
+  args = (params, state, ref) + ((mask,) if mask is not None else ())
+  key = ("chunk", problem, sharding.mesh_key(mesh), _signature(args))
   if key not in _COMPILED:
     t = time.perf_counter()
-    _COMPILED[key] = (fn.lower(*args, **kw).compile(), time.perf_counter() - t)
+    rows, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
+    state_sh = sharding.state_shardings(state, mesh)
+    fn = lambda params, state, ref, mask=None: search.run_chunk(problem, params, state, ref, mask)
+    trace_shape = jax.eval_shape(fn, *args)[1]
+    trace_sh = jax.tree.map(
+        lambda x: NamedSharding(mesh, P(None, sharding.AXIS)) if x.ndim == 2 else rep, trace_shape)
+    jitted = jax.jit(fn, in_shardings=(rep, state_sh, rows) + ((rows,) if mask is not None else ()),
+                     out_shardings=(state_sh, trace_sh), donate_argnums=(1,))
+    _COMPILED[key] = (jitted.lower(*args).compile(), time.perf_counter() - t)
     compile_count += 1
   return _COMPILED[key]
 
 
-def _signature(tree) -> tuple:
-  return tuple((tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", None)))
-               for x in jax.tree.leaves(tree))
+def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: int, lr_size: int,
+                   chunk_size: int = 25, mesh=None, with_mask: bool = False):
+  """The compiled chunk `search_images` runs, from shapes only (nothing is allocated).
+
+  params: the parameter tree, concrete or `jax.ShapeDtypeStruct`s; rows: N restarts in all
+  (padded to the device count here). For inspection: `.as_text()` (HLO),
+  `.memory_analysis()` (bytes per device).
+  """
+  mesh = mesh or sharding.restart_mesh()
+  problem = search.Problem(generator, config, generator.resolution // lr_size, chunk_size)
+  n = sharding.padded_count(rows, mesh)
+  rows_sh, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
+  ids = jax.ShapeDtypeStruct((n,), jnp.uint32, sharding=rows_sh)
+  state = _abstract_state(problem, mesh, ids, ids, None)
+  params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), params)
+  c = generator.num_channels
+  ref = jax.ShapeDtypeStruct((n, c, lr_size, lr_size), jnp.float32, sharding=rows_sh)
+  mask = (jax.ShapeDtypeStruct((n, 1, lr_size, lr_size), jnp.float32, sharding=rows_sh)
+          if with_mask else None)
+  return _chunk_program(problem, mesh, params, state, ref, mask)[0]
 
 
 def _layout(num_images: int, restarts: int, image_keys, mesh) -> tuple[np.ndarray, ...]:
@@ -103,15 +166,51 @@ def _rank(within: np.ndarray, total: np.ndarray) -> np.ndarray:
   return np.lexsort((t, ~within), axis=-1)
 
 
-def _fingerprint(problem: search.Problem, ref: np.ndarray, restarts: int, image_keys, start) -> str:
-  import hashlib
+def _digest(*arrays) -> str | None:
+  if all(a is None for a in arrays):
+    return None
   h = hashlib.sha256()
-  h.update(repr((problem, restarts, list(map(int, image_keys)))).encode())
-  h.update(np.ascontiguousarray(ref, np.float32).tobytes())
-  for k in sorted(start or {}):
-    h.update(k.encode())
-    h.update(np.ascontiguousarray(start[k], np.float32).tobytes())
+  for a in arrays:
+    if a is not None:
+      a = np.ascontiguousarray(a)
+      h.update(repr((a.shape, str(a.dtype))).encode())
+      h.update(a.tobytes())
   return h.hexdigest()
+
+
+def _settings(problem: search.Problem, params, ref, mask, restarts: int, image_keys,
+              start) -> dict:
+  """What a checkpoint must match to be resumed (JSON): everything that changes the results.
+
+  Not included: the chunk size, the device and process counts, remat (same results).
+  """
+  g = problem.generator
+  start = start or {}
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  return {
+      "generator": {"kind": g.kind, "config": repr(g.config), "compute_dtype": g.compute_dtype},
+      "config": dataclasses.asdict(problem.config),
+      "factor": problem.factor,
+      "restarts": int(restarts),
+      "image_keys": [int(k) for k in image_keys],
+      "ref_sha256": _digest(np.asarray(ref, np.float32)),
+      "mask_sha256": None if mask is None else _digest(np.asarray(mask, np.float32)),
+      "start_sha256": _digest(*[np.asarray(start[k], np.float32) for k in sorted(start)])
+                      if start else None,
+      "start_keys": sorted(start),
+      "weights_sha256": _digest(np.array(repr([p for p, _ in leaves])),
+                                *[sharding.to_host(x) for _, x in leaves]),
+  }
+
+
+def _trace_to_host(pending: list, n: int) -> list[dict]:
+  """Device traces [(trace {name: [chunk, N_pad]}, active steps)] -> host {name: [active, n]}."""
+  return [{k: sharding.to_host(v)[:active, :n] for k, v in trace.items() if k != "active"}
+          for trace, active in pending]
+
+
+def _concat(chunks: list[dict]) -> dict:
+  return {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]} if chunks else {}
 
 
 def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
@@ -119,13 +218,21 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
                   mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
-                  checkpoint_every: int = 0) -> SearchResult:
-  """Searches B images with R restarts each.
+                  checkpoint_every: int = 0, log: Callable[[str], None] | None = None
+                  ) -> SearchResult:
+  """Searches B images with R restarts each, over every device of every process.
 
   ref: [B, C, h, w] float32 in [0, 1] with H / h an integer factor; mask: [B, 1, h, w] or None;
   image_keys: [B] ints feeding the restart keys (default 0..B-1); start: start values
-  {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input.
+  {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input;
+  mesh: a 1-D mesh (default: all devices, `sharding.restart_mesh()`); checkpoint_dir and
+  checkpoint_every: resume from the newest checkpoint in `checkpoint_dir`, save the full
+  state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
+  0: only at the end) and at the end; log: receives notices
+  (padding, resuming; default: the `logging` module).
+  Multi-process: every process calls this with the same arguments; all get the same result.
   """
+  log = log or logger.info
   ref = np.asarray(ref, np.float32)
   if ref.ndim != 4:
     raise ValueError(f"ref must be [B, C, h, w], got shape {ref.shape}.")
@@ -141,11 +248,17 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     raise ValueError(f"need restarts >= 1 and 1 <= keep <= restarts (got {restarts}, {keep}).")
   if not np.all(np.isfinite(ref)):
     raise ValueError("ref contains NaN or infinite values.")
+  if checkpoint_every < 0:
+    raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}.")
   problem = search.Problem(generator, config, generator.resolution // h, chunk_size)
   mesh = mesh or sharding.restart_mesh()
   image_keys = np.arange(b) if image_keys is None else np.asarray(image_keys)
   image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh)
   n = b * restarts
+  num_devices = int(mesh.devices.size)
+  if n_pad > n:
+    log(f"{n} restarts ({b} images x {restarts}) padded to {n_pad} rows for {num_devices} "
+        f"devices: {n_pad - n} extra restarts are computed and dropped.")
 
   rows = {"image_keys": keys.astype(np.uint32), "restart_ids": restart_ids.astype(np.uint32),
           "ref": ref[image_index]}
@@ -154,43 +267,52 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   start_rows = None
   if start is not None:
     st = search.start_from_npz_dict(problem, start, n, b)
-    start_rows = {"noise": {k: np.concatenate([v, v[-1:].repeat(n_pad - n, 0)]) if n_pad > n else v
-                            for k, v in st["noise"].items()}}
+    pad = lambda v: np.concatenate([v, v[-1:].repeat(n_pad - n, 0)]) if n_pad > n else v
+    start_rows = {"noise": {k: pad(v) for k, v in st["noise"].items()}}
     if "latent" in st:
-      v = st["latent"]
-      start_rows["latent"] = np.concatenate([v, v[-1:].repeat(n_pad - n, 0)]) if n_pad > n else v
+      start_rows["latent"] = pad(st["latent"])
   dev = sharding.shard_rows(rows, mesh)
   dev_start = sharding.shard_rows(start_rows, mesh) if start_rows is not None else None
-  params = sharding.replicate(params, mesh)
   mask_dev = dev.get("mask")
-
-  t0 = time.perf_counter()
-  state = search.init_state(problem, dev["image_keys"], dev["restart_ids"], dev_start)
-  resumed_from = 0
   manager = None
-  fingerprint = _fingerprint(problem, ref, restarts, image_keys, start)
-  trace_chunks: list[dict] = []
   if checkpoint_dir:
     from pulse_jax import resume
-    manager = resume.SearchCheckpoints(checkpoint_dir, fingerprint)
-    restored = manager.restore_latest(state)
-    if restored is not None:
-      state, trace_chunks = restored
-      resumed_from = int(state.step)
+    manager = resume.SearchCheckpoints(  # raises here when the settings differ
+        checkpoint_dir, _settings(problem, params, ref, mask, restarts, image_keys, start))
+  params = sharding.replicate(params, mesh)
 
-  chunk_fn, compile_s = _compiled(
-      search.run_chunk, ("chunk", problem, _signature((params, state, dev["ref"], mask_dev))),
-      problem, params, state, dev["ref"], mask_dev)
-  search_t = time.perf_counter()
+  t0 = time.perf_counter()
+  keys_ids = (dev["image_keys"], dev["restart_ids"], dev_start)
+  state = None
+  resumed_from = 0
+  trace_host: list[dict] = []
+  if manager is not None:
+    restored = manager.restore_latest(_abstract_state(problem, mesh, *keys_ids), n_pad, n)
+    if restored is not None:
+      state, trace = restored
+      trace_host = [trace] if trace else []
+      resumed_from = int(state.step)
+      log(f"resumed from the checkpoint at step {resumed_from} in {manager.directory}.")
+  if state is None:
+    state = _init_program(problem, mesh, *keys_ids)(*keys_ids)
+
   steps = config.steps
-  while int(state.step) < steps:
-    state, trace = chunk_fn(params, state, dev["ref"], mask_dev)
-    trace = {k: sharding.to_host(v) for k, v in trace.items()}
-    trace_chunks.append(trace)
-    done = int(state.step)
-    if manager is not None and checkpoint_every and (done % checkpoint_every < chunk_size
-                                                     or done >= steps):
-      manager.save(done, state, trace_chunks)
+  compile_s = 0.0
+  done = resumed_from
+  if done < steps:
+    chunk_fn, compile_s = _chunk_program(problem, mesh, params, state, dev["ref"], mask_dev)
+    margs = (mask_dev,) if mask_dev is not None else ()
+  search_t = time.perf_counter()
+  pending: list = []  # device traces not yet on the host, with their active step counts
+  while done < steps:
+    state, trace = chunk_fn(params, state, dev["ref"], *margs)
+    prev, done = done, min(done + chunk_size, steps)
+    pending.append((trace, done - prev))
+    if manager is not None and (done == steps or (
+        checkpoint_every and done // checkpoint_every > prev // checkpoint_every)):
+      trace_host += _trace_to_host(pending, n)
+      pending = []
+      manager.save(done, state, _concat(trace_host), n_pad)
     if progress is not None:
       bt = sharding.to_host(state.best_total)[:n].reshape(b, restarts)
       bl = sharding.to_host(state.best_l2)[:n].reshape(b, restarts)
@@ -201,9 +323,11 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
         info.frames = _render_rows(problem, params, state, dev["ref"], mask_dev,
                                    np.arange(b) * restarts + top, mesh)
       progress(info)
+  trace_host += _trace_to_host(pending, n)
   jax.block_until_ready(state)
   search_s = time.perf_counter() - search_t
 
+  # The best-of-N over every device and host: per-restart results gathered, ranked on the host.
   host = {k: sharding.to_host(v)[:n].reshape(b, restarts) for k, v in
           (("total", state.best_total), ("l2", state.best_l2), ("best_step", state.best_step),
            ("min_l2", state.min_l2))}
@@ -214,16 +338,9 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   flat_rows = (np.arange(b)[:, None] * restarts + selected).reshape(-1)
   images = _render_rows(problem, params, state, dev["ref"], mask_dev, flat_rows, mesh)
   sv = search.start_values_of(problem, state)
-  start_values = {k: _take_rows(v, flat_rows).reshape((b, keep) + v.shape[1:])
+  start_values = {k: _take_rows(v, flat_rows, mesh).reshape((b, keep) + v.shape[1:])
                   for k, v in sv.items()}
-  trace = {}
-  if trace_chunks:
-    for k in trace_chunks[0]:
-      if k == "active":
-        continue
-      full = np.concatenate([t[k] for t in trace_chunks], axis=0)
-      act = np.concatenate([t["active"] for t in trace_chunks], axis=0)
-      trace[k] = full[act][:, :n].reshape(-1, b, restarts)
+  trace = {k: v.reshape(-1, b, restarts) for k, v in _concat(trace_host).items()}
   return SearchResult(
       total=host["total"], terms=terms, l2=host["l2"], min_l2=host["min_l2"],
       best_step=host["best_step"], within_eps=within, ranking=ranking,
@@ -234,7 +351,8 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
       timings={"compile_s": compile_s, "search_s": search_s,
                "init_s": search_t - t0 - compile_s, "steps": steps,
                "restart_steps_per_s": n * max(steps - resumed_from, 0) / max(search_s, 1e-9)},
-      num_devices=int(mesh.devices.size), padded_rows=n_pad - n, resumed_from_step=resumed_from)
+      num_devices=num_devices, padded_rows=n_pad - n, resumed_from_step=resumed_from,
+      num_processes=jax.process_count())
 
 
 @jax.jit
@@ -242,13 +360,13 @@ def _gather(tree, rows):
   return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
 
 
-def _take_rows(x, rows: np.ndarray) -> np.ndarray:
-  return sharding.to_host(_gather(x, jnp.asarray(rows)))
+def _take_rows(x, rows: np.ndarray, mesh) -> np.ndarray:
+  return sharding.to_host(_gather(x, sharding.replicate(np.asarray(rows, np.int32), mesh)))
 
 
 def _render_rows(problem, params, state, ref, mask, rows: np.ndarray, mesh) -> dict:
   """Renders the best iterate of the given rows (the final best-of-N gather)."""
-  rows_j = jnp.asarray(rows, jnp.int32)
+  rows_j = sharding.replicate(np.asarray(rows, np.int32), mesh)
   sub = search.SearchState(
       step=state.step, vars={}, fixed_noise=_gather(state.fixed_noise, rows_j), opt_state=(),
       best_vars=_gather(state.best_vars, rows_j), best_total=None, best_terms={}, best_l2=None,

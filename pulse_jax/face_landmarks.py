@@ -46,7 +46,10 @@ def import_dlib() -> Any:
 
 
 def dlib_available() -> bool:
-  return importlib.util.find_spec("dlib") is not None
+  try:
+    return importlib.util.find_spec("dlib") is not None
+  except (ImportError, ValueError):
+    return False
 
 
 def _face_recognition_models_path() -> pathlib.Path | None:

@@ -254,3 +254,15 @@ def test_cli_folder_report_and_exit_status(tmp_path):
   assert report["faces_written"] == 1
   assert Image.open(out / "astronaut.png").size == (16, 16)
   assert Image.open(out / "hr" / "astronaut.png").size == (64, 64)
+
+
+@needs_dlib
+def test_never_overwrites_the_input(tmp_path, astronaut, landmarker):
+  path = tmp_path / "face.png"
+  astronaut.save(path)
+  before = path.read_bytes()
+  r = align.align_file(path, tmp_path, 16, 64, landmarker=landmarker, save_hr=False)
+  assert r.status == "error" and "overwrite" in r.faces[0].reason
+  assert path.read_bytes() == before
+  with pytest.raises(ValueError, match="must not be the --input folder"):
+    align.align_path(tmp_path, tmp_path, 16, 64)

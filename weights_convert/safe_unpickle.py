@@ -5,7 +5,7 @@ A pickle is a small program: its GLOBAL / STACK_GLOBAL / INST / EXT opcodes impo
 which all of those pass (in both the C and the pure-Python unpickler), so it answers only from
 an explicit table of ``(module, name) -> object`` and refuses everything else with
 ``UnsafePickleError`` *before* anything is imported or called. The table's objects are this
-package's own small constructors (returning plain containers / numpy data) or frozen tokens,
+package's own small constructors (returning plain containers / numpy data) or sealed tokens,
 never the real foreign class or function of that name.
 
 Two hardening rules for table entries:
@@ -103,6 +103,13 @@ def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _bytes(*args: object) -> bytes:
+    """Protocol-2 pickles write ``b''`` as ``bytes()``; nothing else is accepted."""
+    if args:
+        raise ValueError("bytes(...) is only allowed without arguments")
+    return b""
+
+
 # Plain Python containers that ordinary weight pickles use (both spellings of builtins:
 # protocol-2 pickles written by Python 3 say ``__builtin__``).
 PLAIN_CONTAINERS: Mapping[tuple[str, str], object] = {
@@ -112,6 +119,8 @@ PLAIN_CONTAINERS: Mapping[tuple[str, str], object] = {
     ("__builtin__", "set"): set,
     ("__builtin__", "frozenset"): frozenset,
     ("_codecs", "encode"): AllowedCallable("_codecs.encode", _latin1_encode),
+    ("builtins", "bytes"): AllowedCallable("bytes", _bytes),
+    ("__builtin__", "bytes"): AllowedCallable("bytes", _bytes),
 }
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from weights_convert.errors import WeightFileError, describe
 from weights_convert.numpy_globals import PickledArray, PickledDType, numpy_allow_list
 from weights_convert.safe_unpickle import PLAIN_CONTAINERS, ImmutableType, safe_load
+from weights_convert.torch_files import LEGACY_MAGIC
 
 __all__ = ["NETWORK_GLOBAL", "TFNetwork", "read_tf_network_pickle"]
 
@@ -121,6 +122,10 @@ def read_tf_network_pickle(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise WeightFileError(f"{describe(path)} is empty (0 bytes): not a network pickle")
+        if f.read(4) == b"PK\x03\x04":
+            raise WeightFileError(f"{describe(path)} is a zip archive (a torch.save file? use "
+                                  "read_torch_file), not a TF network pickle")
+        f.seek(0)
         raw = safe_load(f, source=path, allowed=tf_allow_list(), what=_WHAT, hint=_HINT,
                         encoding="latin1")
     try:
@@ -129,9 +134,11 @@ def read_tf_network_pickle(path: str | os.PathLike) -> Any:
         raise WeightFileError(f"{describe(path)} nests its data implausibly deep") from e
     items = result if isinstance(result, (tuple, list)) else (result,)
     if not items or not all(isinstance(net, TFNetwork) for net in items):
+        legacy_torch = type(result) is int and result == LEGACY_MAGIC
         raise WeightFileError(
             f"{describe(path)} is a pickle but not of dnnlib networks (expected a Network or a "
             f"tuple such as (G, D, Gs), got {_kind(result)})"
+            + ("; it is a legacy torch file: use read_torch_file" if legacy_torch else "")
         )
     return result
 

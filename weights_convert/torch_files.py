@@ -189,9 +189,12 @@ def _read_legacy(path: str, f: BinaryIO, size: int) -> Any:
         kwargs.setdefault("allowed", {})
         return safe_load(f, source=path, what=_WHAT, hint=_HINT, encoding="utf-8", **kwargs)
 
+    def not_torch(pid: Any) -> None:
+        raise WeightFileError(_not_torch_message(path))
+
     try:
-        magic = load()
-    except UnsafePickleError:
+        magic = load(persistent_load=not_torch)
+    except UnsafePickleError:  # a pickle naming a forbidden global: say which
         raise
     except WeightFileError:
         magic = None

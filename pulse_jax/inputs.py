@@ -1,0 +1,253 @@
+"""Search inputs: listing files, reading any image Pillow reads, and fitting it to the generator.
+
+`load_image(path, generator_size, ...)` returns an `InputImage` (the target [C, h, w] float32 in
+[0, 1], an optional loss mask [1, h, w] that is 0 on padding, the notes on what was done to the
+picture, and an `image_key` = crc32 of its pixel bytes), or raises `InputError` with a message
+that names the file. Nothing here imports JAX.
+
+Rules (the generator size G must be an integer multiple of the input size h):
+  - grayscale, palette and alpha images are converted to RGB, with a note (alpha is composited
+    on black or white, `background`); the EXIF orientation is applied;
+  - an input larger than G, an empty, corrupt or non-image file, or a decompression bomb
+    (more than `MAX_IMAGE_PIXELS` pixels) is rejected;
+  - a square input whose side divides G is used as is; otherwise `fit` decides: 'error' (the
+    default) rejects it naming the valid sizes, 'resize' resamples it (bicubic) to the nearest
+    valid square size, 'pad' centres it on the smallest valid square that holds it and masks
+    the padding out of the loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import warnings
+import zlib
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+FITS = ("error", "resize", "pad")
+BACKGROUNDS = ("black", "white")
+# Inputs are low-resolution images no larger than the generator (at most 1024 x 1024 for
+# StyleGAN); any header claiming more than this many pixels is refused before decoding.
+MAX_IMAGE_PIXELS = 4096 * 4096
+PAD_VALUE = 0.5  # grey on the padding (excluded from the loss; only visible in input.png)
+
+
+class InputError(ValueError):
+  """A problem with one input file; the message names the file."""
+
+
+@dataclasses.dataclass
+class InputImage:
+  """One search target.
+
+  pixels: [C, h, w] float32 in [0, 1] (after conversion and fitting); mask: [1, h, w] float32
+  (1 on the picture, 0 on padding) or None; image_key: crc32 of the uint8 pixels (before
+  fitting); stem: the output folder name (unique among the inputs of a run).
+  """
+  path: str
+  stem: str
+  pixels: np.ndarray
+  mask: np.ndarray | None
+  image_key: int
+  original_size: tuple[int, int]      # (width, height) as stored, after the EXIF orientation
+  original_mode: str
+  format: str | None
+  notes: list[str] = dataclasses.field(default_factory=list)
+  padding: tuple[int, int, int, int] | None = None   # (left, top, right, bottom) pixels
+  resized_from: tuple[int, int] | None = None
+
+  @property
+  def size(self) -> int:
+    return int(self.pixels.shape[-1])
+
+  def describe(self) -> dict:
+    return {"path": self.path, "stem": self.stem, "format": self.format,
+            "original_size": list(self.original_size), "original_mode": self.original_mode,
+            "size": self.size, "image_key": self.image_key, "notes": list(self.notes),
+            "padding": list(self.padding) if self.padding else None,
+            "resized_from": list(self.resized_from) if self.resized_from else None}
+
+
+def valid_sizes(generator_size: int) -> list[int]:
+  """Input sizes h with generator_size / h an integer, largest first."""
+  return [generator_size // f for f in range(1, generator_size + 1) if generator_size % f == 0]
+
+
+def image_extensions() -> set[str]:
+  return {e.lower() for e in Image.registered_extensions()}
+
+
+def list_inputs(path: str | os.PathLike) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+  """(inputs, skipped): a file as given, or a folder's files with an image extension, sorted.
+
+  Other files in a folder (no image extension, hidden files, sub-folders) are returned in
+  `skipped` so that they can be listed; a file given by name is always an input.
+  """
+  p = pathlib.Path(path)
+  if p.is_dir():
+    exts = image_extensions()
+    files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+    return ([f for f in files if f.suffix.lower() in exts],
+            [f for f in files if f.suffix.lower() not in exts])
+  if p.exists():
+    return [p], []
+  raise FileNotFoundError(f"--input: no such file or folder: {p}")
+
+
+def unique_stems(paths: Sequence[os.PathLike]) -> list[str]:
+  """Output folder names: the file stem, or STEM_EXT when two inputs share a stem."""
+  counts: dict[str, int] = {}
+  for p in paths:
+    counts[pathlib.Path(p).stem] = counts.get(pathlib.Path(p).stem, 0) + 1
+  out, used = [], set()
+  for p in paths:
+    p = pathlib.Path(p)
+    stem = p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+    base, i = stem, 1
+    while stem in used:
+      stem, i = f"{base}_{i}", i + 1
+    used.add(stem)
+    out.append(stem)
+  return out
+
+
+def _open(path: pathlib.Path) -> Image.Image:
+  """Opens and decodes `path` with the pixel limit in force; raises InputError."""
+  if not path.is_file():
+    raise InputError(f"{path}: not a file.")
+  if path.stat().st_size == 0:
+    raise InputError(f"{path}: empty file (0 bytes).")
+  old = Image.MAX_IMAGE_PIXELS
+  Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      with Image.open(path) as im:
+        im.load()
+        fmt = im.format
+        out = ImageOps.exif_transpose(im)
+        out.format = fmt
+        return out
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise InputError(f"{path}: refused as a possible decompression bomb ({e}); inputs must be "
+                     "low-resolution images no larger than the generator.") from None
+  except Image.UnidentifiedImageError:
+    raise InputError(f"{path}: not an image Pillow can read (unknown or wrong format; "
+                     "expected PNG, JPEG, WebP, BMP, ...).") from None
+  except Exception as e:  # truncated / corrupt data: OSError, SyntaxError, ValueError, ...
+    raise InputError(f"{path}: corrupt or truncated image ({type(e).__name__}: {e}).") from None
+  finally:
+    Image.MAX_IMAGE_PIXELS = old
+
+
+def to_rgb(im: Image.Image, background: str = "black") -> tuple[np.ndarray, list[str]]:
+  """Any Pillow image -> ([h, w, 3] uint8, notes on the conversion)."""
+  if background not in BACKGROUNDS:
+    raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}.")
+  notes = []
+  mode = im.mode
+  if mode == "P":
+    has_alpha = "transparency" in im.info or im.palette.mode == "RGBA"
+    notes.append("palette image converted to RGB")
+    im = im.convert("RGBA" if has_alpha else "RGB")
+    mode = im.mode
+  if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    a = np.asarray(im, np.float64)
+    scale = 65535.0 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+    if mode == "F" and a.max(initial=0) <= 1.0:
+      scale = 1.0
+    g = np.clip(np.round(a / scale * 255.0), 0, 255).astype(np.uint8)
+    notes.append(f"grayscale image (mode {mode}) converted to RGB")
+    return np.repeat(g[:, :, None], 3, axis=2), notes
+  if mode in ("1", "L"):
+    notes.append(f"grayscale image (mode {mode}) converted to RGB")
+    return np.asarray(im.convert("RGB")), notes
+  if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+    rgba = np.asarray(im.convert("RGBA"), np.float64)
+    alpha = rgba[:, :, 3:] / 255.0
+    bg = 255.0 if background == "white" else 0.0
+    rgb = np.clip(np.round(rgba[:, :, :3] * alpha + bg * (1.0 - alpha)), 0, 255).astype(np.uint8)
+    if alpha.min() < 1.0:
+      notes.append(f"alpha channel composited on {background} (--alpha_background)")
+    else:
+      notes.append("fully opaque alpha channel dropped")
+    if mode in ("LA", "La"):
+      notes.append("grayscale image converted to RGB")
+    return rgb, notes
+  if mode != "RGB":
+    notes.append(f"{mode} image converted to RGB")
+    im = im.convert("RGB")
+  return np.asarray(im), notes
+
+
+def image_key(pixels_u8: np.ndarray) -> int:
+  """crc32 of the uint8 pixel bytes: the per-input part of every restart's random key."""
+  return zlib.crc32(np.ascontiguousarray(pixels_u8, np.uint8).tobytes()) & 0xFFFFFFFF
+
+
+def _nearest_valid(side: int, sizes: Sequence[int]) -> int:
+  """The valid size closest to `side` (ties: the larger one)."""
+  return min(sizes, key=lambda s: (abs(s - side), -s))
+
+
+def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
+  im = Image.fromarray(rgb, "RGB").resize((size, size), Image.Resampling.BICUBIC)
+  return np.asarray(im)
+
+
+def load_image(path: str | os.PathLike, generator_size: int, *, fit: str = "error",
+               background: str = "black", stem: str | None = None,
+               channels: int = 3) -> InputImage:
+  """Reads one input and fits it to a generator of size `generator_size`. Raises InputError."""
+  if fit not in FITS:
+    raise ValueError(f"fit must be one of {FITS}, got {fit!r}.")
+  path = pathlib.Path(path)
+  im = _open(path)
+  fmt, mode, (w, h) = im.format, im.mode, im.size
+  sizes = valid_sizes(generator_size)
+  if w > generator_size or h > generator_size:
+    raise InputError(
+        f"{path}: {w}x{h} is larger than the generator's {generator_size}x{generator_size} "
+        "output; inputs are the low-resolution images to up-sample (valid sizes: "
+        f"{', '.join(map(str, sizes))}). Down-sample the photo first, e.g. "
+        "`python -m pulse_jax.align`, or search it with --align.")
+  rgb, notes = to_rgb(im, background)
+  key = image_key(rgb)
+  mask = None
+  padding = resized_from = None
+  if w == h and w in sizes:
+    pass
+  elif fit == "error":
+    what = f"{w}x{h} is not square" if w != h else f"{w}x{h} does not divide"
+    raise InputError(
+        f"{path}: {what} the generator size {generator_size} by an integer factor; valid input "
+        f"sizes (square): {', '.join(map(str, sizes))}. Resize or crop it, or pass --fit=resize "
+        "(bicubic to the nearest valid size) or --fit=pad (pad to a valid square; padding "
+        "excluded from the loss).")
+  elif fit == "resize":
+    side = _nearest_valid(max(w, h), sizes)
+    rgb = _resize(rgb, side)
+    resized_from = (w, h)
+    notes.append(f"resized {w}x{h} -> {side}x{side} (bicubic, --fit=resize)"
+                 + ("; aspect ratio changed" if w != h else ""))
+  else:  # pad
+    side = min(s for s in sizes if s >= max(w, h))
+    left, top = (side - w) // 2, (side - h) // 2
+    padding = (left, top, side - w - left, side - h - top)
+    canvas = np.full((side, side, 3), int(round(PAD_VALUE * 255)), np.uint8)
+    canvas[top:top + h, left:left + w] = rgb
+    rgb = canvas
+    mask = np.zeros((1, side, side), np.float32)
+    mask[:, top:top + h, left:left + w] = 1.0
+    notes.append(f"padded {w}x{h} -> {side}x{side} (left, top, right, bottom = {padding}; "
+                 "--fit=pad, padding excluded from the loss)")
+  pixels = rgb.astype(np.float32).transpose(2, 0, 1) / 255.0
+  if channels == 1:
+    pixels = pixels.mean(axis=0, keepdims=True)
+    notes.append("converted to one channel for a grayscale generator")
+  return InputImage(path=str(path), stem=stem or path.stem, pixels=pixels, mask=mask,
+                    image_key=key, original_size=(w, h), original_mode=mode, format=fmt,
+                    notes=notes, padding=padding, resized_from=resized_from)

@@ -1,0 +1,1 @@
+"""Shipped sample inputs (tiny face crops); see README.md and make_samples.py here."""

@@ -1,0 +1,177 @@
+"""Reading and fitting search inputs (pulse_jax.inputs): no search, no JAX."""
+import pathlib
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pulse_jax import inputs
+
+SAMPLES = pathlib.Path(inputs.__file__).parent / "samples"
+G = 64  # the built-in DCGAN's size
+
+
+def _rgb(size, w=None, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 256, (size, w or size, 3), dtype=np.uint8)
+
+
+def _save(tmp_path, name, array, mode=None):
+  p = tmp_path / name
+  Image.fromarray(array, mode).save(p) if mode else Image.fromarray(array).save(p)
+  return p
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_valid_sizes():
+  assert inputs.valid_sizes(64) == [64, 32, 16, 8, 4, 2, 1]
+  assert inputs.valid_sizes(1024)[:3] == [1024, 512, 256]
+
+
+def test_sample_loads_as_is():
+  im = inputs.load_image(SAMPLES / "astronaut_8x8.png", G)
+  assert im.pixels.shape == (3, 8, 8) and im.pixels.dtype == np.float32
+  assert 0.0 <= im.pixels.min() and im.pixels.max() <= 1.0
+  assert im.mask is None and im.notes == [] and im.format == "PNG"
+  raw = np.asarray(Image.open(SAMPLES / "astronaut_8x8.png").convert("RGB"))
+  assert im.image_key == zlib.crc32(raw.tobytes())
+  np.testing.assert_array_equal(np.round(im.pixels * 255).astype(np.uint8), raw.transpose(2, 0, 1))
+
+
+def test_image_key_depends_on_pixels_only(tmp_path):
+  a = _rgb(8)
+  k1 = inputs.load_image(_save(tmp_path, "a.png", a), G).image_key
+  k2 = inputs.load_image(_save(tmp_path, "b.bmp", a), G).image_key  # same pixels, other format
+  b = a.copy()
+  b[0, 0, 0] ^= 1
+  k3 = inputs.load_image(_save(tmp_path, "c.png", b), G).image_key
+  assert k1 == k2 != k3
+
+
+def test_grayscale_palette_16bit_are_converted_with_a_note(tmp_path):
+  g = _rgb(8)[:, :, 0]
+  im = inputs.load_image(_save(tmp_path, "g.png", g, "L"), G)
+  assert im.pixels.shape == (3, 8, 8) and "grayscale" in im.notes[0]
+  np.testing.assert_allclose(im.pixels[0], g / 255.0, atol=1e-6)
+  np.testing.assert_array_equal(im.pixels[0], im.pixels[2])
+  p = Image.fromarray(_rgb(8)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+  p.save(tmp_path / "p.png")
+  im = inputs.load_image(tmp_path / "p.png", G)
+  assert im.pixels.shape == (3, 8, 8) and any("palette" in n for n in im.notes)
+  g16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+  Image.fromarray(g16).save(tmp_path / "g16.png")  # mode I;16
+  im = inputs.load_image(tmp_path / "g16.png", G)
+  np.testing.assert_allclose(im.pixels[1], np.round(g16 / 65535 * 255) / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("background,value", [("black", 0.0), ("white", 1.0)])
+def test_alpha_is_composited_and_said(tmp_path, background, value):
+  rgba = np.zeros((8, 8, 4), np.uint8)
+  rgba[..., :3] = 200
+  rgba[..., 3] = 255
+  rgba[:4, :, 3] = 0          # top half transparent
+  rgba[4:6, :, 3] = 128       # half transparent
+  im = inputs.load_image(_save(tmp_path, "a.png", rgba, "RGBA"), G, background=background)
+  assert any(f"composited on {background}" in n for n in im.notes)
+  np.testing.assert_allclose(im.pixels[:, :4], value, atol=1e-6)
+  np.testing.assert_allclose(im.pixels[:, 6:], 200 / 255, atol=1e-6)
+  mid = (200 * 128 + 255 * value * 127) / 255
+  np.testing.assert_allclose(im.pixels[:, 4:6], np.round(mid) / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("empty.png", b"", "empty file"),
+    ("text.png", b"this is not an image\n" * 10, "not an image"),
+    ("corrupt.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image"),
+])
+def test_bad_files_get_a_clear_error_naming_the_file(tmp_path, name, content, words):
+  p = tmp_path / name
+  p.write_bytes(content)
+  with pytest.raises(inputs.InputError) as e:
+    inputs.load_image(p, G)
+  assert str(p) in str(e.value) and words in str(e.value)
+
+
+def test_truncated_png(tmp_path):
+  data = (tmp_path / "x.png")
+  Image.fromarray(_rgb(16)).save(data)
+  b = data.read_bytes()
+  data.write_bytes(b[: len(b) // 2])
+  with pytest.raises(inputs.InputError, match="corrupt or truncated"):
+    inputs.load_image(data, G)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+  side = 30000  # 900 M pixels claimed by a ~100-byte file
+  ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+  png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+         + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _png_chunk(b"IEND", b""))
+  p = tmp_path / "bomb.png"
+  p.write_bytes(png)
+  with pytest.raises(inputs.InputError, match="decompression bomb") as e:
+    inputs.load_image(p, G)
+  assert str(p) in str(e.value)
+
+
+def test_bomb_warning_range_is_refused_too(tmp_path, monkeypatch):
+  monkeypatch.setattr(inputs, "MAX_IMAGE_PIXELS", 100)  # 12x12 = 144 > 100: warning range
+  p = _save(tmp_path, "w.png", _rgb(12))
+  with pytest.raises(inputs.InputError, match="decompression bomb"):
+    inputs.load_image(p, G)
+
+
+def test_larger_than_generator_is_refused(tmp_path):
+  p = _save(tmp_path, "big.png", _rgb(128))
+  with pytest.raises(inputs.InputError, match="larger than the generator"):
+    inputs.load_image(p, G, fit="resize")
+
+
+def test_odd_and_non_square_sizes(tmp_path):
+  odd = _save(tmp_path, "odd.png", _rgb(12))
+  with pytest.raises(inputs.InputError) as e:
+    inputs.load_image(odd, G)
+  assert "valid input sizes (square): 64, 32, 16, 8, 4, 2, 1" in str(e.value)
+  assert "--fit=resize" in str(e.value) and str(odd) in str(e.value)
+  rect = _save(tmp_path, "rect.png", _rgb(6, 8))
+  with pytest.raises(inputs.InputError, match="not square"):
+    inputs.load_image(rect, G)
+
+
+def test_fit_resize(tmp_path):
+  im = inputs.load_image(_save(tmp_path, "odd.png", _rgb(12)), G, fit="resize")
+  assert im.size == 16 and im.mask is None and im.resized_from == (12, 12)  # tie 8/16: larger
+  im = inputs.load_image(_save(tmp_path, "s.png", _rgb(10)), G, fit="resize")
+  assert im.size == 8
+  im = inputs.load_image(_save(tmp_path, "r.png", _rgb(6, 9)), G, fit="resize")
+  assert im.size == 8 and "aspect ratio changed" in im.notes[-1]
+
+
+def test_fit_pad_masks_the_padding(tmp_path):
+  a = _rgb(6, 9)  # 6 high, 9 wide -> 16x16
+  im = inputs.load_image(_save(tmp_path, "r.png", a), G, fit="pad")
+  assert im.size == 16 and im.padding == (3, 5, 4, 5)
+  assert im.mask.shape == (1, 16, 16) and im.mask.sum() == 54
+  np.testing.assert_array_equal(im.mask[0, 5:11, 3:12], 1.0)
+  np.testing.assert_allclose(im.pixels[:, 5:11, 3:12], a.transpose(2, 0, 1) / 255.0, atol=1e-6)
+  ok = inputs.load_image(_save(tmp_path, "ok.png", _rgb(8)), G, fit="pad")
+  assert ok.mask is None and ok.padding is None  # already valid: untouched
+
+
+def test_list_inputs_and_unique_stems(tmp_path):
+  _save(tmp_path, "a.png", _rgb(8))
+  _save(tmp_path, "a.jpg", _rgb(8))
+  (tmp_path / "notes.txt").write_text("hi")
+  (tmp_path / ".hidden.png").write_bytes(b"")
+  (tmp_path / "sub").mkdir()
+  files, skipped = inputs.list_inputs(tmp_path)
+  assert [f.name for f in files] == ["a.jpg", "a.png"]
+  assert [f.name for f in skipped] == ["notes.txt"]
+  assert inputs.unique_stems(files) == ["a_jpg", "a_png"]
+  assert inputs.list_inputs(tmp_path / "a.png") == ([tmp_path / "a.png"], [])
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    inputs.list_inputs(tmp_path / "missing")
