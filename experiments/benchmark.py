@@ -1,0 +1,224 @@
+"""pulse-jax vs the PyTorch reference of PULSE, on the same work, in one run.
+
+  python -m experiments.benchmark --reference_dir=/path/to/pulse   # checkout of adamian98/pulse
+
+Measures restart-steps per second (one search step of one restart = forward + backward + update)
+for a sweep of restarts per program at each resolution, compile time apart from the steady
+state, peak memory (host RSS of a fresh process per configuration; XLA's compiled temp size;
+device peak on a GPU), float32 / bfloat16, with and without rematerialisation; then parity on
+the same random weights (one 1024 forward, a short search from identical starting values).
+Writes experiments/results/<platform>_<date>.{json,md} and the summary block of
+experiments/README.md. Without torch or a reference checkout it says so and measures pulse-jax
+alone.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+from experiments import measure, report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("resolutions", ["1024", "256"], "Generator resolutions to measure.")
+flags.DEFINE_list("restarts", ["1", "2"], "Restarts per program (batch N) to sweep.")
+flags.DEFINE_integer("max_restarts", 0, "If > 0: sweep 1, 2, 4, ... up to this (replaces "
+                     "--restarts); a configuration that fails (e.g. out of memory) ends the sweep.")
+flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "pulse-jax compute dtypes.")
+flags.DEFINE_list("remat", ["false", "true"], "pulse-jax rematerialisation settings.")
+flags.DEFINE_enum("sweep", "base", ["base", "all"], "base: the first dtype with the first remat "
+                  "value sweeps every restart count, other variants run at the smallest only; "
+                  "all: every variant at every restart count.")
+flags.DEFINE_integer("fmap_base", 8192, "StyleGAN fmap_base (8192: the FFHQ network).")
+flags.DEFINE_integer("fmap_max", 512, "StyleGAN fmap_max (512: the FFHQ network).")
+flags.DEFINE_integer("lr_size", 32, "Size of the low-resolution target (factor = res / lr_size).")
+flags.DEFINE_integer("chunk_size", 1, "Steps per compiled chunk (lax.scan length).")
+flags.DEFINE_integer("warmup_chunks", 1, "Chunks run after compiling and before timing.")
+flags.DEFINE_integer("steps", 2, "Timed steps (rounded up to whole chunks) per configuration.")
+flags.DEFINE_integer("schedule_steps", 100, "pulse-jax LR-schedule horizon (cost-neutral).")
+flags.DEFINE_string("reference_dir", os.environ.get("PULSE_REFERENCE_DIR"),
+                    "Checkout of github.com/adamian98/pulse (imported at run time, never "
+                    "copied). Default: $PULSE_REFERENCE_DIR.")
+flags.DEFINE_enum("reference_device", "auto", ["auto", "cpu", "cuda"], "Device of the reference.")
+flags.DEFINE_bool("reference", True, "Measure the reference (needs torch and --reference_dir).")
+flags.DEFINE_bool("parity", True, "Run the parity checks (needs the reference).")
+flags.DEFINE_integer("parity_steps", 5, "Search steps compared in the parity check.")
+flags.DEFINE_integer("parity_resolution", 1024, "Resolution of the parity check (1024 only).")
+flags.DEFINE_integer("seed", 0, "Seed of the random weights and targets.")
+flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(__file__), "results"),
+                    "Where the JSON and markdown results go.")
+flags.DEFINE_string("name", None, "Result file stem (default <platform>_<UTC date>).")
+flags.DEFINE_bool("update_readme", True, "Rewrite the summary block of experiments/README.md.")
+flags.DEFINE_integer("worker_timeout_s", 1800, "Time limit of one configuration's process.")
+flags.DEFINE_string("worker_spec", None, "Internal: run one measurement (JSON) and print it.")
+
+
+def _run_worker(spec: dict, env: dict | None = None) -> dict:
+  """Runs one measurement in a fresh Python process; returns its dict or {'error': ...}."""
+  cmd = [sys.executable, "-m", "experiments.benchmark", f"--worker_spec={json.dumps(spec)}"]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  t = time.perf_counter()
+  try:
+    p = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                       timeout=FLAGS.worker_timeout_s, env={**os.environ, **(env or {})})
+  except subprocess.TimeoutExpired:
+    return {"error": f"timed out after {FLAGS.worker_timeout_s} s", "spec": spec}
+  for line in p.stdout.splitlines()[::-1]:
+    if line.startswith(measure.RESULT_PREFIX):
+      out = json.loads(line[len(measure.RESULT_PREFIX):])
+      out["process_wall_s"] = time.perf_counter() - t
+      out["spec"] = spec
+      return out
+  tail = (p.stderr or "")[-2000:]
+  why = "killed (out of memory?)" if p.returncode in (-9, 137) else f"exit code {p.returncode}"
+  return {"error": f"{why}: {tail.strip().splitlines()[-1] if tail.strip() else ''}",
+          "stderr_tail": tail, "spec": spec}
+
+
+def worker_main(spec: dict) -> None:
+  kind = spec.pop("kind")
+  if kind == "jax":
+    out = measure.measure_jax(spec)
+  elif kind == "reference":
+    out = measure.measure_reference(spec)
+  elif kind == "parity":
+    from experiments import parity
+    out = parity.run_parity(spec)
+  else:
+    raise ValueError(f"unknown worker kind {kind!r}")
+  out["load_avg_end"] = os.getloadavg()
+  print(measure.RESULT_PREFIX + json.dumps(out), flush=True)
+
+
+def _bool(s: str) -> bool:
+  if s.lower() in ("true", "1", "yes"):
+    return True
+  if s.lower() in ("false", "0", "no"):
+    return False
+  raise app.UsageError(f"--remat values must be true/false, got {s!r}")
+
+
+def reference_status() -> tuple[bool, str]:
+  """(usable, message). Checks torch and the checkout without importing the reference."""
+  from experiments import reference_adapter as ra
+  if not FLAGS.reference:
+    return False, "reference not measured (--noreference)"
+  try:
+    ra.import_torch()
+    d = ra.check_reference_dir(FLAGS.reference_dir)
+  except ra.ReferenceUnavailable as e:
+    return False, f"reference not measured: {e}"
+  return True, f"reference: {d}"
+
+
+def restart_counts() -> list[int]:
+  if FLAGS.max_restarts > 0:
+    out, r = [], 1
+    while r <= FLAGS.max_restarts:
+      out.append(r)
+      r *= 2
+    return out
+  return sorted({int(r) for r in FLAGS.restarts})
+
+
+def main(argv):
+  if FLAGS.worker_spec:
+    worker_main(json.loads(FLAGS.worker_spec))
+    return
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  started = datetime.datetime.now(datetime.timezone.utc)
+  resolutions = [int(r) for r in FLAGS.resolutions]
+  counts = restart_counts()
+  variants = [(d, _bool(r)) for d in FLAGS.dtypes for r in FLAGS.remat]
+  timed_chunks = max(1, -(-FLAGS.steps // FLAGS.chunk_size))
+  use_ref, msg = reference_status()
+  print(msg, flush=True)
+  info = measure.machine_info()
+  results = {"command": " ".join(shlex.quote(a) for a in sys.argv), "flags": {
+      f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])
+      if f.name != "worker_spec"}, "started_utc": started.isoformat(), "machine": info,
+      "versions": measure.versions(), "reference_status": msg, "runs": [], "parity": None}
+  results["flags"]["python_module"] = "experiments.benchmark"
+
+  weights: dict[int, list[str]] = {}
+  tmp = tempfile.mkdtemp(prefix="pulse_bench_weights_")
+  if use_ref:
+    from experiments import reference_adapter as ra
+    ref = ra.load_reference(FLAGS.reference_dir)
+    results["reference"] = ra.describe_reference(ref.dir)
+    need = set(resolutions) | ({FLAGS.parity_resolution} if FLAGS.parity else set())
+    for res in sorted(need):
+      weights[res] = list(ra.make_random_weights(ref, res, FLAGS.fmap_base, FLAGS.fmap_max,
+                                                 FLAGS.seed, tmp))
+
+  def base_spec(res, n):
+    return {"resolution": res, "fmap_base": FLAGS.fmap_base, "fmap_max": FLAGS.fmap_max,
+            "restarts": n, "lr_size": FLAGS.lr_size, "schedule_steps": FLAGS.schedule_steps,
+            "chunk_size": FLAGS.chunk_size, "warmup_chunks": FLAGS.warmup_chunks,
+            "timed_chunks": timed_chunks, "seed": FLAGS.seed, "weights": weights.get(res)}
+
+  for res in resolutions:
+    failed: set = set()
+    for n in counts:
+      todo = []
+      if use_ref and "reference" not in failed:
+        todo.append(("reference", {"kind": "reference", "reference_dir": FLAGS.reference_dir,
+                                   "reference_device": FLAGS.reference_device}))
+      for i, (dtype, remat) in enumerate(variants):
+        if (dtype, remat) in failed or (FLAGS.sweep == "base" and i > 0 and n != counts[0]):
+          continue
+        todo.append(((dtype, remat), {"kind": "jax", "dtype": dtype, "remat": remat}))
+      for key, extra in todo:
+        out = _run_worker({**base_spec(res, n), **extra})
+        out.update(resolution=res, restarts=n, variant=report.variant_name(key))
+        results["runs"].append(out)
+        print(report.progress_line(out), flush=True)
+        if "error" in out:
+          failed.add(key)
+      _write(results, info, partial=True)
+
+  if use_ref and FLAGS.parity:
+    spec = {"kind": "parity", **base_spec(FLAGS.parity_resolution, 1),
+            "steps": FLAGS.parity_steps, "reference_dir": FLAGS.reference_dir,
+            "reference_device": FLAGS.reference_device}
+    out = _run_worker(spec, env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
+    results["parity"] = out
+    print(report.parity_lines(out), flush=True)
+  results["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+  paths = _write(results, info, partial=False)
+  print(report.ratio_lines(results), flush=True)
+  print("wrote " + ", ".join(paths), flush=True)
+
+
+def _write(results: dict, info: dict, partial: bool) -> list[str]:
+  os.makedirs(FLAGS.out_dir, exist_ok=True)
+  platform = report.platform_name(results)
+  stem = FLAGS.name or f"{platform}_{results['started_utc'][:10]}"
+  jpath = os.path.join(FLAGS.out_dir, stem + ".json")
+  mpath = os.path.join(FLAGS.out_dir, stem + ".md")
+  with open(jpath, "w") as f:
+    json.dump(results, f, indent=1, default=str)
+  if partial:
+    return [jpath]
+  md = report.markdown(results)
+  with open(mpath, "w") as f:
+    f.write(md)
+  paths = [jpath, mpath]
+  if FLAGS.update_readme:
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
+    report.update_readme(readme, report.summary(results, os.path.relpath(mpath, os.path.dirname(
+        readme))))
+    paths.append(readme)
+  return paths
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,263 @@
+"""One measurement each: the pulse-jax search, the reference search, and the machine.
+
+Each `measure_*` function runs one configuration in the calling process and returns a plain
+dict (JSON-ready). `benchmark.py` calls them in a fresh subprocess per configuration so that
+peak memory (`ru_maxrss`) does not mix between configurations.
+
+The measured work (both sides): N = restarts searches of one LR target (lr_size x lr_size,
+factor = resolution / lr_size), the reference's default options (adam, lr 0.4,
+linear1cycledrop over `schedule_steps`, loss 100*L2+0.05*GEOCROSS, 5 trainable noise layers, the
+last layer's noise zero). One step = forward + backward to the latent and noise + update.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+
+RESULT_PREFIX = "BENCH_RESULT "
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def current_rss_bytes() -> int:
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0
+
+
+def cpu_seconds() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+def machine_info() -> dict:
+  info = {"platform": platform.platform(), "python": platform.python_version(),
+          "cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)),
+          "load_avg": os.getloadavg()}
+  try:
+    with open("/proc/cpuinfo") as f:
+      lines = f.read().splitlines()
+    models = [l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")]
+    mhz = [float(l.split(":", 1)[1]) for l in lines if l.startswith("cpu MHz")]
+    flags = next((l for l in lines if l.startswith("flags")), "")
+    info.update(cpu_model=models[0] if models else None, cpu_mhz=mhz[0] if mhz else None,
+                avx2="avx2" in flags.split(), avx512f="avx512f" in flags.split())
+  except OSError:
+    pass
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemTotal:"):
+          info["mem_total_gib"] = round(int(line.split()[1]) / 2**20, 1)
+  except OSError:
+    pass
+  return info
+
+
+def cpu_peak_gflops(info: dict) -> float | None:
+  """Rough fp32 peak: cores x MHz x 32 flop/cycle (two 256-bit FMA pipes, AVX2); an estimate."""
+  if not info.get("cpu_mhz") or not info.get("avx2"):
+    return None
+  per_cycle = 64 if info.get("avx512f") else 32
+  return info["cpu_affinity"] * info["cpu_mhz"] * 1e-3 * per_cycle
+
+
+def versions() -> dict:
+  from importlib import metadata
+  out = {"python": platform.python_version()}
+  for pkg in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "torch", "pulse-jax"):
+    try:
+      out[pkg] = metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+      out[pkg] = None
+  return out
+
+
+def _stats(wall: list[float], cpu: list[float], n: int) -> dict:
+  wall_total = float(sum(wall))
+  return {"step_wall_s": [round(t, 4) for t in wall], "step_cpu_s": [round(t, 4) for t in cpu],
+          "median_step_s": float(np.median(wall)), "min_step_s": float(min(wall)),
+          "restart_steps_per_s": n * len(wall) / wall_total,
+          "cpu_s_per_restart_step": float(sum(cpu)) / (n * len(wall))}
+
+
+# --------------------------------------------------------------------------------- pulse-jax
+
+
+def jax_params(spec: dict):
+  """Generator params: converted from the reference's random state dict (when `weights` is
+  given, exercising weights_convert) or drawn here with the same N(0, 0.5^2) rule."""
+  import jax
+  import jax.numpy as jnp
+  from pulse_jax.stylegan import StyleGANConfig, synthesis_param_shapes
+  cfg = StyleGANConfig(resolution=spec["resolution"], fmap_base=spec["fmap_base"],
+                       fmap_max=spec["fmap_max"])
+  if spec.get("weights"):
+    from weights_convert.convert import convert_sources
+    w = convert_sources(list(spec["weights"]), log=lambda s: None)
+    if w.config != cfg:
+      raise ValueError(f"converted config {w.config} != requested {cfg}")
+    return cfg, {"synthesis": w.params["synthesis"], "gaussian_fit": w.params["gaussian_fit"]}
+  shapes = synthesis_param_shapes(cfg)
+  leaves, tree = jax.tree.flatten(shapes)
+  keys = jax.random.split(jax.random.key(spec.get("seed", 0)), len(leaves) + 2)
+  synth = jax.tree.unflatten(tree, [0.5 * jax.random.normal(k, l.shape, jnp.float32)
+                                    for k, l in zip(keys, leaves)])
+  fit = {"mean": 0.5 * jax.random.normal(keys[-2], (cfg.dlatent_size,)),
+         "std": 0.5 + jax.random.uniform(keys[-1], (cfg.dlatent_size,))}
+  return cfg, {"synthesis": synth, "gaussian_fit": fit}
+
+
+def make_problem(cfg, dtype: str, remat: bool, lr_size: int, schedule_steps: int,
+                 chunk_size: int, seed: int = 0):
+  from pulse_jax.generators import Generator
+  from pulse_jax.search import Problem
+  from pulse_jax.search_config import SearchConfig
+  scfg = SearchConfig(steps=schedule_steps, bad_noise_layers=str(cfg.num_layers - 1), seed=seed)
+  return Problem(Generator("stylegan", cfg, dtype, remat), scfg, cfg.resolution // lr_size,
+                 chunk_size)
+
+
+def target_image(n: int, lr_size: int, seed: int = 0) -> np.ndarray:
+  """One random LR target in [0, 1], [n, 3, lr, lr] (the same image for every restart)."""
+  img = np.random.default_rng(seed).uniform(0.2, 0.8, (1, 3, lr_size, lr_size))
+  return np.repeat(img.astype(np.float32), n, axis=0)
+
+
+def measure_jax(spec: dict) -> dict:
+  """Compile time, steady-state step time and memory of `search.run_chunk`.
+
+  spec: resolution, fmap_base, fmap_max, restarts, dtype, remat, lr_size, schedule_steps,
+  chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed.
+  """
+  import jax
+  import jax.numpy as jnp
+  from pulse_jax import search
+  t_setup = time.perf_counter()
+  cfg, params = jax_params(spec)
+  n = spec["restarts"]
+  problem = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
+                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0))
+  params = jax.device_put(params)
+  ref = jnp.asarray(target_image(n, spec["lr_size"], spec.get("seed", 0)))
+  state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
+  jax.block_until_ready(state)
+  setup_s = time.perf_counter() - t_setup
+  rss_before_compile = current_rss_bytes()
+
+  t = time.perf_counter()
+  lowered = search.run_chunk.lower(problem, params, state, ref)
+  lower_s = time.perf_counter() - t
+  t = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t
+  mem = {}
+  try:
+    ma = compiled.memory_analysis()
+    if ma is not None:
+      mem = {k: int(getattr(ma, k)) for k in ("temp_size_in_bytes", "argument_size_in_bytes",
+                                               "output_size_in_bytes", "alias_size_in_bytes",
+                                               "generated_code_size_in_bytes") if hasattr(ma, k)}
+  except Exception as e:  # not every backend implements it
+    mem = {"error": str(e)}
+  flops = None
+  try:
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    flops = float(ca.get("flops")) if ca and ca.get("flops") else None
+  except Exception:
+    pass
+  rss_after_compile = peak_rss_bytes()
+
+  def run():
+    nonlocal state
+    state, trace = compiled(params, state, ref)
+    jax.block_until_ready((state, trace))
+    return trace
+
+  t = time.perf_counter()
+  for _ in range(spec["warmup_chunks"]):
+    run()
+  first_s = time.perf_counter() - t
+  wall, cpu = [], []
+  for _ in range(spec["timed_chunks"]):
+    t, c = time.perf_counter(), cpu_seconds()
+    trace = run()
+    wall.append(time.perf_counter() - t)
+    cpu.append(cpu_seconds() - c)
+  steps_per_chunk = spec["chunk_size"]
+  out = _stats([w / steps_per_chunk for w in wall for _ in range(steps_per_chunk)],
+               [c / steps_per_chunk for c in cpu for _ in range(steps_per_chunk)], n)
+  total = np.asarray(trace["TOTAL"])
+  dev = jax.devices()[0]
+  device_mem = None
+  try:
+    stats = dev.memory_stats()
+    if stats:
+      device_mem = {k: int(v) for k, v in stats.items() if "bytes" in k}
+  except Exception:
+    pass
+  out.update(side="pulse-jax", setup_s=setup_s, lower_s=lower_s, compile_s=compile_s,
+             warmup_s=first_s, compiled_memory=mem, hlo_flops_per_chunk=flops,
+             hlo_flops_per_restart_step=(flops / (n * steps_per_chunk) if flops else None),
+             rss_before_compile_bytes=rss_before_compile, peak_rss_after_compile_bytes=
+             rss_after_compile, peak_rss_bytes=peak_rss_bytes(), device_memory=device_mem,
+             device=f"{dev.platform}:{dev.device_kind}", last_total_loss=float(total[-1].mean()),
+             finite=bool(np.all(np.isfinite(total))))
+  return out
+
+
+# --------------------------------------------------------------------------------- reference
+
+
+def measure_reference(spec: dict) -> dict:
+  """The reference's `PULSE.forward` for warmup + timed steps on the same random weights.
+
+  spec: as `measure_jax` plus reference_dir, reference_device, weights (the reference's
+  state dict and Gaussian fit; made here when absent). One call of `PULSE.forward` with
+  warmup + timed steps; its first `warmup` steps are not timed.
+  """
+  import tempfile
+  from experiments import reference_adapter as ra
+  t_setup = time.perf_counter()
+  ref = ra.load_reference(spec["reference_dir"])
+  torch = ref.torch
+  device = ra.pick_device(torch, spec.get("reference_device", "auto"))
+  weights = spec.get("weights")
+  if not weights:
+    weights = ra.make_random_weights(ref, spec["resolution"], spec["fmap_base"], spec["fmap_max"],
+                                     spec.get("seed", 0), tempfile.mkdtemp(prefix="pulse_bench_"))
+  pulse = ra.build_pulse(ref, weights[0], weights[1], spec["resolution"], spec["fmap_base"],
+                         spec["fmap_max"], device)
+  n = spec["restarts"]
+  ref_im = torch.from_numpy(target_image(n, spec["lr_size"], spec.get("seed", 0)))
+  factor = spec["resolution"] // spec["lr_size"]
+  warm = spec["warmup_chunks"] * spec["chunk_size"]
+  timed = spec["timed_chunks"] * spec["chunk_size"]
+  setup_s = time.perf_counter() - t_setup
+  if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+  # `steps` is also the reference's LR-schedule horizon; the LR scales the update, not the cost.
+  opts = ra.default_options(warm + timed)
+  res = ra.run_search(ref, pulse, ref_im, opts, device, factor)
+  out = _stats(res["step_wall_s"][warm:], res["step_cpu_s"][warm:], n)
+  total = np.asarray(res["trace"]["TOTAL"])
+  out.update(side="reference", setup_s=setup_s, compile_s=0.0,
+             warmup_s=float(sum(res["step_wall_s"][:warm])), peak_rss_bytes=peak_rss_bytes(),
+             device=device, torch_threads=torch.get_num_threads(),
+             device_memory=({"peak_bytes_in_use": int(torch.cuda.max_memory_allocated())}
+                            if device == "cuda" else None),
+             last_total_loss=float(total[-1]) / n, finite=bool(np.all(np.isfinite(total))),
+             reference=ra.describe_reference(ref.dir))
+  return out
