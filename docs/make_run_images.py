@@ -11,7 +11,6 @@ Extra --name=value options are passed to RunOptions (e.g. --steps=300).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import sys

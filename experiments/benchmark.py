@@ -47,6 +47,8 @@ flags.DEFINE_string("reference_dir", os.environ.get("PULSE_REFERENCE_DIR"),
                     "Checkout of github.com/adamian98/pulse (imported at run time, never "
                     "copied). Default: $PULSE_REFERENCE_DIR.")
 flags.DEFINE_enum("reference_device", "auto", ["auto", "cpu", "cuda"], "Device of the reference.")
+flags.DEFINE_bool("reference_flush_denormal", True, "torch.set_flush_denormal for the reference "
+                  "on the CPU, as XLA:CPU does by default (subnormals slow x86 10x+).")
 flags.DEFINE_bool("reference", True, "Measure the reference (needs torch and --reference_dir).")
 flags.DEFINE_bool("parity", True, "Run the parity checks (needs the reference).")
 flags.DEFINE_integer("parity_steps", 5, "Search steps compared in the parity check.")
@@ -142,11 +144,11 @@ def main(argv):
   use_ref, msg = reference_status()
   print(msg, flush=True)
   info = measure.machine_info()
-  results = {"command": " ".join(shlex.quote(a) for a in sys.argv), "flags": {
+  results = {"command": " ".join(["python -m experiments.benchmark"] + [shlex.quote(a) for a in
+                                                                        sys.argv[1:]]), "flags": {
       f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])
       if f.name != "worker_spec"}, "started_utc": started.isoformat(), "machine": info,
       "versions": measure.versions(), "reference_status": msg, "runs": [], "parity": None}
-  results["flags"]["python_module"] = "experiments.benchmark"
 
   weights: dict[int, list[str]] = {}
   tmp = tempfile.mkdtemp(prefix="pulse_bench_weights_")
@@ -171,7 +173,8 @@ def main(argv):
       todo = []
       if use_ref and "reference" not in failed:
         todo.append(("reference", {"kind": "reference", "reference_dir": FLAGS.reference_dir,
-                                   "reference_device": FLAGS.reference_device}))
+                                   "reference_device": FLAGS.reference_device,
+                                   "reference_flush_denormal": FLAGS.reference_flush_denormal}))
       for i, (dtype, remat) in enumerate(variants):
         if (dtype, remat) in failed or (FLAGS.sweep == "base" and i > 0 and n != counts[0]):
           continue

@@ -106,8 +106,9 @@ def jax_params(spec: dict):
   if spec.get("weights"):
     from weights_convert.convert import convert_sources
     w = convert_sources(list(spec["weights"]), log=lambda s: None)
-    if w.config != cfg:
-      raise ValueError(f"converted config {w.config} != requested {cfg}")
+    chans = lambda c: [c.layer_channels(i) for i in range(c.num_layers)]
+    if w.config.resolution != cfg.resolution or chans(w.config) != chans(cfg):
+      raise ValueError(f"converted config {w.config} has other channels than requested {cfg}")
     return cfg, {"synthesis": w.params["synthesis"], "gaussian_fit": w.params["gaussian_fit"]}
   shapes = synthesis_param_shapes(cfg)
   leaves, tree = jax.tree.flatten(shapes)
@@ -234,6 +235,8 @@ def measure_reference(spec: dict) -> dict:
   ref = ra.load_reference(spec["reference_dir"])
   torch = ref.torch
   device = ra.pick_device(torch, spec.get("reference_device", "auto"))
+  flush = bool(spec.get("reference_flush_denormal", True))
+  torch.set_flush_denormal(flush)  # XLA:CPU flushes subnormals too; they cost 10x+ on x86
   weights = spec.get("weights")
   if not weights:
     weights = ra.make_random_weights(ref, spec["resolution"], spec["fmap_base"], spec["fmap_max"],
@@ -255,7 +258,7 @@ def measure_reference(spec: dict) -> dict:
   total = np.asarray(res["trace"]["TOTAL"])
   out.update(side="reference", setup_s=setup_s, compile_s=0.0,
              warmup_s=float(sum(res["step_wall_s"][:warm])), peak_rss_bytes=peak_rss_bytes(),
-             device=device, torch_threads=torch.get_num_threads(),
+             device=device, torch_threads=torch.get_num_threads(), flush_denormal=flush,
              device_memory=({"peak_bytes_in_use": int(torch.cuda.max_memory_allocated())}
                             if device == "cuda" else None),
              last_total_loss=float(total[-1]) / n, finite=bool(np.all(np.isfinite(total))),

@@ -213,9 +213,9 @@ def run_search(ref, pulse, ref_im, options: dict, device: str, factor: int) -> d
   def loss_hook(module, inputs, output):
     if isinstance(module, ref.loss.LossBuilder):
       total, terms = output
-      trace.setdefault("TOTAL", []).append(float(total))
+      trace.setdefault("TOTAL", []).append(float(total.detach()))
       for k, v in terms.items():
-        trace.setdefault(k, []).append(float(v))
+        trace.setdefault(k, []).append(float(v.detach() if hasattr(v, "detach") else v))
 
   torch.manual_seed(int(options.get("seed") or 0))  # PULSE.forward ignores seed=0 (`if seed:`)
   h1 = pulse.synthesis.register_forward_pre_hook(pre_hook)

@@ -487,6 +487,7 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
       for it in batch:
         it.fail(f"{it.path}: {msg}")
       progress.done_images += len(batch)
+      progress.total_work -= len(batch) * o.restarts * o.steps
       continue
     t = result.timings
     compile_s += t["compile_s"]

@@ -52,3 +52,31 @@ def test_two_processes_resume_after_kill(runs):
   assert int(resumed["resumed_from_step"]) == 2 and int(two["resumed_from_step"]) == 0
   w.assert_same(resumed, two, exact=True)
   w.assert_same(resumed, w.results(runs["one"], 1))
+
+
+def test_initialize_detects_launchers(monkeypatch):
+  """No launcher: a plain single process (jax.distributed untouched); SLURM / Open MPI with more
+  than one task, or a multi-host TPU slice: jax's own detection is called."""
+  import jax
+  from pulse_jax import distributed
+  calls = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False, raising=False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+  for var in ("SLURM_JOB_ID", "SLURM_NTASKS", "OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_SIZE",
+              "TPU_PROCESS_ADDRESSES", "TPU_WORKER_HOSTNAMES"):
+    monkeypatch.delenv(var, raising=False)
+  assert distributed.initialize() is False and calls == []
+  monkeypatch.setenv("SLURM_JOB_ID", "7")
+  monkeypatch.setenv("SLURM_NTASKS", "1")
+  assert distributed.initialize() is False and calls == []
+  monkeypatch.setenv("SLURM_NTASKS", "4")
+  assert distributed.initialize() is True and calls == [((), {})]
+  monkeypatch.delenv("SLURM_JOB_ID")
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "w0,w1")
+  assert distributed.initialize() is True and len(calls) == 2
+  assert distributed.initialize(coordinator_address="auto") is True and calls[-1] == ((), {})
+  assert distributed.initialize("10.0.0.1:1234", 2, 1) is True
+  assert calls[-1] == ((), {"coordinator_address": "10.0.0.1:1234", "num_processes": 2,
+                            "process_id": 1})
+  with pytest.raises(ValueError, match="process_id"):
+    distributed.initialize("10.0.0.1:1234", 2, 2)

@@ -1,0 +1,1 @@
+"""Benchmarks of pulse-jax against the PyTorch reference (not part of the installed package)."""

@@ -1,0 +1,71 @@
+"""Smoke test of `python -m experiments.benchmark`: it runs and reports positive numbers.
+
+Tiny generator (16 px), one timed step, pulse-jax only; the reference part runs only when torch
+and a reference checkout ($PULSE_REFERENCE_DIR) are available. No timing assertions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import measure, report
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"resolution": 16, "fmap_base": 64, "fmap_max": 16, "lr_size": 8, "schedule_steps": 10,
+        "chunk_size": 1, "warmup_chunks": 1, "timed_chunks": 1, "seed": 0}
+
+
+def test_benchmark_cli_jax_side(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.benchmark", "--resolutions=16", "--restarts=2",
+         "--dtypes=float32", "--remat=false", "--fmap_base=64", "--fmap_max=16", "--lr_size=8",
+         "--steps=1", "--noreference", "--noupdate_readme", f"--out_dir={tmp_path}",
+         "--name=smoke"]
+  p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "reference not measured" in p.stdout
+  res = json.loads((tmp_path / "smoke.json").read_text())
+  (run,) = res["runs"]
+  assert "error" not in run, run
+  assert run["restart_steps_per_s"] > 0 and run["compile_s"] > 0 and run["finite"]
+  assert run["peak_rss_bytes"] > 0 and run["cpu_s_per_restart_step"] > 0
+  assert run["compiled_memory"]["temp_size_in_bytes"] > 0
+  assert res["machine"]["cpu_count"] >= 1 and res["versions"]["jax"]
+  md = (tmp_path / "smoke.md").read_text()
+  assert "pulse-jax f32" in md and report.NO_GPU in md
+
+
+def test_summary_and_readme_block(tmp_path):
+  run = {"resolution": 16, "restarts": 1, "variant": "pulse-jax f32", "side": "pulse-jax",
+         "restart_steps_per_s": 4.0, "median_step_s": 0.25, "cpu_s_per_restart_step": 0.5,
+         "compile_s": 1.0, "peak_rss_bytes": 2**30, "device": "cpu:cpu"}
+  ref = {**run, "variant": "reference", "side": "reference", "restart_steps_per_s": 2.0,
+         "cpu_s_per_restart_step": 1.0}
+  results = {"runs": [ref, run], "machine": measure.machine_info(), "versions": {},
+             "started_utc": "2026-01-01T00:00:00", "command": "python -m experiments.benchmark",
+             "reference_status": "test", "parity": None}
+  (x,) = report.ratios(results)
+  assert x["speedup_wall"] == pytest.approx(2.0) and x["speedup_cpu_time"] == pytest.approx(2.0)
+  readme = tmp_path / "README.md"
+  readme.write_text("# Benchmarks\n\nhand-written text\n")
+  for _ in range(2):  # the second call replaces the block instead of appending another
+    report.update_readme(str(readme), report.summary(results, "results/x.md"))
+  text = readme.read_text()
+  assert text.count(report.SUMMARY_START) == 1 and "hand-written text" in text
+  assert "2.00x" in text
+
+
+def test_reference_side_when_available():
+  from experiments import reference_adapter as ra
+  try:
+    ra.import_torch()
+    ref_dir = ra.check_reference_dir(os.environ.get("PULSE_REFERENCE_DIR"))
+  except ra.ReferenceUnavailable as e:
+    pytest.skip(str(e))
+  out = measure.measure_reference({**TINY, "restarts": 1, "reference_dir": ref_dir,
+                                   "reference_device": "cpu"})
+  assert out["restart_steps_per_s"] > 0 and out["finite"] and out["peak_rss_bytes"] > 0
