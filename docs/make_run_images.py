@@ -3,7 +3,7 @@
     python docs/make_run_images.py [--output_dir=/tmp/pulse_docs_run] [--steps=100] ...
 
 Runs the main job (`pulse_jax.run.run_job`) on the shipped samples with the built-in DCGAN and
-the CLI defaults (plus --duplicates=3 --save_intermediate --chunk_size=5), then composes one row
+the CLI defaults (plus --duplicates=3 --save_intermediate --chunk_size=20), then composes one row
 per sample: input (nearest-neighbour enlarged) | the 3 best HR outputs | the LR image of the best
 output (enlarged) | the 64x64 crop the input was made from (never seen by the search).
 Extra --name=value options are passed to RunOptions (e.g. --steps=300).
@@ -48,7 +48,7 @@ def _cast(kw):
 
 def main(argv):
   kw = _cast(_parse(argv))
-  kw = {"duplicates": 3, "save_intermediate": True, "chunk_size": 5, "overwrite": True, **kw}
+  kw = {"duplicates": 3, "save_intermediate": True, "chunk_size": 20, "overwrite": True, **kw}
   summary = run.run_job(run.RunOptions(**kw))
   out = pathlib.Path(kw["output_dir"])
   samples = pathlib.Path(run.__file__).parent / "samples"

@@ -53,17 +53,30 @@ flags.DEFINE_bool("reference", True, "Measure the reference (needs torch and --r
 flags.DEFINE_bool("parity", True, "Run the parity checks (needs the reference).")
 flags.DEFINE_integer("parity_steps", 5, "Search steps compared in the parity check.")
 flags.DEFINE_integer("parity_resolution", 1024, "Resolution of the parity check (1024 only).")
+flags.DEFINE_list("memory_restarts", ["128"], "Compile-only: XLA's buffer assignment of the "
+                  "search program for these restart counts (nothing that size is allocated).")
+flags.DEFINE_list("memory_resolutions", ["1024"], "Resolutions of the compile-only memory check "
+                  "(those also in --resolutions).")
 flags.DEFINE_integer("seed", 0, "Seed of the random weights and targets.")
 flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(__file__), "results"),
                     "Where the JSON and markdown results go.")
 flags.DEFINE_string("name", None, "Result file stem (default <platform>_<UTC date>).")
 flags.DEFINE_bool("update_readme", True, "Rewrite the summary block of experiments/README.md.")
 flags.DEFINE_integer("worker_timeout_s", 1800, "Time limit of one configuration's process.")
+flags.DEFINE_string("jax_patch", None, "Experimental: a Python file run in each pulse-jax process "
+                    "before measuring (to try a library change without editing it); recorded.")
+flags.DEFINE_bool("in_process", False, "Run every measurement in this process (tests, debugging): "
+                  "peak RSS then mixes between configurations.")
 flags.DEFINE_string("worker_spec", None, "Internal: run one measurement (JSON) and print it.")
 
 
 def _run_worker(spec: dict, env: dict | None = None) -> dict:
   """Runs one measurement in a fresh Python process; returns its dict or {'error': ...}."""
+  if FLAGS.in_process:
+    try:
+      return {**run_spec(spec), "spec": spec}
+    except Exception as e:  # reported like a failed worker
+      return {"error": f"{type(e).__name__}: {e}", "spec": spec}
   cmd = [sys.executable, "-m", "experiments.benchmark", f"--worker_spec={json.dumps(spec)}"]
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   t = time.perf_counter()
@@ -84,19 +97,30 @@ def _run_worker(spec: dict, env: dict | None = None) -> dict:
           "stderr_tail": tail, "spec": spec}
 
 
-def worker_main(spec: dict) -> None:
+def run_spec(spec: dict) -> dict:
+  """Runs one measurement in this process (what a worker process does)."""
+  spec = dict(spec)
   kind = spec.pop("kind")
+  if spec.get("jax_patch") and kind in ("jax", "memory", "parity"):
+    import runpy
+    runpy.run_path(spec["jax_patch"])
   if kind == "jax":
     out = measure.measure_jax(spec)
   elif kind == "reference":
     out = measure.measure_reference(spec)
+  elif kind == "memory":
+    out = measure.measure_memory(spec)
   elif kind == "parity":
     from experiments import parity
     out = parity.run_parity(spec)
   else:
     raise ValueError(f"unknown worker kind {kind!r}")
   out["load_avg_end"] = os.getloadavg()
-  print(measure.RESULT_PREFIX + json.dumps(out), flush=True)
+  return out
+
+
+def worker_main(spec: dict) -> None:
+  print(measure.RESULT_PREFIX + json.dumps(run_spec(spec)), flush=True)
 
 
 def _bool(s: str) -> bool:
@@ -165,7 +189,8 @@ def main(argv):
     return {"resolution": res, "fmap_base": FLAGS.fmap_base, "fmap_max": FLAGS.fmap_max,
             "restarts": n, "lr_size": FLAGS.lr_size, "schedule_steps": FLAGS.schedule_steps,
             "chunk_size": FLAGS.chunk_size, "warmup_chunks": FLAGS.warmup_chunks,
-            "timed_chunks": timed_chunks, "seed": FLAGS.seed, "weights": weights.get(res)}
+            "timed_chunks": timed_chunks, "seed": FLAGS.seed, "weights": weights.get(res),
+            "jax_patch": os.path.abspath(FLAGS.jax_patch) if FLAGS.jax_patch else None}
 
   for res in resolutions:
     failed: set = set()
@@ -187,6 +212,15 @@ def main(argv):
         if "error" in out:
           failed.add(key)
       _write(results, info, partial=True)
+
+  results["memory"] = []
+  mem_counts = sorted({int(r) for r in FLAGS.memory_restarts if r})
+  mem_res = [int(r) for r in FLAGS.memory_resolutions if r and int(r) in resolutions]
+  for res in mem_res if mem_counts else []:
+    out = _run_worker({"kind": "memory", **base_spec(res, 1), "restarts": mem_counts,
+                       "variants": [list(v) for v in variants]})
+    results["memory"].append(out)
+    print(report.memory_lines(out), flush=True)
 
   if use_ref and FLAGS.parity:
     spec = {"kind": "parity", **base_spec(FLAGS.parity_resolution, 1),

@@ -264,3 +264,33 @@ def measure_reference(spec: dict) -> dict:
              last_total_loss=float(total[-1]) / n, finite=bool(np.all(np.isfinite(total))),
              reference=ra.describe_reference(ref.dir))
   return out
+
+
+def measure_memory(spec: dict) -> dict:
+  """Compile-only: XLA's buffer assignment of `run_chunk` for large restart counts.
+
+  spec: resolution, fmap_base, fmap_max, lr_size, schedule_steps, chunk_size, seed, weights,
+  variants [[dtype, remat], ...], restarts [N, ...]. Nothing of size N is allocated.
+  Returns {'rows': [{dtype, remat, restarts, temp/argument/output bytes, compile_s}]}.
+  """
+  import jax
+  import jax.numpy as jnp
+  from pulse_jax import search
+  cfg, params = jax_params(spec)
+  rows = []
+  for dtype, remat in spec["variants"]:
+    for n in spec["restarts"]:
+      problem = make_problem(cfg, dtype, remat, spec["lr_size"], spec["schedule_steps"],
+                             spec["chunk_size"], spec.get("seed", 0))
+      state = jax.eval_shape(lambda: search.init_state(
+          problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32)))
+      ref = jax.ShapeDtypeStruct((n, 3, spec["lr_size"], spec["lr_size"]), jnp.float32)
+      t = time.perf_counter()
+      ma = search.run_chunk.lower(problem, params, state, ref).compile().memory_analysis()
+      rows.append({"dtype": dtype, "remat": remat, "restarts": n,
+                   "compile_s": time.perf_counter() - t,
+                   **{k: int(getattr(ma, k)) for k in ("temp_size_in_bytes",
+                      "argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes")}})
+  dev = jax.devices()[0]
+  return {"rows": rows, "device": f"{dev.platform}:{dev.device_kind}",
+          "resolution": cfg.resolution}

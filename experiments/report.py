@@ -94,6 +94,29 @@ def parity_lines(p: dict | None) -> str:
   return "\n".join(lines)
 
 
+def memory_lines(m: dict) -> str:
+  if "error" in m:
+    return f"compiled memory: FAILED: {m['error']}"
+  return "\n".join(
+      f"[{m['resolution']:>4} x{r['restarts']:<3}] {variant_name((r['dtype'], r['remat'])):<24} "
+      f"compiled (XLA buffer assignment): temp {r['temp_size_in_bytes'] / GIB:.1f} GiB + "
+      f"arguments {r['argument_size_in_bytes'] / GIB:.2f} GiB" for r in m["rows"])
+
+
+def _memory_md(results: dict) -> list[str]:
+  rows = ["| res | restarts | what | temp GiB | arguments GiB | temp per restart GiB |",
+          "|---|---|---|---|---|---|"]
+  for m in results.get("memory") or []:
+    if "error" in m:
+      rows.append(f"| - | - | failed: {m['error'][:80]} | | | |")
+      continue
+    for r in m["rows"]:
+      rows.append(f"| {m['resolution']} | {r['restarts']} | {variant_name((r['dtype'], r['remat']))}"
+                  f" | {r['temp_size_in_bytes'] / GIB:.1f} | {r['argument_size_in_bytes'] / GIB:.2f}"
+                  f" | {r['temp_size_in_bytes'] / GIB / r['restarts']:.2f} |")
+  return rows if len(rows) > 2 else []
+
+
 def memory_slopes(results: dict) -> list[dict]:
   """XLA temp bytes per extra restart (least squares over the measured restart counts)."""
   groups: dict = {}
@@ -150,12 +173,17 @@ def _targets(results: dict) -> list[str]:
                 f"{NO_GPU if cpu else 'see the table above'} | {'-' if cpu else 'compare'} |")
   rows.append(f"| >= 10x the reference's best restart-steps/s on the same GPU | "
               f"{NO_GPU if cpu else 'see ratios'} | - |")
-  slopes = [s for s in memory_slopes(results) if s["resolution"] == 1024]
-  est = "; ".join(f"{s['variant']}: {s['temp_per_restart_gib']:.2f} GiB/restart -> ~"
-                  f"{s['restarts_in_80gb_estimate']} restarts in 80 GB (XLA:CPU buffer "
-                  "assignment, an estimate)" for s in slopes)
-  rows.append(f"| >= 128 restarts at 1024 on 80 GB | {NO_GPU if cpu else ''}"
-              f"{'; ' + est if est else ''} | - |")
+  big = [(m, r) for m in results.get("memory") or [] if "error" not in m and
+         m["resolution"] == 1024 for r in m["rows"] if r["restarts"] >= 128]
+  est = "; ".join(f"{variant_name((r['dtype'], r['remat']))} x{r['restarts']}: "
+                  f"{(r['temp_size_in_bytes'] + r['argument_size_in_bytes']) / 1e9:.0f} GB"
+                  for _, r in big)
+  fits = [r for _, r in big if r["temp_size_in_bytes"] + r["argument_size_in_bytes"] <= 80e9]
+  status = "-" if not big else (f"fits ({len(fits)} of {len(big)} variants) by XLA:{'CPU' if cpu else 'device'} "
+                                "buffer assignment" if fits else
+                                f"does NOT fit by XLA:{'CPU' if cpu else 'device'} buffer assignment")
+  measured = "; ".join(x for x in (NO_GPU if cpu else "", est and "compiled program size: " + est) if x)
+  rows.append(f"| >= 128 restarts at 1024 on 80 GB | {measured or '-'} | {status} |")
   comp = [r for r in results["runs"] if "error" not in r and r.get("side") == "pulse-jax"
           and r["resolution"] == 1024]
   if comp:
@@ -204,6 +232,9 @@ def markdown(results: dict) -> str:
            f"Machine: {m.get('cpu_model')} ({m.get('cpu_affinity')} cores usable, "
            f"{m.get('mem_total_gib')} GiB), load average at start {m.get('load_avg')}"
            + (f"; fp32 peak estimate {peak:.0f} GFLOP/s (AVX2 FMA)" if peak else "") + ".",
+           *([f"**pulse-jax was patched in memory by `{results['flags']['jax_patch']}` "
+              "(`--jax_patch`): these are not the numbers of the library as committed.**"]
+             if results["flags"].get("jax_patch") else []),
            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
            f"Reference: {results.get('reference_status')}"
            + (f" (files sha256 {results['reference']['files_sha256'][:12]}, commit "
@@ -216,6 +247,11 @@ def markdown(results: dict) -> str:
            "wall time to other load on a shared machine. GFLOP/s uses XLA's HLO flop count.", "",
            "## Throughput and memory", ""]
   lines += _run_table(results)
+  mem = _memory_md(results)
+  if mem:
+    lines += ["", "## Compiled memory for many restarts (compile only)", "",
+              "XLA's buffer assignment of the search program (`memory_analysis()`), on this "
+              "machine's backend; nothing that large is allocated.", ""] + mem
   lines += ["", "## Parity (same random weights)", ""] + _parity_md(results.get("parity"))
   lines += ["", "## Targets", ""] + _targets(results)
   slopes = memory_slopes(results)

@@ -160,10 +160,14 @@ def _layout(num_images: int, restarts: int, image_keys, mesh) -> tuple[np.ndarra
   return image_index, restart_ids, keys, n_pad
 
 
-def _rank(within: np.ndarray, total: np.ndarray) -> np.ndarray:
-  """[B, R] restart indices, best first: within eps first, then lowest total (NaN last)."""
+def _rank(within: np.ndarray, total: np.ndarray, l2: np.ndarray) -> np.ndarray:
+  """[B, R] restart indices, best first: within eps first, then lowest total, then lowest L2.
+
+  (Within eps the clamped L2 term ties, so the total alone would not order by fit.) NaN last.
+  """
   t = np.where(np.isfinite(total), total, np.inf)
-  return np.lexsort((t, ~within), axis=-1)
+  d = np.where(np.isfinite(l2), l2, np.inf)
+  return np.lexsort((d, t, ~within), axis=-1)
 
 
 def _digest(*arrays) -> str | None:
@@ -333,7 +337,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
            ("min_l2", state.min_l2))}
   terms = {k: sharding.to_host(v)[:n].reshape(b, restarts) for k, v in state.best_terms.items()}
   within = host["l2"] <= config.eps
-  ranking = _rank(within, host["total"])
+  ranking = _rank(within, host["total"], host["l2"])
   selected = ranking[:, :keep]
   flat_rows = (np.arange(b)[:, None] * restarts + selected).reshape(-1)
   images = _render_rows(problem, params, state, dev["ref"], mask_dev, flat_rows, mesh)

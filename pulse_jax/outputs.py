@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from pulse_jax.render import to_uint8
+
 SUMMARY = "summary.json"
 REPORT = "report.json"
 LATENTS = "latents.npz"
@@ -68,13 +70,6 @@ def clear_outputs(output_dir: str, stem: str) -> None:
 
 
 # ----------------------------------------------------------------------------- images
-
-def to_uint8(images01: np.ndarray) -> np.ndarray:
-  """[..., C, H, W] float in [0, 1] -> [..., H, W, C] uint8 (rounded, clamped), as
-  pulse_jax.render.to_uint8 (not imported: that module defines absl flags on import)."""
-  x = np.clip(np.asarray(images01, np.float32), 0.0, 1.0)
-  return np.round(np.moveaxis(x, -3, -1) * 255.0).astype(np.uint8)
-
 
 def to_pil(image01: np.ndarray) -> Image.Image:
   """[C, H, W] float in [0, 1] -> PIL image (RGB, or L for one channel)."""

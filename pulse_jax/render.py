@@ -21,11 +21,15 @@ import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("weights", None, "Converted weights directory (python -m weights_convert), "
-                    "or a built-in model name ('dcgan-digiface').")
-flags.DEFINE_string("latents", None, "npz with 'dlatents' or 'latent' (+ optional noise_<i>).")
-flags.DEFINE_string("out", None, "Output .png path (PATH_<b>.png for several rows) or .npz.")
-flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
+
+
+def define_flags() -> None:
+  """The entry point's flags (defined only when run as a script, so importing is side-effect free)."""
+  flags.DEFINE_string("weights", None, "Converted weights directory (python -m weights_convert), "
+                      "or a built-in model name ('dcgan-digiface').")
+  flags.DEFINE_string("latents", None, "npz with 'dlatents' or 'latent' (+ optional noise_<i>).")
+  flags.DEFINE_string("out", None, "Output .png path (PATH_<b>.png for several rows) or .npz.")
+  flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
 
 
 def load_latents(path: str) -> dict:
@@ -115,5 +119,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["weights", "latents", "out"])
   app.run(lambda argv: sys.exit(main(argv)))

@@ -92,12 +92,19 @@ def restart_keys(seed: int, image_keys: jax.Array, restart_ids: jax.Array) -> ja
 
 
 def _draw_initial(problem: Problem, keys: jax.Array) -> tuple[jax.Array, dict]:
-  """Standard-normal latent [N, l, D] and every non-zero noise map {'<i>': [N, 1, r, r]}."""
+  """Standard-normal latent [N, l, D] and every non-zero noise map {'<i>': [N, 1, r, r]}.
+
+  Per restart, one draw for the latent and one for all noise maps together (cut into
+  layers), so a layer's values do not depend on which layers the options zero.
+  """
   shapes = problem.generator.noise_shapes
+  sizes = [int(np.prod(s)) for s in shapes]
+  offsets = np.cumsum([0] + sizes)
 
   def one(key):
     latent = jax.random.normal(jax.random.fold_in(key, 0), problem.latent_shape, jnp.float32)
-    noise = {str(i): jax.random.normal(jax.random.fold_in(key, 1 + i), shapes[i], jnp.float32)
+    flat = jax.random.normal(jax.random.fold_in(key, 1), (int(offsets[-1]),), jnp.float32)
+    noise = {str(i): flat[offsets[i]:offsets[i + 1]].reshape(shapes[i])
              for i, k in enumerate(problem.noise_kinds()) if k != "zero"}
     return latent, noise
   return jax.vmap(one)(keys)

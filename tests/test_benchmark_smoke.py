@@ -7,27 +7,25 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from experiments import measure, report
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {"resolution": 16, "fmap_base": 64, "fmap_max": 16, "lr_size": 8, "schedule_steps": 10,
         "chunk_size": 1, "warmup_chunks": 1, "timed_chunks": 1, "seed": 0}
 
 
-def test_benchmark_cli_jax_side(tmp_path):
-  cmd = [sys.executable, "-m", "experiments.benchmark", "--resolutions=16", "--restarts=2",
-         "--dtypes=float32", "--remat=false", "--fmap_base=64", "--fmap_max=16", "--lr_size=8",
-         "--steps=1", "--noreference", "--noupdate_readme", f"--out_dir={tmp_path}",
-         "--name=smoke"]
-  p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert p.returncode == 0, p.stderr[-3000:]
-  assert "reference not measured" in p.stdout
+def test_benchmark_main_jax_side(tmp_path, capsys):
+  from absl.testing import flagsaver
+  from experiments import benchmark
+  with flagsaver.flagsaver(
+      resolutions=["16"], restarts=["2"], dtypes=["float32"], remat=["false"], fmap_base=64,
+      fmap_max=16, lr_size=8, steps=1, memory_restarts=["4"], memory_resolutions=["16"],
+      reference=False, update_readme=False, out_dir=str(tmp_path), name="smoke",
+      in_process=True):
+    benchmark.main(["benchmark"])
+  assert "reference not measured" in capsys.readouterr().out
   res = json.loads((tmp_path / "smoke.json").read_text())
   (run,) = res["runs"]
   assert "error" not in run, run
@@ -35,6 +33,8 @@ def test_benchmark_cli_jax_side(tmp_path):
   assert run["peak_rss_bytes"] > 0 and run["cpu_s_per_restart_step"] > 0
   assert run["compiled_memory"]["temp_size_in_bytes"] > 0
   assert res["machine"]["cpu_count"] >= 1 and res["versions"]["jax"]
+  (mem,) = res["memory"]
+  assert mem["rows"][0]["restarts"] == 4 and mem["rows"][0]["temp_size_in_bytes"] > 0
   md = (tmp_path / "smoke.md").read_text()
   assert "pulse-jax f32" in md and report.NO_GPU in md
 
