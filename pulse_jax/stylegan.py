@@ -130,12 +130,10 @@ class _Conv(nn.Module):
     kernel = self.param("kernel", nn.initializers.normal(1.0),
                         (k, k, self.in_channels, self.out_channels))
     kernel = (kernel * layers.he_coefficient(self.in_channels * k * k, self.gain)).astype(self.dtype)
-    if self.upsample == "fused":
-      x = layers.fused_upscale_conv2d(x, kernel)
-    else:
-      if self.upsample == "nearest":
-        x = layers.upscale_nearest_2x(x)
+    if self.upsample == "none":
       x = layers.conv2d(x, kernel)
+    else:
+      x = layers.upsample_conv2d(x, kernel, self.upsample)
     if self.upsample != "none":
       x = layers.blur_121(x)
     return x
