@@ -189,7 +189,7 @@ def _targets(results: dict) -> list[str]:
   if comp:
     worst = max(r["compile_s"] for r in comp)
     rows.append(f"| compile < 60 s at 1024 | {'CPU: ' if cpu else ''}max {worst:.1f} s over "
-                f"{len(comp)} programs{' (GPU ' + NO_GPU[14:] if cpu else ''} | "
+                f"{len(comp)} programs{'; GPU ' + NO_GPU if cpu else ''} | "
                 f"{'met on CPU' if worst < 60 else 'NOT met'} |")
   for res in sorted({x["resolution"] for x in rat}, reverse=True):
     xs = [x for x in rat if x["resolution"] == res and x["variant"] == "pulse-jax f32"]
