@@ -7,6 +7,7 @@ equalised-learning-rate coefficient at run time.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -24,14 +25,46 @@ def leaky_relu(x: jax.Array, slope: float = LRELU_SLOPE) -> jax.Array:
   return jnp.where(x >= 0, x, x * slope)
 
 
+def _conv_plain(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), padding,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_nhwc(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  """Stride-1 conv. x: [B, H, W, Cin]; kernel: [kh, kw, Cin, Cout] (HWIO);
+  padding: ((top, bottom), (left, right)).
+
+  The same function as `lax.conv_general_dilated`; its input gradient is written as a plain
+  NHWC/HWIO conv of the output gradient with the flipped, transposed kernel. JAX's own
+  transpose rule gives a conv in swapped layouts, which XLA:CPU only rewrites to its fast
+  convolution outside loops: inside the search's `lax.scan` the backward convs took a slow
+  generic path (measured ~3x on the whole step; experiments/results/cpu_2026-11-22.md).
+  """
+  return _conv_plain(x, kernel, padding)
+
+
+def _conv_nhwc_fwd(x, kernel, padding):
+  return _conv_plain(x, kernel, padding), (x, kernel)
+
+
+def _conv_nhwc_bwd(padding, res, g):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  (t, b), (l, r) = padding
+  flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)  # [kh, kw, Cout, Cin]
+  dx = _conv_plain(g, flipped, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)))
+  _, kernel_vjp = jax.vjp(lambda w: _conv_plain(x, w, padding), kernel)  # unused by the search
+  return dx.astype(x.dtype), kernel_vjp(g)[0]
+
+
+conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """'SAME' stride-1 convolution. x: [B, H, W, Cin]; kernel: [k, k, Cin, Cout] (HWIO)."""
-  k = kernel.shape[0]
-  pad = k // 2
-  return jax.lax.conv_general_dilated(
-      x, kernel.astype(x.dtype), window_strides=(1, 1),
-      padding=((pad, pad), (pad, pad)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  pad = kernel.shape[0] // 2
+  return conv_nhwc(x, kernel.astype(x.dtype), ((pad, pad), (pad, pad)))
 
 
 def upscale_nearest_2x(x: jax.Array) -> jax.Array:
@@ -73,9 +106,7 @@ def upsample_conv2d(x: jax.Array, kernel: jax.Array, mode: str) -> jax.Array:
     cols = []
     for c in (0, 1):
       k = jnp.einsum("ri,sj,ijxy->rsxy", taps[a], taps[c], kernel)  # [2, 2, Cin, Cout]
-      cols.append(jax.lax.conv_general_dilated(
-          x, k.astype(x.dtype), window_strides=(1, 1), padding=(pads[a], pads[c]),
-          dimension_numbers=("NHWC", "HWIO", "NHWC")))
+      cols.append(conv_nhwc(x, k.astype(x.dtype), (pads[a], pads[c])))
     rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (c), Cout]
   y = jnp.stack(rows, axis=2)  # [B, H, 2 (a), W, 2 (c), Cout]
   b, h, _, w, _, ch = y.shape
