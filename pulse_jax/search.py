@@ -117,13 +117,13 @@ def _split_noise(problem: Problem, noise: dict) -> tuple[dict, dict]:
   return trainable, fixed
 
 
-def _noise_list(problem: Problem, n: int, trainable: dict, fixed: dict, dtype=jnp.float32):
+def _noise_list(problem: Problem, n: int, trainable: dict, fixed: dict):
   shapes = problem.generator.noise_shapes
   out = []
   for i, _ in enumerate(shapes):
     k = str(i)
     out.append(trainable[k] if k in trainable else fixed[k] if k in fixed
-               else jnp.zeros((n,) + shapes[i], dtype))
+               else jnp.zeros((n,) + shapes[i], jnp.float32))
   return out
 
 
@@ -233,13 +233,13 @@ def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Arr
           "l2_raw": l2_raw, **terms}
 
 
-def start_values_of(problem: Problem, state: SearchState, which: str = "best") -> dict:
-  """The variables in the start-values format: {'latent': [N, l, D], 'noise_<i>': [N, 1, r, r]}.
+def start_values_of(problem: Problem, state: SearchState) -> dict:
+  """Each restart's best iterate in the start-values format: {'latent': [N, l, D], 'noise_<i>': [N, 1, r, r]}.
 
   Includes every non-zero noise map (trainable and fixed), so a search started from it
   continues from the same point.
   """
-  vars = state.best_vars if which == "best" else state.vars
+  vars = state.best_vars
   out = {"latent": vars["latent"]}
   for k, v in {**state.fixed_noise, **vars.get("noise", {})}.items():
     out[f"noise_{k}"] = v
