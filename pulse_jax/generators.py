@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from pulse_jax.dcgan import DCGANConfig, DCGANGenerator
 from pulse_jax.gaussian_fit import latent_to_w
-from pulse_jax.stylegan import StyleGANConfig, SynthesisNetwork
+from pulse_jax import stylegan
+from pulse_jax.stylegan import StyleGANConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +28,13 @@ class Generator:
   kind: str
   config: StyleGANConfig | DCGANConfig
   compute_dtype: str = "float32"
-  remat: bool = False
+  remat: str = "none"  # stylegan.REMAT_POLICIES; True / False mean "block" / "none"
 
   def __post_init__(self):
+    if isinstance(self.remat, bool):
+      object.__setattr__(self, "remat", "block" if self.remat else "none")
+    if self.remat not in stylegan.REMAT_POLICIES:
+      raise ValueError(f"remat must be one of {stylegan.REMAT_POLICIES}, got {self.remat!r}.")
     if self.kind not in ("stylegan", "dcgan"):
       raise ValueError(f"Unknown generator kind {self.kind!r}; expected 'stylegan' or 'dcgan'.")
     if self.compute_dtype not in ("float32", "bfloat16"):
@@ -75,19 +80,32 @@ class Generator:
     w = latent_to_w(x, params["gaussian_fit"])
     return jnp.broadcast_to(w, (w.shape[0], self.num_layers, w.shape[2]))
 
-  def render(self, params: dict, w: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
-    """w: [N, num_layers, D]; noise: list of [N, 1, r, r] -> images [N, C, H, W] in ~[-1, 1]."""
-    dtype = jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
+  @property
+  def dtype(self):
+    return jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
+
+  def prepare(self, params: dict) -> dict:
+    """Run-time parameters for `render_prepared` (a pure function of `params`; the search
+    computes it once per compiled chunk, outside its step loop). Same keys as `params`."""
     if self.kind == "dcgan":
-      return DCGANGenerator(self.config).apply({"params": params["dcgan"]}, w.reshape(w.shape[0], -1))
-    net = SynthesisNetwork(self.config, dtype=dtype, remat=self.remat)
-    synth = params["synthesis"]
-    if dtype != jnp.float32:
-      synth = jax.tree.map(lambda a: a.astype(dtype), synth)
-    return net.apply({"params": synth}, w, list(noise)).astype(jnp.float32)
+      return params
+    return {**params, "synthesis": stylegan.prepare_synthesis(params["synthesis"], self.config,
+                                                              self.dtype)}
+
+  def render_prepared(self, prepared: dict, w: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
+    """Like `render`, on `prepare(params)`."""
+    if self.kind == "dcgan":
+      return DCGANGenerator(self.config).apply({"params": prepared["dcgan"]},
+                                               w.reshape(w.shape[0], -1))
+    return stylegan.synthesize(prepared["synthesis"], w, list(noise), self.config, self.dtype,
+                               self.remat)
+
+  def render(self, params: dict, w: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
+    """w: [N, num_layers, D]; noise: list of [N, 1, r, r] -> images [N, C, H, W] float32 in ~[-1, 1]."""
+    return self.render_prepared(self.prepare(params), w, noise)
 
 
-def from_weights(weights, compute_dtype: str = "float32", remat: bool = False) -> Generator:
+def from_weights(weights, compute_dtype: str = "float32", remat: str | bool = "none") -> Generator:
   """A `Generator` for a loaded `pulse_jax.checkpoint.GeneratorWeights`."""
   g = Generator(weights.kind, weights.config, compute_dtype, remat)
   missing = [p for p in g.required_parts() if p not in weights.params]

@@ -30,41 +30,63 @@ def _conv_plain(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_nhwc(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def conv_nhwc(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array, padding) -> jax.Array:
   """Stride-1 conv. x: [B, H, W, Cin]; kernel: [kh, kw, Cin, Cout] (HWIO);
-  padding: ((top, bottom), (left, right)).
+  kernel_t: `transpose_kernel(kernel)`, [kh, kw, Cout, Cin]; padding: ((top, bottom), (left, right)).
 
   The same function as `lax.conv_general_dilated`; its input gradient is written as a plain
-  NHWC/HWIO conv of the output gradient with the flipped, transposed kernel. JAX's own
-  transpose rule gives a conv in swapped layouts, which XLA:CPU only rewrites to its fast
-  convolution outside loops: inside the search's `lax.scan` the backward convs took a slow
-  generic path (measured ~3x on the whole step; experiments/results/cpu_2026-11-22.md).
+  NHWC/HWIO conv of the output gradient with `kernel_t`, which the caller computes once (the
+  search hoists it out of its loop; see `prepare_conv2d`). JAX's own transpose rule gives a
+  conv in swapped layouts, which XLA:CPU only rewrites to its fast convolution outside loops:
+  inside the search's `lax.scan` the backward convs took a slow generic path (measured ~3x on
+  the whole step; experiments/results/cpu_2026-11-22.md). `kernel_t` only feeds the backward
+  pass, so its own cotangent is zero.
   """
+  del kernel_t
   return _conv_plain(x, kernel, padding)
 
 
-def _conv_nhwc_fwd(x, kernel, padding):
-  return _conv_plain(x, kernel, padding), (x, kernel)
+def _conv_nhwc_fwd(x, kernel, kernel_t, padding):
+  return _conv_plain(x, kernel, padding), (x, kernel, kernel_t)
 
 
 def _conv_nhwc_bwd(padding, res, g):
-  x, kernel = res
+  x, kernel, kernel_t = res
   kh, kw = kernel.shape[:2]
   (t, b), (l, r) = padding
-  flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)  # [kh, kw, Cout, Cin]
-  dx = _conv_plain(g, flipped, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)))
+  dx = _conv_plain(g, kernel_t, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)))
   _, kernel_vjp = jax.vjp(lambda w: _conv_plain(x, w, padding), kernel)  # unused by the search
-  return dx.astype(x.dtype), kernel_vjp(g)[0]
+  return dx.astype(x.dtype), kernel_vjp(g)[0], jnp.zeros_like(kernel_t)
 
 
 conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
 
 
+def transpose_kernel(kernel: jax.Array) -> jax.Array:
+  """The kernel of a conv's input gradient: [kh, kw, Cin, Cout] -> flipped [kh, kw, Cout, Cin]."""
+  return jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+
+
+def prepare_conv2d(kernel: jax.Array, dtype=None) -> dict:
+  """Run-time weights of a 'SAME' conv: {'kernel': [k, k, Cin, Cout], 'kernel_t': [k, k, Cout, Cin]}.
+
+  `kernel` is already scaled; `dtype` (default: the kernel's) is the compute dtype.
+  """
+  kernel = kernel.astype(dtype or kernel.dtype)
+  return {"kernel": kernel, "kernel_t": transpose_kernel(kernel)}
+
+
+def conv2d_prepared(x: jax.Array, w: dict) -> jax.Array:
+  """'SAME' stride-1 convolution. x: [B, H, W, Cin]; w: `prepare_conv2d(kernel)`."""
+  pad = w["kernel"].shape[0] // 2
+  return conv_nhwc(x, w["kernel"].astype(x.dtype), w["kernel_t"].astype(x.dtype),
+                   ((pad, pad), (pad, pad)))
+
+
 def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """'SAME' stride-1 convolution. x: [B, H, W, Cin]; kernel: [k, k, Cin, Cout] (HWIO)."""
-  pad = kernel.shape[0] // 2
-  return conv_nhwc(x, kernel.astype(x.dtype), ((pad, pad), (pad, pad)))
+  return conv2d_prepared(x, prepare_conv2d(kernel, x.dtype))
 
 
 def upscale_nearest_2x(x: jax.Array) -> jax.Array:
@@ -88,6 +110,34 @@ _PHASE_TAPS = {
     "nearest": (((1, 0, 0), (0, 1, 1)), ((1, 1, 0), (0, 0, 1))),
     "fused": (((0, 0, 1), (1, 1, 0)), ((0, 1, 1), (1, 0, 0))),
 }
+_PHASE_PADS = ((1, 0), (0, 1))  # input padding (before, after) of phase 0 and 1, per axis
+
+
+def prepare_upsample_conv2d(kernel: jax.Array, mode: str, dtype=None) -> dict:
+  """Run-time weights of `upsample_conv2d`: the four phases' 2x2 kernels and their transposes.
+
+  kernel: [3, 3, Cin, Cout], already scaled; mode: 'nearest' | 'fused'.
+  Returns {'kernel': [2 (a), 2 (c), 2, 2, Cin, Cout], 'kernel_t': [2, 2, 2, 2, Cout, Cin]}
+  in `dtype` (default: the kernel's); the taps are summed in the kernel's dtype.
+  """
+  taps = jnp.asarray(_PHASE_TAPS[mode], kernel.dtype)  # [2 (phase), 2 (tap), 3]
+  phases = jnp.einsum("ari,csj,ijxy->acrsxy", taps, taps, kernel).astype(dtype or kernel.dtype)
+  return {"kernel": phases, "kernel_t": jax.vmap(jax.vmap(transpose_kernel))(phases)}
+
+
+def upsample_conv2d_prepared(x: jax.Array, w: dict) -> jax.Array:
+  """2x up-sampling fused with a 3x3 conv. x: [B, H, W, Cin]; w: `prepare_upsample_conv2d`.
+
+  Returns [B, 2H, 2W, Cout].
+  """
+  rows = []
+  for a in (0, 1):
+    cols = [conv_nhwc(x, w["kernel"][a, c].astype(x.dtype), w["kernel_t"][a, c].astype(x.dtype),
+                      (_PHASE_PADS[a], _PHASE_PADS[c])) for c in (0, 1)]
+    rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (c), Cout]
+  y = jnp.stack(rows, axis=2)  # [B, H, 2 (a), W, 2 (c), Cout]
+  b, h, _, w_, _, ch = y.shape
+  return y.reshape(b, 2 * h, 2 * w_, ch)
 
 
 def upsample_conv2d(x: jax.Array, kernel: jax.Array, mode: str) -> jax.Array:
@@ -99,18 +149,7 @@ def upsample_conv2d(x: jax.Array, kernel: jax.Array, mode: str) -> jax.Array:
   Returns:
     [B, 2H, 2W, Cout].
   """
-  taps = [jnp.asarray(t, kernel.dtype) for t in _PHASE_TAPS[mode]]
-  pads = ((1, 0), (0, 1))
-  rows = []
-  for a in (0, 1):
-    cols = []
-    for c in (0, 1):
-      k = jnp.einsum("ri,sj,ijxy->rsxy", taps[a], taps[c], kernel)  # [2, 2, Cin, Cout]
-      cols.append(conv_nhwc(x, k.astype(x.dtype), (pads[a], pads[c])))
-    rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (c), Cout]
-  y = jnp.stack(rows, axis=2)  # [B, H, 2 (a), W, 2 (c), Cout]
-  b, h, _, w, _, ch = y.shape
-  return y.reshape(b, 2 * h, 2 * w, ch)
+  return upsample_conv2d_prepared(x, prepare_upsample_conv2d(kernel, mode, x.dtype))
 
 
 def blur_121(x: jax.Array) -> jax.Array:

@@ -127,18 +127,18 @@ def _noise_list(problem: Problem, n: int, trainable: dict, fixed: dict):
   return out
 
 
-def evaluate(problem: Problem, params: dict, vars: dict, fixed_noise: dict, ref: jax.Array,
+def evaluate(problem: Problem, prepared: dict, vars: dict, fixed_noise: dict, ref: jax.Array,
              mask: jax.Array | None):
-  """Per-restart losses of the current variables.
+  """Per-restart losses of the current variables; prepared: `problem.generator.prepare(params)`.
 
   Returns (total [N], terms {name: [N]}, l2_raw [N], hr [N, C, H, W] in ~[0, 1], lr [N, C, h, w]).
   """
   g = problem.generator
   x = vars["latent"]
   n = x.shape[0]
-  w = g.latent_to_w(params, x)
+  w = g.latent_to_w(prepared, x)
   noise = _noise_list(problem, n, vars.get("noise", {}), fixed_noise)
-  hr = (g.render(params, w, noise) + 1.0) / 2.0
+  hr = (g.render_prepared(prepared, w, noise) + 1.0) / 2.0
   lr = bicubic.downsample(hr, problem.factor)
   total, terms = losses.total_loss(problem.loss_terms, w if g.has_wplus else w[:, :1], lr, ref,
                                    problem.config.eps, mask=mask)
@@ -190,9 +190,10 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
   """
   opt = problem.optimizer()
   steps = problem.config.steps
+  prepared = problem.generator.prepare(params)  # once per chunk, outside the step loop
 
   def loss_fn(vars):
-    total, terms, l2_raw, _, _ = evaluate(problem, params, vars, state.fixed_noise, ref, mask)
+    total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, state.fixed_noise, ref, mask)
     return jnp.sum(total), (total, terms, l2_raw)
 
   def step(s: SearchState, _):
@@ -227,7 +228,8 @@ def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Arr
   Returns {'hr': [N, C, H, W], 'lr': [N, C, h, w]} in [0, 1] (clamped) and the losses of
   that iterate ('total', 'l2_raw', term names: [N]).
   """
-  total, terms, l2_raw, hr, lr = evaluate(problem, params, state.best_vars, state.fixed_noise,
+  total, terms, l2_raw, hr, lr = evaluate(problem, problem.generator.prepare(params),
+                                          state.best_vars, state.fixed_noise,
                                           ref, mask)
   return {"hr": jnp.clip(hr, 0.0, 1.0), "lr": jnp.clip(lr, 0.0, 1.0), "total": total,
           "l2_raw": l2_raw, **terms}

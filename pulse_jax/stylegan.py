@@ -18,6 +18,7 @@ Parameter tree of `SynthesisNetwork` (C_i = channels of layer i, HWIO kernels):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -88,112 +89,176 @@ class StyleGANConfig:
     return cls(**d)
 
 
-class _StyleLayer(nn.Module):
-  """Epilogue of one layer: + bias, + noise, LeakyReLU, instance norm, style modulation."""
-  channels: int
-  dlatent_size: int
-  instance_norm_eps: float
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, dlatent, noise):
-    """x: [B, H, W, C]; dlatent: [B, D]; noise: [B, 1, H, W] (NCHW, as the reference)."""
-    c, d = self.channels, self.dlatent_size
-    bias = self.param("bias", nn.initializers.zeros, (c,))
-    noise_weight = self.param("noise_weight", nn.initializers.zeros, (c,))
-    style_kernel = self.param("style_kernel", nn.initializers.normal(1.0), (d, 2 * c))
-    style_bias = self.param("style_bias", nn.initializers.zeros, (2 * c,))
-    x = x + bias.astype(self.dtype)
-    noise_nhwc = jnp.transpose(noise, (0, 2, 3, 1)).astype(self.dtype)
-    x = x + noise_weight.astype(self.dtype) * noise_nhwc
-    x = layers.leaky_relu(x)
-    x = layers.instance_norm(x, self.instance_norm_eps)
-    w = style_kernel * layers.he_coefficient(d, gain=1.0)
-    style = jnp.dot(dlatent.astype(jnp.float32), w) + style_bias  # [B, 2C]
-    scale = (style[:, :c] + 1.0).astype(self.dtype)[:, None, None, :]
-    shift = style[:, c:].astype(self.dtype)[:, None, None, :]
-    return x * scale + shift
+REMAT_POLICIES = ("none", "epilogue", "block")
 
 
-class _Conv(nn.Module):
-  """Equalised-LR conv (optionally with 2x up-sampling); no bias (see _StyleLayer)."""
-  in_channels: int
-  out_channels: int
-  kernel_size: int = 3
-  upsample: str = "none"  # none | nearest | fused
-  gain: float = math.sqrt(2.0)
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.normal(1.0),
-                        (k, k, self.in_channels, self.out_channels))
-    kernel = (kernel * layers.he_coefficient(self.in_channels * k * k, self.gain)).astype(self.dtype)
-    if self.upsample == "none":
-      x = layers.conv2d(x, kernel)
+def _conv_layers(config: StyleGANConfig) -> list[tuple[int, int, int, int, str]]:
+  """(block, layer, C_in, C_out, up-sampling mode) of every conv, in order (layers 1 .. L-1)."""
+  out = []
+  for i in range(1, config.num_layers):
+    b = i // 2
+    cin = config.layer_channels(i - 1)
+    if i % 2:
+      mode = "none"
     else:
-      x = layers.upsample_conv2d(x, kernel, self.upsample)
-    if self.upsample != "none":
-      x = layers.blur_121(x)
-    return x
+      mode = "fused" if config.layer_resolution(i) >= FUSED_MIN_RESOLUTION else "nearest"
+    out.append((b, i, cin, config.layer_channels(i), mode))
+  return out
 
 
-class _Block(nn.Module):
-  """One resolution of the synthesis network: two layers (indices 2*res_idx, 2*res_idx + 1)."""
-  config: StyleGANConfig
-  block: int  # 0 for 4x4, 1 for 8x8, ...
-  dtype: jnp.dtype = jnp.float32
+def _param_specs(config: StyleGANConfig) -> dict:
+  """{name path: (shape, initializer)} of the synthesis parameters, nested as the tree."""
+  d = config.dlatent_size
+  ones, zeros, normal = "ones", "zeros", "normal"
+  tree: dict = {f"block_{b}": {} for b in range(config.resolution_log2 - 1)}
+  tree["block_0"]["const"] = ((1, 4, 4, config.layer_channels(0)), ones)
+  for b, i, cin, cout, _ in _conv_layers(config):
+    tree[f"block_{b}"][f"conv_{i}"] = {"kernel": ((3, 3, cin, cout), normal)}
+  for i in range(config.num_layers):
+    c = config.layer_channels(i)
+    tree[f"block_{i // 2}"][f"layer_{i}"] = {
+        "bias": ((c,), zeros), "noise_weight": ((c,), zeros),
+        "style_kernel": ((d, 2 * c), normal), "style_bias": ((2 * c,), zeros)}
+  c_last = config.layer_channels(config.num_layers - 1)
+  tree["torgb_kernel"] = ((1, 1, c_last, config.num_channels), normal)
+  tree["torgb_bias"] = ((config.num_channels,), zeros)
+  return tree
 
-  @nn.compact
-  def __call__(self, x, dlatents, noise0, noise1):
-    cfg = self.config
-    i0, i1 = 2 * self.block, 2 * self.block + 1
-    c = cfg.layer_channels(i0)
-    epi = lambda i: _StyleLayer(c, cfg.dlatent_size, cfg.instance_norm_eps, self.dtype,
-                                name=f"layer_{i}")
-    if self.block == 0:
-      const = self.param("const", nn.initializers.ones, (1, 4, 4, c))
-      x = jnp.broadcast_to(const.astype(self.dtype), (dlatents.shape[0], 4, 4, c))
-    else:
-      res = cfg.layer_resolution(i0)
-      mode = "fused" if res >= FUSED_MIN_RESOLUTION else "nearest"
-      x = _Conv(x.shape[-1], c, upsample=mode, dtype=self.dtype, name=f"conv_{i0}")(x)
-    x = epi(i0)(x, dlatents[:, i0], noise0)
-    x = _Conv(c, c, dtype=self.dtype, name=f"conv_{i1}")(x)
-    x = epi(i1)(x, dlatents[:, i1], noise1)
-    return x
+
+def _is_spec(x) -> bool:
+  return isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], str)
+
+
+def synthesis_param_shapes(config: StyleGANConfig) -> dict:
+  """Abstract parameter tree (jax.ShapeDtypeStruct leaves) without allocating anything."""
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s[0], jnp.float32), _param_specs(config),
+                      is_leaf=_is_spec)
+
+
+def _init_tree(key: jax.Array, specs):
+  leaves, treedef = jax.tree.flatten(specs, is_leaf=_is_spec)
+  keys = jax.random.split(key, len(leaves))
+  make = {"ones": lambda k, s: jnp.ones(s), "zeros": lambda k, s: jnp.zeros(s),
+          "normal": lambda k, s: jax.random.normal(k, s, jnp.float32)}
+  return jax.tree.unflatten(treedef, [make[init](k, shape)
+                                      for k, (shape, init) in zip(keys, leaves)])
+
+
+def init_synthesis_params(key: jax.Array, config: StyleGANConfig) -> dict:
+  """Random parameters as the reference initialises them (unit normal weights, zero biases and
+  noise weights, constant input of ones), float32."""
+  return _init_tree(key, _param_specs(config))
+
+
+def prepare_synthesis(params: dict, config: StyleGANConfig, dtype=jnp.float32) -> dict:
+  """Run-time weights from stored ones: equalised-LR scaling, the compute dtype, and the forms
+  the convolutions use (per-phase 2x2 kernels for up-sampling convs, transposed kernels for the
+  input gradient; see `layers`). A pure function of the parameters: the search computes it once
+  per compiled chunk, outside its step loop. Styles, biases of RGB and norms stay float32.
+
+  Returns the parameter tree with each `conv_i` replaced by {'kernel', 'kernel_t'} and
+  `torgb_kernel` by `torgb` {'kernel', 'kernel_t'}.
+  """
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  d = config.dlatent_size
+  out = {f"block_{b}": {} for b in range(config.resolution_log2 - 1)}
+  out["block_0"]["const"] = f32(params["block_0"]["const"]).astype(dtype)
+  for b, i, cin, _, mode in _conv_layers(config):
+    kernel = f32(params[f"block_{b}"][f"conv_{i}"]["kernel"]) * layers.he_coefficient(cin * 9)
+    out[f"block_{b}"][f"conv_{i}"] = (layers.prepare_conv2d(kernel, dtype) if mode == "none"
+                                      else layers.prepare_upsample_conv2d(kernel, mode, dtype))
+  for i in range(config.num_layers):
+    p = params[f"block_{i // 2}"][f"layer_{i}"]
+    out[f"block_{i // 2}"][f"layer_{i}"] = {
+        "bias": f32(p["bias"]).astype(dtype), "noise_weight": f32(p["noise_weight"]).astype(dtype),
+        "style_kernel": f32(p["style_kernel"]) * layers.he_coefficient(d, gain=1.0),
+        "style_bias": f32(p["style_bias"])}
+  c_last = config.layer_channels(config.num_layers - 1)
+  out["torgb"] = layers.prepare_conv2d(
+      f32(params["torgb_kernel"]) * layers.he_coefficient(c_last, gain=1.0), dtype)
+  out["torgb_bias"] = f32(params["torgb_bias"])
+  return out
+
+
+def _epilogue(x, w, dlatent, noise, eps: float, blur: bool):
+  """[blur,] + bias, + noise, LeakyReLU, instance norm, style modulation.
+
+  x: [B, H, W, C] conv output (compute dtype); w: prepared `layer_i`; dlatent: [B, D];
+  noise: [B, 1, H, W] (NCHW, as the reference).
+  """
+  if blur:
+    x = layers.blur_121(x)
+  dtype = x.dtype
+  c = x.shape[-1]
+  x = x + w["bias"]
+  x = x + w["noise_weight"] * jnp.transpose(noise, (0, 2, 3, 1)).astype(dtype)
+  x = layers.instance_norm(layers.leaky_relu(x), eps)
+  style = jnp.dot(dlatent.astype(jnp.float32), w["style_kernel"]) + w["style_bias"]  # [B, 2C]
+  scale = (style[:, :c] + 1.0).astype(dtype)[:, None, None, :]
+  shift = style[:, c:].astype(dtype)[:, None, None, :]
+  return x * scale + shift
+
+
+def _block(config: StyleGANConfig, block: int, remat: str, x, w, dlatents, noise0, noise1):
+  """One resolution: layers 2*block and 2*block + 1. x: [B, H, W, C] or None (block 0)."""
+  i0, i1 = 2 * block, 2 * block + 1
+  epilogue = _epilogue
+  if remat == "epilogue":  # keep only conv outputs; recompute the elementwise chain
+    epilogue = jax.checkpoint(epilogue, static_argnums=(4, 5))
+  if block == 0:
+    x = jnp.broadcast_to(w["const"], (dlatents.shape[0],) + w["const"].shape[1:])
+    x = epilogue(x, w[f"layer_{i0}"], dlatents[:, i0], noise0, config.instance_norm_eps, False)
+  else:
+    x = layers.upsample_conv2d_prepared(x, w[f"conv_{i0}"])
+    x = epilogue(x, w[f"layer_{i0}"], dlatents[:, i0], noise0, config.instance_norm_eps, True)
+  x = layers.conv2d_prepared(x, w[f"conv_{i1}"])
+  return epilogue(x, w[f"layer_{i1}"], dlatents[:, i1], noise1, config.instance_norm_eps, False)
+
+
+def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
+               config: StyleGANConfig, dtype=jnp.float32, remat: str = "none") -> jax.Array:
+  """G_synthesis on prepared weights (`prepare_synthesis(params, config, dtype)`).
+
+  dlatents: [B, L, D] float32; noise: L maps [B, 1, r_i, r_i] -> images [B, C, H, W] float32.
+  remat: 'none'; 'epilogue' keeps only each conv's output for the backward pass and recomputes
+  the elementwise chain after it (bias, noise, LeakyReLU, instance norm, style); 'block'
+  recomputes each whole block.
+  """
+  cfg = config
+  if dlatents.ndim != 3 or dlatents.shape[1:] != (cfg.num_layers, cfg.dlatent_size):
+    raise ValueError(f"dlatents must be [B, {cfg.num_layers}, {cfg.dlatent_size}], "
+                     f"got {dlatents.shape}.")
+  if len(noise) != cfg.num_layers:
+    raise ValueError(f"Expected {cfg.num_layers} noise maps, got {len(noise)}.")
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}.")
+  x = None
+  for b in range(cfg.resolution_log2 - 1):
+    block = functools.partial(_block, cfg, b, remat)
+    if remat == "block":
+      block = jax.checkpoint(block)
+    x = block(x, prepared[f"block_{b}"], dlatents, noise[2 * b], noise[2 * b + 1])
+  rgb = layers.conv2d_prepared(x, prepared["torgb"]).astype(jnp.float32) + prepared["torgb_bias"]
+  return jnp.transpose(rgb, (0, 3, 1, 2))
 
 
 class SynthesisNetwork(nn.Module):
-  """G_synthesis: dlatents [B, L, D] and L noise maps [B, 1, r_i, r_i] -> images [B, C, H, W].
+  """G_synthesis as a Flax module: dlatents [B, L, D] and L noise maps [B, 1, r_i, r_i] ->
+  images [B, C, H, W] float32. A thin wrapper of `prepare_synthesis` + `synthesize`.
 
-  `dtype` is the compute dtype (float32 or bfloat16; norms and styles stay float32).
-  `remat` rematerialises each block in the backward pass (less memory, ~30% more compute).
+  `dtype` is the compute dtype (float32 or bfloat16; norms and styles stay float32);
+  `remat` one of REMAT_POLICIES (see `synthesize`).
   """
   config: StyleGANConfig
   dtype: jnp.dtype = jnp.float32
-  remat: bool = False
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, dlatents: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
-    cfg = self.config
-    if dlatents.ndim != 3 or dlatents.shape[1:] != (cfg.num_layers, cfg.dlatent_size):
-      raise ValueError(f"dlatents must be [B, {cfg.num_layers}, {cfg.dlatent_size}], "
-                       f"got {dlatents.shape}.")
-    if len(noise) != cfg.num_layers:
-      raise ValueError(f"Expected {cfg.num_layers} noise maps, got {len(noise)}.")
-    block_cls = nn.remat(_Block) if self.remat else _Block
-    x = None
-    for b in range(cfg.resolution_log2 - 1):
-      x = block_cls(cfg, b, self.dtype, name=f"block_{b}")(x, dlatents, noise[2 * b], noise[2 * b + 1])
-    c_last = x.shape[-1]
-    torgb_kernel = self.param("torgb_kernel", nn.initializers.normal(1.0),
-                              (1, 1, c_last, cfg.num_channels))
-    torgb_bias = self.param("torgb_bias", nn.initializers.zeros, (cfg.num_channels,))
-    w = (torgb_kernel * layers.he_coefficient(c_last, gain=1.0)).astype(self.dtype)
-    rgb = layers.conv2d(x, w).astype(jnp.float32) + torgb_bias
-    return jnp.transpose(rgb, (0, 3, 1, 2))
+    params = {name: self.param(name, _init_tree, spec)
+              for name, spec in _param_specs(self.config).items()}
+    prepared = prepare_synthesis(params, self.config, self.dtype)
+    return synthesize(prepared, dlatents, noise, self.config, self.dtype, self.remat)
 
 
 class MappingNetwork(nn.Module):
@@ -217,14 +282,6 @@ class MappingNetwork(nn.Module):
 def zero_noise(config: StyleGANConfig, batch: int) -> list[jax.Array]:
   """All-zero noise maps: [batch, 1, r_i, r_i] float32 for every layer."""
   return [jnp.zeros((batch,) + s, jnp.float32) for s in config.noise_shapes()]
-
-
-def synthesis_param_shapes(config: StyleGANConfig) -> dict:
-  """Abstract parameter tree (jax.ShapeDtypeStruct leaves) without allocating anything."""
-  net = SynthesisNetwork(config)
-  dl = jax.ShapeDtypeStruct((1, config.num_layers, config.dlatent_size), jnp.float32)
-  noise = [jax.ShapeDtypeStruct((1,) + s, jnp.float32) for s in config.noise_shapes()]
-  return jax.eval_shape(net.init, jax.random.key(0), dl, noise)["params"]
 
 
 def mapping_param_shapes(config: StyleGANConfig) -> dict:

@@ -57,3 +57,23 @@ def test_blur_and_instance_norm():
   xn = np.asarray(x, np.float64)
   ref = (xn - xn.mean((1, 2), keepdims=True)) / np.sqrt(xn.var((1, 2), keepdims=True) + 1e-5)
   np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_convs_match_plain_convs_and_gradients():
+  """The run-time (prepared) kernels give the same values and input gradients as lax's conv."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 4))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 4, 3))
+  direct = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  w = layers.prepare_conv2d(k)
+  assert w["kernel_t"].shape == (3, 3, 3, 4)
+  np.testing.assert_allclose(layers.conv2d_prepared(x, w), direct(x, k), rtol=1e-5, atol=1e-5)
+  f = lambda conv: lambda x, k: jnp.sum(jnp.cos(conv(x, k)))
+  ours = jax.grad(f(layers.conv2d), (0, 1))(x, k)
+  ref = jax.grad(f(direct), (0, 1))(x, k)
+  for a, b in zip(ours, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  up = layers.prepare_upsample_conv2d(k, "fused")
+  assert up["kernel"].shape == (2, 2, 2, 2, 4, 3) and up["kernel_t"].shape == (2, 2, 2, 2, 3, 4)
+  np.testing.assert_allclose(layers.upsample_conv2d_prepared(x, up),
+                             layers.upsample_conv2d(x, k, "fused"), rtol=1e-6, atol=1e-6)

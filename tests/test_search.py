@@ -107,7 +107,7 @@ def test_batch2_per_image_l2_and_eps_test(tiny1024):
   problem = search.Problem(g, cfg, factor=64, chunk_size=5)
   st = search.start_from_npz_dict(problem, {"latent": data["latent_init"]}, 2, 2)
   s0 = search.init_state(problem, jnp.zeros(2, jnp.uint32), jnp.zeros(2, jnp.uint32), st)
-  _, _, _, _, lr0 = search.evaluate(problem, params, s0.vars, s0.fixed_noise,
+  _, _, _, _, lr0 = search.evaluate(problem, g.prepare(params), s0.vars, s0.fixed_noise,
                                     jnp.asarray(data["ref_im"]), None)
   ref = np.asarray(data["ref_im"]).copy()
   ref[0] = np.asarray(lr0[0])
@@ -203,8 +203,13 @@ def test_remat_and_bfloat16(tiny32):
   x = jax.random.normal(jax.random.key(2), (2, g.num_layers, 512))
   noise = [jax.random.normal(jax.random.key(3), (2,) + s) for s in g.noise_shapes]
   loss = lambda gen: lambda x: jnp.sum(gen.render(params, gen.latent_to_w(params, x), noise) ** 2)
-  g_remat = generators.Generator("stylegan", g.config, remat=True)
-  np.testing.assert_allclose(jax.grad(loss(g_remat))(x), jax.grad(loss(g))(x), rtol=1e-4, atol=1e-6)
+  plain = jax.grad(loss(g))(x)
+  for remat in (True, "block", "epilogue"):
+    g_remat = generators.Generator("stylegan", g.config, remat=remat)
+    np.testing.assert_allclose(jax.grad(loss(g_remat))(x), plain, rtol=1e-4, atol=1e-6)
+  assert generators.Generator("stylegan", g.config, remat=True).remat == "block"
+  with pytest.raises(ValueError, match="remat must be one of"):
+    generators.Generator("stylegan", g.config, remat="layers")
   g_bf16 = generators.Generator("stylegan", g.config, compute_dtype="bfloat16")
   f32 = g.render(params, g.latent_to_w(params, x), noise)
   bf16 = g_bf16.render(params, g.latent_to_w(params, x), noise)
