@@ -39,9 +39,12 @@ flags.DEFINE_enum("sweep", "base", ["base", "all"], "base: the first dtype with 
 flags.DEFINE_integer("fmap_base", 8192, "StyleGAN fmap_base (8192: the FFHQ network).")
 flags.DEFINE_integer("fmap_max", 512, "StyleGAN fmap_max (512: the FFHQ network).")
 flags.DEFINE_integer("lr_size", 32, "Size of the low-resolution target (factor = res / lr_size).")
-flags.DEFINE_integer("chunk_size", 1, "Steps per compiled chunk (lax.scan length).")
+flags.DEFINE_integer("chunk_size", 4, "Steps per compiled chunk (lax.scan length). The weights' "
+                     "run-time form is computed once per chunk (pulse_jax.run uses 25).")
+flags.DEFINE_integer("micro_batches", 1, "pulse-jax: restarts of a step in this many sequential "
+                     "groups (restart counts it does not divide are skipped).")
 flags.DEFINE_integer("warmup_chunks", 1, "Chunks run after compiling and before timing.")
-flags.DEFINE_integer("steps", 2, "Timed steps (rounded up to whole chunks) per configuration.")
+flags.DEFINE_integer("steps", 4, "Timed steps (rounded up to whole chunks) per configuration.")
 flags.DEFINE_integer("repeats", 1, "Rounds per configuration, alternating reference and pulse-jax; "
                      "the best round of each is kept (robust to other load on a shared machine).")
 flags.DEFINE_integer("schedule_steps", 100, "pulse-jax LR-schedule horizon (cost-neutral).")
@@ -57,6 +60,8 @@ flags.DEFINE_integer("parity_steps", 5, "Search steps compared in the parity che
 flags.DEFINE_integer("parity_resolution", 1024, "Resolution of the parity check (1024 only).")
 flags.DEFINE_list("memory_restarts", ["128"], "Compile-only: XLA's buffer assignment of the "
                   "search program for these restart counts (nothing that size is allocated).")
+flags.DEFINE_list("memory_micro_batches", ["1", "4", "8"], "Compile-only memory check: "
+                  "micro-batch counts (pulse_jax.run --micro_batches) to compile.")
 flags.DEFINE_list("memory_resolutions", ["1024"], "Resolutions of the compile-only memory check "
                   "(those also in --resolutions).")
 flags.DEFINE_integer("seed", 0, "Seed of the random weights and targets.")
@@ -192,6 +197,7 @@ def main(argv):
             "restarts": n, "lr_size": FLAGS.lr_size, "schedule_steps": FLAGS.schedule_steps,
             "chunk_size": FLAGS.chunk_size, "warmup_chunks": FLAGS.warmup_chunks,
             "timed_chunks": timed_chunks, "seed": FLAGS.seed, "weights": weights.get(res),
+            "micro_batches": FLAGS.micro_batches,
             "jax_patch": os.path.abspath(FLAGS.jax_patch) if FLAGS.jax_patch else None}
 
   for res in resolutions:
@@ -203,7 +209,8 @@ def main(argv):
                                    "reference_device": FLAGS.reference_device,
                                    "reference_flush_denormal": FLAGS.reference_flush_denormal}))
       for i, (dtype, remat) in enumerate(variants):
-        if (dtype, remat) in failed or (FLAGS.sweep == "base" and i > 0 and n != counts[0]):
+        if (dtype, remat) in failed or (FLAGS.sweep == "base" and i > 0 and n != counts[0]) or (
+            n % FLAGS.micro_batches):
           continue
         todo.append(((dtype, remat), {"kind": "jax", "dtype": dtype, "remat": remat}))
       best: dict = {}
@@ -229,7 +236,8 @@ def main(argv):
   mem_res = [int(r) for r in FLAGS.memory_resolutions if r and int(r) in resolutions]
   for res in mem_res if mem_counts else []:
     out = _run_worker({"kind": "memory", **base_spec(res, 1), "restarts": mem_counts,
-                       "variants": [list(v) for v in variants]})
+                       "variants": [list(v) for v in variants],
+                       "micro_batches_list": [int(g) for g in FLAGS.memory_micro_batches if g]})
     results["memory"].append(out)
     print(report.memory_lines(out), flush=True)
 

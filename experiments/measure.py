@@ -121,13 +121,13 @@ def jax_params(spec: dict):
 
 
 def make_problem(cfg, dtype: str, remat: bool, lr_size: int, schedule_steps: int,
-                 chunk_size: int, seed: int = 0):
+                 chunk_size: int, seed: int = 0, micro_batches: int = 1):
   from pulse_jax.generators import Generator
   from pulse_jax.search import Problem
   from pulse_jax.search_config import SearchConfig
   scfg = SearchConfig(steps=schedule_steps, bad_noise_layers=str(cfg.num_layers - 1), seed=seed)
   return Problem(Generator("stylegan", cfg, dtype, remat), scfg, cfg.resolution // lr_size,
-                 chunk_size)
+                 chunk_size, micro_batches)
 
 
 def target_image(n: int, lr_size: int, seed: int = 0) -> np.ndarray:
@@ -140,7 +140,8 @@ def measure_jax(spec: dict) -> dict:
   """Compile time, steady-state step time and memory of `search.run_chunk`.
 
   spec: resolution, fmap_base, fmap_max, restarts, dtype, remat, lr_size, schedule_steps,
-  chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed.
+  chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed, micro_batches
+  (optional, default 1; must divide restarts).
   """
   import jax
   import jax.numpy as jnp
@@ -149,7 +150,8 @@ def measure_jax(spec: dict) -> dict:
   cfg, params = jax_params(spec)
   n = spec["restarts"]
   problem = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
-                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0))
+                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0),
+                         spec.get("micro_batches", 1))
   params = jax.device_put(params)
   ref = jnp.asarray(target_image(n, spec["lr_size"], spec.get("seed", 0)))
   state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
@@ -270,27 +272,30 @@ def measure_memory(spec: dict) -> dict:
   """Compile-only: XLA's buffer assignment of `run_chunk` for large restart counts.
 
   spec: resolution, fmap_base, fmap_max, lr_size, schedule_steps, chunk_size, seed, weights,
-  variants [[dtype, remat], ...], restarts [N, ...]. Nothing of size N is allocated.
-  Returns {'rows': [{dtype, remat, restarts, temp/argument/output bytes, compile_s}]}.
+  variants [[dtype, remat], ...], restarts [N, ...], micro_batches_list [G, ...] (optional,
+  default [1]). Nothing of size N is allocated.
+  Returns {'rows': [{dtype, remat, restarts, micro_batches, temp/argument/output bytes,
+  compile_s}]}.
   """
   import jax
   import jax.numpy as jnp
   from pulse_jax import search
   cfg, params = jax_params(spec)
   rows = []
-  for dtype, remat in spec["variants"]:
-    for n in spec["restarts"]:
-      problem = make_problem(cfg, dtype, remat, spec["lr_size"], spec["schedule_steps"],
-                             spec["chunk_size"], spec.get("seed", 0))
-      state = jax.eval_shape(lambda: search.init_state(
-          problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32)))
-      ref = jax.ShapeDtypeStruct((n, 3, spec["lr_size"], spec["lr_size"]), jnp.float32)
-      t = time.perf_counter()
-      ma = search.run_chunk.lower(problem, params, state, ref).compile().memory_analysis()
-      rows.append({"dtype": dtype, "remat": remat, "restarts": n,
-                   "compile_s": time.perf_counter() - t,
-                   **{k: int(getattr(ma, k)) for k in ("temp_size_in_bytes",
-                      "argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes")}})
+  combos = [(d, r, n, g) for g in spec.get("micro_batches_list", [1])
+            for d, r in spec["variants"] for n in spec["restarts"] if n % g == 0]
+  for dtype, remat, n, groups in combos:
+    problem = make_problem(cfg, dtype, remat, spec["lr_size"], spec["schedule_steps"],
+                           spec["chunk_size"], spec.get("seed", 0), groups)
+    state = jax.eval_shape(lambda: search.init_state(
+        problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32)))
+    ref = jax.ShapeDtypeStruct((n, 3, spec["lr_size"], spec["lr_size"]), jnp.float32)
+    t = time.perf_counter()
+    ma = search.run_chunk.lower(problem, params, state, ref).compile().memory_analysis()
+    rows.append({"dtype": dtype, "remat": remat, "restarts": n, "micro_batches": groups,
+                 "compile_s": time.perf_counter() - t,
+                 **{k: int(getattr(ma, k)) for k in ("temp_size_in_bytes",
+                    "argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes")}})
   dev = jax.devices()[0]
   return {"rows": rows, "device": f"{dev.platform}:{dev.device_kind}",
           "resolution": cfg.resolution}

@@ -99,20 +99,25 @@ def memory_lines(m: dict) -> str:
     return f"compiled memory: FAILED: {m['error']}"
   return "\n".join(
       f"[{m['resolution']:>4} x{r['restarts']:<3}] {variant_name((r['dtype'], r['remat'])):<24} "
-      f"compiled (XLA buffer assignment): temp {r['temp_size_in_bytes'] / GIB:.1f} GiB + "
+      f"{_groups(r):<17}compiled (XLA buffer assignment): temp {r['temp_size_in_bytes'] / GIB:.1f} GiB + "
       f"arguments {r['argument_size_in_bytes'] / GIB:.2f} GiB" for r in m["rows"])
 
 
+def _groups(r: dict) -> str:
+  g = r.get("micro_batches", 1)
+  return f"{g} micro-batches" if g > 1 else "one batch"
+
+
 def _memory_md(results: dict) -> list[str]:
-  rows = ["| res | restarts | what | temp GiB | arguments GiB | temp per restart GiB |",
-          "|---|---|---|---|---|---|"]
+  rows = ["| res | restarts | what | micro-batches | temp GiB | arguments GiB | "
+          "temp per restart GiB |", "|---|---|---|---|---|---|---|"]
   for m in results.get("memory") or []:
     if "error" in m:
-      rows.append(f"| - | - | failed: {m['error'][:80]} | | | |")
+      rows.append(f"| - | - | failed: {m['error'][:80]} | | | | |")
       continue
     for r in m["rows"]:
       rows.append(f"| {m['resolution']} | {r['restarts']} | {variant_name((r['dtype'], r['remat']))}"
-                  f" | {r['temp_size_in_bytes'] / GIB:.1f} | {r['argument_size_in_bytes'] / GIB:.2f}"
+                  f" | {r.get('micro_batches', 1)} | {r['temp_size_in_bytes'] / GIB:.1f} | {r['argument_size_in_bytes'] / GIB:.2f}"
                   f" | {r['temp_size_in_bytes'] / GIB / r['restarts']:.2f} |")
   return rows if len(rows) > 2 else []
 
@@ -175,7 +180,8 @@ def _targets(results: dict) -> list[str]:
               f"{NO_GPU if cpu else 'see ratios'} | - |")
   big = [(m, r) for m in results.get("memory") or [] if "error" not in m and
          m["resolution"] == 1024 for r in m["rows"] if r["restarts"] >= 128]
-  est = "; ".join(f"{variant_name((r['dtype'], r['remat']))} x{r['restarts']}: "
+  est = "; ".join(f"{variant_name((r['dtype'], r['remat']))} x{r['restarts']}"
+                  f"{' in ' + str(r['micro_batches']) + ' micro-batches' if r.get('micro_batches', 1) > 1 else ''}: "
                   f"{(r['temp_size_in_bytes'] + r['argument_size_in_bytes']) / 1e9:.0f} GB"
                   for _, r in big)
   fits = [r for _, r in big if r["temp_size_in_bytes"] + r["argument_size_in_bytes"] <= 80e9]

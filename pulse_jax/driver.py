@@ -127,16 +127,18 @@ def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask):
 
 
 def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: int, lr_size: int,
-                   chunk_size: int = 25, mesh=None, with_mask: bool = False):
+                   chunk_size: int = 25, micro_batches: int = 1, mesh=None,
+                   with_mask: bool = False):
   """The compiled chunk `search_images` runs, from shapes only (nothing is allocated).
 
   params: the parameter tree, concrete or `jax.ShapeDtypeStruct`s; rows: N restarts in all
-  (padded to the device count here). For inspection: `.as_text()` (HLO),
+  (padded to a multiple of the device count x micro_batches here). For inspection: `.as_text()` (HLO),
   `.memory_analysis()` (bytes per device).
   """
   mesh = mesh or sharding.restart_mesh()
-  problem = search.Problem(generator, config, generator.resolution // lr_size, chunk_size)
-  n = sharding.padded_count(rows, mesh)
+  problem = search.Problem(generator, config, generator.resolution // lr_size, chunk_size,
+                           micro_batches)
+  n = sharding.padded_count(rows, mesh, micro_batches)
   rows_sh, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
   ids = jax.ShapeDtypeStruct((n,), jnp.uint32, sharding=rows_sh)
   state = _abstract_state(problem, mesh, ids, ids, None)
@@ -148,9 +150,10 @@ def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: 
   return _chunk_program(problem, mesh, params, state, ref, mask)[0]
 
 
-def _layout(num_images: int, restarts: int, image_keys, mesh) -> tuple[np.ndarray, ...]:
+def _layout(num_images: int, restarts: int, image_keys, mesh,
+            micro_batches: int = 1) -> tuple[np.ndarray, ...]:
   n = num_images * restarts
-  n_pad = sharding.padded_count(n, mesh)
+  n_pad = sharding.padded_count(n, mesh, micro_batches)
   image_index = np.repeat(np.arange(num_images), restarts)
   restart_ids = np.tile(np.arange(restarts), num_images)
   if n_pad > n:  # extra rows: more restarts of the last image, computed and then dropped
@@ -186,7 +189,8 @@ def _settings(problem: search.Problem, params, ref, mask, restarts: int, image_k
               start) -> dict:
   """What a checkpoint must match to be resumed (JSON): everything that changes the results.
 
-  Not included: the chunk size, the device and process counts, remat (same results).
+  Not included: the chunk size, micro-batches, the device and process counts, remat (same
+  results).
   """
   g = problem.generator
   start = start or {}
@@ -220,7 +224,7 @@ def _concat(chunks: list[dict]) -> dict:
 def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   config: SearchConfig, restarts: int, image_keys=None, start: dict | None = None,
                   mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
-                  mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
+                  micro_batches: int = 1, mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
                   checkpoint_every: int = 0, log: Callable[[str], None] | None = None
                   ) -> SearchResult:
@@ -229,7 +233,10 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   ref: [B, C, h, w] float32 in [0, 1] with H / h an integer factor; mask: [B, 1, h, w] or None;
   image_keys: [B] ints feeding the restart keys (default 0..B-1); start: start values
   {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input;
-  mesh: a 1-D mesh (default: all devices, `sharding.restart_mesh()`); checkpoint_dir and
+  micro_batches: compute each step's restarts in this many sequential groups (peak activation
+  memory of N / micro_batches restarts; same results; N is padded to a multiple of
+  micro_batches x the device count); mesh: a 1-D mesh (default: all devices,
+  `sharding.restart_mesh()`); checkpoint_dir and
   checkpoint_every: resume from the newest checkpoint in `checkpoint_dir`, save the full
   state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
   0: only at the end) and at the end; log: receives notices
@@ -254,15 +261,17 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     raise ValueError("ref contains NaN or infinite values.")
   if checkpoint_every < 0:
     raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}.")
-  problem = search.Problem(generator, config, generator.resolution // h, chunk_size)
+  problem = search.Problem(generator, config, generator.resolution // h, chunk_size,
+                           micro_batches)
   mesh = mesh or sharding.restart_mesh()
   image_keys = np.arange(b) if image_keys is None else np.asarray(image_keys)
-  image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh)
+  image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh, micro_batches)
   n = b * restarts
   num_devices = int(mesh.devices.size)
   if n_pad > n:
+    groups = f" x {micro_batches} micro-batches" if micro_batches > 1 else ""
     log(f"{n} restarts ({b} images x {restarts}) padded to {n_pad} rows for {num_devices} "
-        f"devices: {n_pad - n} extra restarts are computed and dropped.")
+        f"devices{groups}: {n_pad - n} extra restarts are computed and dropped.")
 
   rows = {"image_keys": keys.astype(np.uint32), "restart_ids": restart_ids.astype(np.uint32),
           "ref": ref[image_index]}

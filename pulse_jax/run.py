@@ -70,6 +70,7 @@ class RunOptions:
   compute_dtype: str = "float32"
   remat: bool = False
   chunk_size: int = 25
+  micro_batches: int = 1
   fit: str = "error"
   alpha_background: str = "black"
   align: bool = False
@@ -110,6 +111,8 @@ def check_options(o: RunOptions) -> None:
     problems.append(f"--duplicates must be in 1..--restarts ({o.restarts}) (got {o.duplicates})")
   if o.chunk_size < 1:
     problems.append(f"--chunk_size must be >= 1 (got {o.chunk_size})")
+  if o.micro_batches < 1:
+    problems.append(f"--micro_batches must be >= 1 (got {o.micro_batches})")
   if o.compute_dtype not in COMPUTE_DTYPES:
     problems.append(f"--compute_dtype must be one of {COMPUTE_DTYPES} (got {o.compute_dtype!r})")
   if o.fit not in inputs_lib.FITS:
@@ -428,7 +431,8 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
   winfo = weights_info(o, w, wpath)
   settings = {**config.to_dict(), "loss_str_given": o.loss_str, "restarts": o.restarts,
               "duplicates": o.duplicates, "batch_size": o.batch_size,
-              "chunk_size": o.chunk_size, "compute_dtype": o.compute_dtype, "remat": o.remat,
+              "chunk_size": o.chunk_size, "micro_batches": o.micro_batches,
+              "compute_dtype": o.compute_dtype, "remat": o.remat,
               "fit": o.fit, "alpha_background": o.alpha_background, "init": o.init,
               "align": o.align, "align_size": o.align_size,
               "save_intermediate": o.save_intermediate}
@@ -477,7 +481,7 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
       result = driver.search_images(
           generator, w.params, ref, config=config, restarts=o.restarts, image_keys=keys,
           start=start, mask=mask, keep=o.duplicates, chunk_size=o.chunk_size,
-          progress=progress,
+          micro_batches=o.micro_batches, progress=progress,
           frames=o.save_intermediate, checkpoint_dir=ckpt, checkpoint_every=o.checkpoint_every)
     except Exception as e:  # pylint: disable=broad-except
       msg = f"search failed: {type(e).__name__}: {e}"
@@ -630,6 +634,10 @@ def define_flags():
                    "(less memory, more time).")
   f.DEFINE_integer("chunk_size", 25, "Steps per compiled chunk: one progress line (and "
                    "intermediate frame) per chunk.", lower_bound=1)
+  f.DEFINE_integer("micro_batches", 1, "Compute each step's restarts in this many sequential "
+                   "groups: peak memory of batch x restarts / micro_batches restarts, same "
+                   "results. For many restarts at 1024 on one device (docs/scaling.md).",
+                   lower_bound=1)
   f.DEFINE_enum("fit", "error", list(inputs_lib.FITS), "Inputs whose size does not divide the "
                 "generator size, or not square: error; resize (bicubic to the nearest valid "
                 "square size); pad (to the smallest valid square, padding excluded from the "

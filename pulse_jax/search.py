@@ -52,6 +52,10 @@ class Problem:
   config: SearchConfig
   factor: int          # generator resolution / input resolution
   chunk_size: int = 25
+  # Restarts of a step are computed in this many sequential groups (a `lax.map` inside the
+  # step): peak activation memory is that of N / micro_batches restarts, the results are the
+  # same. N must be a multiple of micro_batches x the device count.
+  micro_batches: int = 1
 
   def __post_init__(self):
     cfg, g = self.config, self.generator
@@ -61,6 +65,8 @@ class Problem:
       raise ValueError(f"factor {self.factor} does not divide the generator size {g.resolution}.")
     if self.chunk_size < 1:
       raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}.")
+    if self.micro_batches < 1:
+      raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}.")
 
   @property
   def loss_terms(self) -> tuple[tuple[float, str], ...]:
@@ -172,6 +178,39 @@ def init_state(problem: Problem, image_keys: jax.Array, restart_ids: jax.Array,
       best_step=jnp.zeros((n,), jnp.int32), min_l2=inf)
 
 
+def _to_groups(tree, groups: int):
+  """Leading axis N -> [groups, N / groups]; group g holds rows g, g + groups, g + 2 groups, ...
+
+  Strided, so that when N is split over devices in contiguous blocks whose size is a multiple
+  of `groups`, every group has rows on every device and the regrouping is local (no
+  communication; tests/test_sharding.py reads the HLO).
+  """
+  def one(x):
+    n = x.shape[0]
+    if n % groups:
+      raise ValueError(f"{n} rows are not a multiple of micro_batches={groups}.")
+    return jnp.swapaxes(x.reshape((n // groups, groups) + x.shape[1:]), 0, 1)
+  return jax.tree.map(one, tree)
+
+
+def _from_groups(tree):
+  """Inverse of `_to_groups`: [groups, N / groups, ...] -> [N, ...]."""
+  return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), tree)
+
+
+def map_restarts(problem: Problem, fn: Callable, *row_trees):
+  """fn(*row_trees) computed in `problem.micro_batches` sequential groups of restarts.
+
+  Every leaf of `row_trees` (and of fn's output) has leading axis N; fn must treat rows
+  independently. With one micro-batch this is just fn(*row_trees).
+  """
+  g = problem.micro_batches
+  if g == 1:
+    return fn(*row_trees)
+  out = jax.lax.map(lambda args: fn(*args), _to_groups(row_trees, g))
+  return _from_groups(out)
+
+
 def _where_rows(pred: jax.Array, a, b):
   """Per-restart select over pytrees with leading axis N."""
   return jax.tree.map(lambda x, y: jnp.where(pred.reshape(pred.shape + (1,) * (x.ndim - 1)), x, y),
@@ -192,12 +231,18 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
   steps = problem.config.steps
   prepared = problem.generator.prepare(params)  # once per chunk, outside the step loop
 
-  def loss_fn(vars):
-    total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, state.fixed_noise, ref, mask)
+  def loss_fn(vars, fixed_noise, ref, mask):
+    total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, fixed_noise, ref, mask)
     return jnp.sum(total), (total, terms, l2_raw)
 
+  def losses_and_grads(vars, fixed_noise, ref, mask):
+    """Per-restart losses and each restart's gradient (the sum's gradient: rows independent)."""
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(vars, fixed_noise, ref, mask)
+    return aux, grads
+
   def step(s: SearchState, _):
-    (_, (total, terms, l2_raw)), grads = jax.value_and_grad(loss_fn, has_aux=True)(s.vars)
+    (total, terms, l2_raw), grads = map_restarts(problem, losses_and_grads, s.vars,
+                                                 s.fixed_noise, ref, mask)
     active = s.step < steps
     improved = (total < s.best_total) & active
     updates, opt_state = opt.update(grads, s.opt_state, s.vars)
@@ -228,9 +273,10 @@ def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Arr
   Returns {'hr': [N, C, H, W], 'lr': [N, C, h, w]} in [0, 1] (clamped) and the losses of
   that iterate ('total', 'l2_raw', term names: [N]).
   """
-  total, terms, l2_raw, hr, lr = evaluate(problem, problem.generator.prepare(params),
-                                          state.best_vars, state.fixed_noise,
-                                          ref, mask)
+  prepared = problem.generator.prepare(params)
+  total, terms, l2_raw, hr, lr = map_restarts(
+      problem, lambda v, f, r, m: evaluate(problem, prepared, v, f, r, m),
+      state.best_vars, state.fixed_noise, ref, mask)
   return {"hr": jnp.clip(hr, 0.0, 1.0), "lr": jnp.clip(lr, 0.0, 1.0), "total": total,
           "l2_raw": l2_raw, **terms}
 

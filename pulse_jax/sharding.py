@@ -50,9 +50,9 @@ def state_shardings(tree, mesh: Mesh):
   return jax.tree.map(lambda x: rows if np.ndim(x) else rep, tree)
 
 
-def padded_count(n: int, mesh: Mesh) -> int:
-  """Smallest multiple of the device count >= n."""
-  d = mesh.devices.size
+def padded_count(n: int, mesh: Mesh, micro_batches: int = 1) -> int:
+  """Smallest multiple of (device count x micro_batches) >= n."""
+  d = mesh.devices.size * micro_batches
   return int(math.ceil(n / d) * d)
 
 

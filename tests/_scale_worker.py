@@ -3,7 +3,7 @@
   python tests/_scale_worker.py --out=OUT.npz --devices=8 --meshes=1,2,8 [--images=2]
       [--restarts=3] [--steps=6] [--chunk=2] [--seed=0]
       [--coordinator=127.0.0.1:PORT --num_processes=2 --process_id=I]
-      [--checkpoint_dir=DIR --checkpoint_every=K] [--die_at_step=S] [--hlo]
+      [--checkpoint_dir=DIR --checkpoint_every=K] [--die_at_step=S] [--hlo] [--micro_batches=G]
 
 Runs `driver.search_images` once per mesh size (the first k devices) and, in process 0,
 writes the results as OUT.npz with keys '<k>/<field>'. --die_at_step SIGKILLs the process
@@ -131,6 +131,7 @@ def main(argv=None):
   ap.add_argument("--checkpoint_every", type=int, default=0)
   ap.add_argument("--die_at_step", type=int, default=0)
   ap.add_argument("--hlo", action="store_true")
+  ap.add_argument("--micro_batches", type=int, default=1)
   a = ap.parse_args(argv)
 
   import jax
@@ -150,7 +151,8 @@ def main(argv=None):
   for k in meshes:
     mesh = sharding.restart_mesh(jax.devices()[:k])
     r = driver.search_images(generator, params, ref, config=config, restarts=a.restarts,
-                             chunk_size=a.chunk, mesh=mesh, keep=a.restarts, progress=progress,
+                             chunk_size=a.chunk, micro_batches=a.micro_batches, mesh=mesh,
+                             keep=a.restarts, progress=progress,
                              checkpoint_dir=a.checkpoint_dir, checkpoint_every=a.checkpoint_every)
     fields = {"total": r.total, "l2": r.l2, "min_l2": r.min_l2, "best_step": r.best_step,
               "ranking": r.ranking, "hr": r.hr, "lr": r.lr, "latent": r.start_values["latent"],
@@ -162,7 +164,8 @@ def main(argv=None):
   if a.hlo:  # the chunk as search_images compiled it (cached), and a control that communicates
     mesh = sharding.restart_mesh(jax.devices()[:meshes[-1]])
     compiled = driver.compiled_chunk(generator, params, config, rows=a.images * a.restarts,
-                                     lr_size=ref.shape[-1], chunk_size=a.chunk, mesh=mesh)
+                                     lr_size=ref.shape[-1], chunk_size=a.chunk,
+                                     micro_batches=a.micro_batches, mesh=mesh)
     rows = jax.ShapeDtypeStruct((len(mesh.devices.flat) * 2,), np.float32,
                                 sharding=sharding.rows_sharding(mesh))
     control = jax.jit(lambda x: x.sum()).lower(rows).compile()

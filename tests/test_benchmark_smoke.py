@@ -35,6 +35,9 @@ def test_benchmark_main_jax_side(tmp_path, capsys):
   assert res["machine"]["cpu_count"] >= 1 and res["versions"]["jax"]
   (mem,) = res["memory"]
   assert mem["rows"][0]["restarts"] == 4 and mem["rows"][0]["temp_size_in_bytes"] > 0
+  by_groups = {r["micro_batches"]: r["temp_size_in_bytes"] for r in mem["rows"]}
+  assert set(by_groups) == {1, 4}  # 8 micro-batches do not divide 4 restarts
+  assert by_groups[4] < by_groups[1]
   md = (tmp_path / "smoke.md").read_text()
   assert "pulse-jax f32" in md and report.NO_GPU in md
 

@@ -20,10 +20,12 @@ COLLECTIVE = re.compile(
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   d = tmp_path_factory.mktemp("sharding")
-  even, uneven = str(d / "2x3.npz"), str(d / "1x5.npz")
+  even, uneven, micro = str(d / "2x3.npz"), str(d / "1x5.npz"), str(d / "2x3_micro.npz")
   w.run_ok(["--out", even, "--devices=8", "--meshes=1,2,8", "--images=2", "--restarts=3", "--hlo"],
-           ["--out", uneven, "--devices=2", "--meshes=2", "--images=1", "--restarts=5"])
-  return even, uneven
+           ["--out", uneven, "--devices=2", "--meshes=2", "--images=1", "--restarts=5"],
+           ["--out", micro, "--devices=8", "--meshes=1,8", "--images=2", "--restarts=3",
+            "--micro_batches=2", "--hlo"])
+  return even, uneven, micro
 
 
 def test_same_results_on_1_2_8_devices(runs):
@@ -53,3 +55,16 @@ def test_compiled_search_has_no_collectives(runs):
   assert not COLLECTIVE.findall(hlo), sorted(set(m[0] for m in COLLECTIVE.findall(hlo)))
   control = open(runs[0] + ".control.hlo.txt").read()  # a sum over rows needs an all-reduce
   assert COLLECTIVE.search(control)
+
+
+def test_micro_batches_same_results_and_no_collectives(runs):
+  """Restarts computed in 2 sequential groups per step: the same search (6 rows on 1 device,
+  padded to 16 on 8), and the regrouping stays on each device."""
+  one = w.results(runs[0], 1)
+  micro_one, micro_eight = (w.results(runs[2], k) for k in (1, 8))
+  assert [int(r["padded_rows"]) for r in (micro_one, micro_eight)] == [0, 10]
+  w.assert_same(micro_one, one)
+  w.assert_same(micro_eight, one)
+  hlo = open(runs[2] + ".hlo.txt").read()
+  assert "num_partitions=8" in hlo
+  assert not COLLECTIVE.findall(hlo), sorted(set(m[0] for m in COLLECTIVE.findall(hlo)))
