@@ -42,7 +42,8 @@ flags.DEFINE_integer("lr_size", 32, "Size of the low-resolution target (factor =
 flags.DEFINE_integer("chunk_size", 4, "Steps per compiled chunk (lax.scan length). The weights' "
                      "run-time form is computed once per chunk (pulse_jax.run uses 25).")
 flags.DEFINE_integer("micro_batches", 1, "pulse-jax: restarts of a step in this many sequential "
-                     "groups (restart counts it does not divide are skipped).")
+                     "groups (restart counts it does not divide are skipped); 0: per "
+                     "configuration the fewest that fit the device's memory (GPU/TPU).")
 flags.DEFINE_integer("warmup_chunks", 1, "Chunks run after compiling and before timing.")
 flags.DEFINE_integer("steps", 4, "Timed steps (rounded up to whole chunks) per configuration.")
 flags.DEFINE_integer("repeats", 1, "Rounds per configuration, alternating reference and pulse-jax; "
@@ -210,7 +211,7 @@ def main(argv):
                                    "reference_flush_denormal": FLAGS.reference_flush_denormal}))
       for i, (dtype, remat) in enumerate(variants):
         if (dtype, remat) in failed or (FLAGS.sweep == "base" and i > 0 and n != counts[0]) or (
-            n % FLAGS.micro_batches):
+            FLAGS.micro_batches and n % FLAGS.micro_batches):
           continue
         todo.append(((dtype, remat), {"kind": "jax", "dtype": dtype, "remat": remat}))
       best: dict = {}

@@ -141,7 +141,7 @@ def measure_jax(spec: dict) -> dict:
 
   spec: resolution, fmap_base, fmap_max, restarts, dtype, remat, lr_size, schedule_steps,
   chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed, micro_batches
-  (optional, default 1; must divide restarts).
+  (optional, default 1; must divide restarts; 0: the fewest that fit the device's memory).
   """
   import jax
   import jax.numpy as jnp
@@ -149,9 +149,18 @@ def measure_jax(spec: dict) -> dict:
   t_setup = time.perf_counter()
   cfg, params = jax_params(spec)
   n = spec["restarts"]
+  groups = spec.get("micro_batches", 1)
+  if groups == 0:  # the fewest that fit the device's memory, as pulse_jax.run --micro_batches=0
+    from pulse_jax import driver, sharding
+    probe = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
+                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0))
+    mesh = sharding.restart_mesh(jax.devices()[:1])
+    groups = driver.choose_micro_batches(
+        probe.generator, params, probe.config, rows=n, lr_size=spec["lr_size"],
+        chunk_size=spec["chunk_size"], mesh=mesh, with_mask=False,
+        budget_bytes=driver.device_memory_budget(mesh), log=lambda s: None)
   problem = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
-                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0),
-                         spec.get("micro_batches", 1))
+                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0), groups)
   params = jax.device_put(params)
   ref = jnp.asarray(target_image(n, spec["lr_size"], spec.get("seed", 0)))
   state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
@@ -211,9 +220,11 @@ def measure_jax(spec: dict) -> dict:
       device_mem = {k: int(v) for k, v in stats.items() if "bytes" in k}
   except Exception:
     pass
-  out.update(side="pulse-jax", setup_s=setup_s, lower_s=lower_s, compile_s=compile_s,
+  out.update(side="pulse-jax", micro_batches=groups, setup_s=setup_s, lower_s=lower_s, compile_s=compile_s,
              warmup_s=first_s, compiled_memory=mem, hlo_flops_per_chunk=flops,
-             hlo_flops_per_restart_step=(flops / (n * steps_per_chunk) if flops else None),
+             # XLA's cost analysis counts a while loop's body once, not per trip: the chunk's
+             # count is one step (plus the once-per-chunk weight preparation).
+             hlo_flops_per_restart_step=(flops / n if flops else None),
              rss_before_compile_bytes=rss_before_compile, peak_rss_after_compile_bytes=
              rss_after_compile, peak_rss_bytes=peak_rss_bytes(), device_memory=device_mem,
              device=f"{dev.platform}:{dev.device_kind}", last_total_loss=float(total[-1].mean()),

@@ -161,8 +161,10 @@ def _run_table(results: dict) -> list[str]:
     fl = r.get("hlo_flops_per_restart_step")
     gfs = fl * r["restart_steps_per_s"] / 1e9 if fl else None
     gfs_s = "-" if gfs is None else (f"{gfs:.3g}" + (f" ({gfs / peak:.0%} of peak)" if peak else ""))
+    what = key[2] + (f" ({r['micro_batches']} micro-batches)" if r.get("micro_batches", 1) > 1
+                     else "")
     rows.append(
-        f"| {key[0]} | {key[1]} | {key[2]} | {_f(r.get('compile_s') if r['side'] == 'pulse-jax' else None, '.1f')} | "
+        f"| {key[0]} | {key[1]} | {what} | {_f(r.get('compile_s') if r['side'] == 'pulse-jax' else None, '.1f')} | "
         f"{r['median_step_s']:.3g} | {r['restart_steps_per_s']:.3g} | {r['cpu_s_per_restart_step']:.3g} | "
         f"{_f(x.get('speedup_wall'), '.2f')} | {_f(x.get('speedup_cpu_time'), '.2f')} | "
         f"{_gib(r['peak_rss_bytes']):.2f} | {_f(temp, '.3g')} | {gfs_s} |")

@@ -43,7 +43,8 @@ class SearchResult:
   [B, K]); start_values: {'latent': [B, K, l, D], 'noise_<i>': [B, K, 1, r, r]};
   trace: name -> [steps, B, R] losses at each step (before its update).
   num_devices / num_processes: where it ran; padded_rows: extra rows (restarts of the last
-  image) added so every device holds as many rows, computed and dropped.
+  image) added so every device holds as many rows, computed and dropped; micro_batches: the
+  sequential groups of restarts per step (as given, or chosen when 0 was given).
   """
   total: np.ndarray
   terms: dict
@@ -63,6 +64,7 @@ class SearchResult:
   padded_rows: int
   resumed_from_step: int = 0
   num_processes: int = 1
+  micro_batches: int = 1
 
 
 @dataclasses.dataclass
@@ -150,6 +152,62 @@ def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: 
   return _chunk_program(problem, mesh, params, state, ref, mask)[0]
 
 
+def device_memory_budget(mesh, fraction: float = 0.9) -> int | None:
+  """`fraction` of the smallest memory limit among this process's devices of `mesh` (bytes),
+  or None where the backend does not report one (the CPU)."""
+  limits = []
+  for d in mesh.devices.flat:
+    if d.process_index != jax.process_index():
+      continue
+    try:
+      stats = d.memory_stats()
+    except Exception:  # pylint: disable=broad-except
+      stats = None
+    if not stats or not stats.get("bytes_limit"):
+      return None
+    limits.append(int(stats["bytes_limit"]))
+  return int(min(limits) * fraction) if limits else None
+
+
+def program_bytes(compiled) -> int:
+  """Device bytes a compiled program needs: temporaries + arguments + outputs not aliased."""
+  m = compiled.memory_analysis()
+  return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+             - m.alias_size_in_bytes)
+
+
+def choose_micro_batches(generator: Generator, params, config: SearchConfig, *, rows: int,
+                         lr_size: int, chunk_size: int, mesh, with_mask: bool,
+                         budget_bytes: int | None, log: Callable[[str], None]) -> int:
+  """The fewest micro-batches whose compiled chunk fits in `budget_bytes` per device.
+
+  Only divisors of the rows per device are tried (no extra padding), fewest first; each try
+  compiles the chunk (cached: the chosen one is the program the search then runs). Without a
+  budget (a backend that reports no memory limit, and none given) the answer is 1.
+  """
+  if budget_bytes is None:
+    return 1
+  per_device = sharding.padded_count(rows, mesh) // mesh.devices.size
+  divisors = [g for g in range(1, per_device + 1) if per_device % g == 0]
+  g = 1
+  while True:
+    need = program_bytes(compiled_chunk(generator, params, config, rows=rows, lr_size=lr_size,
+                                        chunk_size=chunk_size, micro_batches=g, mesh=mesh,
+                                        with_mask=with_mask))
+    if need <= budget_bytes:
+      if g > 1:
+        log(f"micro-batches: {g} ({per_device // g} restarts at a time per device; the chunk "
+            f"needs {need / 2**30:.1f} GiB of the {budget_bytes / 2**30:.1f} GiB budget).")
+      return g
+    if g == per_device:
+      raise ValueError(
+          f"The search does not fit in {budget_bytes / 2**30:.1f} GiB per device even one "
+          f"restart at a time (needs {need / 2**30:.1f} GiB). Use --compute_dtype=bfloat16, "
+          "a smaller generator, or a device with more memory.")
+    want = -(-g * need // budget_bytes)  # activation memory shrinks about as 1 / g
+    g = next(d for d in divisors if d > g and d >= min(want, per_device))
+
+
 def _layout(num_images: int, restarts: int, image_keys, mesh,
             micro_batches: int = 1) -> tuple[np.ndarray, ...]:
   n = num_images * restarts
@@ -224,7 +282,7 @@ def _concat(chunks: list[dict]) -> dict:
 def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   config: SearchConfig, restarts: int, image_keys=None, start: dict | None = None,
                   mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
-                  micro_batches: int = 1, mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
+                  micro_batches: int = 1, memory_budget_bytes: int | None = None, mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
                   checkpoint_every: int = 0, log: Callable[[str], None] | None = None
                   ) -> SearchResult:
@@ -235,7 +293,8 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input;
   micro_batches: compute each step's restarts in this many sequential groups (peak activation
   memory of N / micro_batches restarts; same results; N is padded to a multiple of
-  micro_batches x the device count); mesh: a 1-D mesh (default: all devices,
+  micro_batches x the device count); 0: the fewest that fit in `memory_budget_bytes` per device
+  (`choose_micro_batches`; default budget: 90% of the device's memory limit); mesh: a 1-D mesh (default: all devices,
   `sharding.restart_mesh()`); checkpoint_dir and
   checkpoint_every: resume from the newest checkpoint in `checkpoint_dir`, save the full
   state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
@@ -261,9 +320,16 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     raise ValueError("ref contains NaN or infinite values.")
   if checkpoint_every < 0:
     raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}.")
+  if micro_batches < 0:
+    raise ValueError(f"micro_batches must be >= 0 (0: automatic), got {micro_batches}.")
+  mesh = mesh or sharding.restart_mesh()
+  if micro_batches == 0:
+    micro_batches = choose_micro_batches(
+        generator, params, config, rows=b * restarts, lr_size=h, chunk_size=chunk_size,
+        mesh=mesh, with_mask=mask is not None,
+        budget_bytes=memory_budget_bytes or device_memory_budget(mesh), log=log)
   problem = search.Problem(generator, config, generator.resolution // h, chunk_size,
                            micro_batches)
-  mesh = mesh or sharding.restart_mesh()
   image_keys = np.arange(b) if image_keys is None else np.asarray(image_keys)
   image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh, micro_batches)
   n = b * restarts
@@ -365,6 +431,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                "init_s": search_t - t0 - compile_s, "steps": steps,
                "restart_steps_per_s": n * max(steps - resumed_from, 0) / max(search_s, 1e-9)},
       num_devices=num_devices, padded_rows=n_pad - n, resumed_from_step=resumed_from,
+      micro_batches=micro_batches,
       num_processes=jax.process_count())
 
 

@@ -71,6 +71,7 @@ class RunOptions:
   remat: bool = False
   chunk_size: int = 25
   micro_batches: int = 1
+  memory_budget_gb: float = 0.0
   fit: str = "error"
   alpha_background: str = "black"
   align: bool = False
@@ -111,8 +112,10 @@ def check_options(o: RunOptions) -> None:
     problems.append(f"--duplicates must be in 1..--restarts ({o.restarts}) (got {o.duplicates})")
   if o.chunk_size < 1:
     problems.append(f"--chunk_size must be >= 1 (got {o.chunk_size})")
-  if o.micro_batches < 1:
-    problems.append(f"--micro_batches must be >= 1 (got {o.micro_batches})")
+  if o.micro_batches < 0:
+    problems.append(f"--micro_batches must be >= 0 (0: automatic) (got {o.micro_batches})")
+  if o.memory_budget_gb < 0:
+    problems.append(f"--memory_budget_gb must be >= 0 (got {o.memory_budget_gb})")
   if o.compute_dtype not in COMPUTE_DTYPES:
     problems.append(f"--compute_dtype must be one of {COMPUTE_DTYPES} (got {o.compute_dtype!r})")
   if o.fit not in inputs_lib.FITS:
@@ -432,6 +435,7 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
   settings = {**config.to_dict(), "loss_str_given": o.loss_str, "restarts": o.restarts,
               "duplicates": o.duplicates, "batch_size": o.batch_size,
               "chunk_size": o.chunk_size, "micro_batches": o.micro_batches,
+              "memory_budget_gb": o.memory_budget_gb,
               "compute_dtype": o.compute_dtype, "remat": o.remat,
               "fit": o.fit, "alpha_background": o.alpha_background, "init": o.init,
               "align": o.align, "align_size": o.align_size,
@@ -481,7 +485,8 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
       result = driver.search_images(
           generator, w.params, ref, config=config, restarts=o.restarts, image_keys=keys,
           start=start, mask=mask, keep=o.duplicates, chunk_size=o.chunk_size,
-          micro_batches=o.micro_batches, progress=progress,
+          micro_batches=o.micro_batches,
+          memory_budget_bytes=int(o.memory_budget_gb * 2**30) or None, progress=progress,
           frames=o.save_intermediate, checkpoint_dir=ckpt, checkpoint_every=o.checkpoint_every)
     except Exception as e:  # pylint: disable=broad-except
       msg = f"search failed: {type(e).__name__}: {e}"
@@ -504,6 +509,7 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
     timings = {"compile_s": t["compile_s"], "search_s": t["search_s"], "init_s": t["init_s"],
                "restart_steps_per_s": t["restart_steps_per_s"], "batch_images": len(batch),
                "batch_index": bi, "num_devices": result.num_devices,
+               "micro_batches": result.micro_batches,
                "resumed_from_step": result.resumed_from_step,
                "batch_wall_s": time.perf_counter() - t_batch}
     for i, it in enumerate(batch):
@@ -636,8 +642,11 @@ def define_flags():
                    "intermediate frame) per chunk.", lower_bound=1)
   f.DEFINE_integer("micro_batches", 1, "Compute each step's restarts in this many sequential "
                    "groups: peak memory of batch x restarts / micro_batches restarts, same "
-                   "results. For many restarts at 1024 on one device (docs/scaling.md).",
-                   lower_bound=1)
+                   "results. 0: the fewest that fit in --memory_budget_gb (compiles to check). "
+                   "For many restarts at 1024 on one device (docs/scaling.md).", lower_bound=0)
+  f.DEFINE_float("memory_budget_gb", 0.0, "Device memory (GiB) --micro_batches=0 may use per "
+                 "device; 0: 90% of the device's limit (GPU/TPU; on the CPU, which reports "
+                 "none, 0 means one batch).", lower_bound=0.0)
   f.DEFINE_enum("fit", "error", list(inputs_lib.FITS), "Inputs whose size does not divide the "
                 "generator size, or not square: error; resize (bicubic to the nearest valid "
                 "square size); pad (to the smallest valid square, padding excluded from the "

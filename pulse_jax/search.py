@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -198,13 +199,16 @@ def _from_groups(tree):
   return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), tree)
 
 
-def map_restarts(problem: Problem, fn: Callable, *row_trees):
+def map_restarts(problem: Problem, fn: Callable, *row_trees, exact: bool = True):
   """fn(*row_trees) computed in `problem.micro_batches` sequential groups of restarts.
 
   Every leaf of `row_trees` (and of fn's output) has leading axis N; fn must treat rows
-  independently. With one micro-batch this is just fn(*row_trees).
+  independently. With one micro-batch this is just fn(*row_trees). exact=False: for any N,
+  gcd(N, micro_batches) groups (the final renders of a few selected rows).
   """
   g = problem.micro_batches
+  if not exact:
+    g = math.gcd(g, jax.tree.leaves(row_trees)[0].shape[0])
   if g == 1:
     return fn(*row_trees)
   out = jax.lax.map(lambda args: fn(*args), _to_groups(row_trees, g))
@@ -276,7 +280,7 @@ def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Arr
   prepared = problem.generator.prepare(params)
   total, terms, l2_raw, hr, lr = map_restarts(
       problem, lambda v, f, r, m: evaluate(problem, prepared, v, f, r, m),
-      state.best_vars, state.fixed_noise, ref, mask)
+      state.best_vars, state.fixed_noise, ref, mask, exact=False)
   return {"hr": jnp.clip(hr, 0.0, 1.0), "lr": jnp.clip(lr, 0.0, 1.0), "total": total,
           "l2_raw": l2_raw, **terms}
 

@@ -72,3 +72,14 @@ def test_reference_side_when_available():
   out = measure.measure_reference({**TINY, "restarts": 1, "reference_dir": ref_dir,
                                    "reference_device": "cpu"})
   assert out["restart_steps_per_s"] > 0 and out["finite"] and out["peak_rss_bytes"] > 0
+
+
+def test_jax_side_in_micro_batches():
+  """--micro_batches: the measured program computes 4 restarts in 2 groups; 0 (automatic) is
+  one batch on the CPU, which reports no memory limit."""
+  base = {**TINY, "restarts": 4, "dtype": "float32", "remat": False}
+  two = measure.measure_jax({**base, "micro_batches": 2})
+  auto = measure.measure_jax({**base, "micro_batches": 0})
+  assert two["micro_batches"] == 2 and auto["micro_batches"] == 1
+  assert two["finite"] and two["restart_steps_per_s"] > 0
+  assert two["last_total_loss"] == pytest.approx(auto["last_total_loss"], rel=1e-5)

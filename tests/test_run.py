@@ -268,7 +268,8 @@ def test_helpfull_documents_every_flag():
                "loss_str", "eps", "noise_type", "num_trainable_noise_layers", "tile_latent",
                "bad_noise_layers", "opt_name", "learning_rate", "steps", "lr_schedule", "seed",
                "init", "save_intermediate", "overwrite", "quiet", "compute_dtype", "remat",
-               "chunk_size", "micro_batches", "fit", "align", "align_size", "coordinator_address",
+               "chunk_size", "micro_batches", "memory_budget_gb", "fit", "align", "align_size",
+               "coordinator_address",
                "num_processes", "process_id", "checkpoint_dir", "checkpoint_every"):
     assert f"--{flag}:" in p.stdout or f"--[no]{flag}:" in p.stdout, flag
 

@@ -186,6 +186,33 @@ def test_restarts_are_independent_and_chunking_is_exact(tiny32):
   assert len(set(np.round(a.trace["TOTAL"][0, 0], 6))) == 3
 
 
+def test_automatic_micro_batches_fit_the_budget_and_keep_results(tiny32):
+  """--micro_batches=0: the fewest groups whose compiled chunk fits the memory budget; the
+  search is the same as in one batch."""
+  g, params = tiny32
+  cfg = SearchConfig(steps=4, bad_noise_layers="7")
+  ref = _small_ref(g, params, b=1)
+  kw = dict(rows=8, lr_size=ref.shape[-1], chunk_size=2)
+  need = {k: driver.program_bytes(driver.compiled_chunk(g, params, cfg, micro_batches=k, **kw))
+          for k in (1, 8)}
+  assert need[8] < need[1]
+  budget = (need[1] + need[8]) // 2
+  one = driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2)
+  auto = driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
+                              micro_batches=0, memory_budget_bytes=budget, log=lambda s: None)
+  assert one.micro_batches == 1 and auto.micro_batches in (2, 4, 8)
+  chosen = driver.compiled_chunk(g, params, cfg, micro_batches=auto.micro_batches, **kw)
+  assert driver.program_bytes(chosen) <= budget
+  np.testing.assert_allclose(auto.trace["TOTAL"], one.trace["TOTAL"], rtol=1e-5)
+  np.testing.assert_allclose(auto.hr, one.hr, atol=1e-5)
+  # No budget (the CPU reports no memory limit): one batch. Too small: a clear error.
+  assert driver.choose_micro_batches(g, params, cfg, mesh=driver.sharding.restart_mesh(),
+                                     with_mask=False, budget_bytes=None, log=print, **kw) == 1
+  with pytest.raises(ValueError, match="does not fit .* even one restart at a time"):
+    driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
+                         micro_batches=0, memory_budget_bytes=1000)
+
+
 def test_start_values_round_trip(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=5, bad_noise_layers="7")
