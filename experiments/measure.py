@@ -11,6 +11,7 @@ last layer's noise zero). One step = forward + backward to the latent and noise 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import resource
@@ -150,17 +151,17 @@ def measure_jax(spec: dict) -> dict:
   cfg, params = jax_params(spec)
   n = spec["restarts"]
   groups = spec.get("micro_batches", 1)
+  problem = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
+                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0),
+                         groups or 1)
   if groups == 0:  # the fewest that fit the device's memory, as pulse_jax.run --micro_batches=0
     from pulse_jax import driver, sharding
-    probe = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
-                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0))
     mesh = sharding.restart_mesh(jax.devices()[:1])
     groups = driver.choose_micro_batches(
-        probe.generator, params, probe.config, rows=n, lr_size=spec["lr_size"],
+        problem.generator, params, problem.config, rows=n, lr_size=spec["lr_size"],
         chunk_size=spec["chunk_size"], mesh=mesh, with_mask=False,
         budget_bytes=driver.device_memory_budget(mesh), log=lambda s: None)
-  problem = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
-                         spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0), groups)
+    problem = dataclasses.replace(problem, micro_batches=groups)
   params = jax.device_put(params)
   ref = jnp.asarray(target_image(n, spec["lr_size"], spec.get("seed", 0)))
   state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
@@ -220,8 +221,8 @@ def measure_jax(spec: dict) -> dict:
       device_mem = {k: int(v) for k, v in stats.items() if "bytes" in k}
   except Exception:
     pass
-  out.update(side="pulse-jax", micro_batches=groups, setup_s=setup_s, lower_s=lower_s, compile_s=compile_s,
-             warmup_s=first_s, compiled_memory=mem, hlo_flops_per_chunk=flops,
+  out.update(side="pulse-jax", micro_batches=groups, setup_s=setup_s, lower_s=lower_s,
+             compile_s=compile_s, warmup_s=first_s, compiled_memory=mem, hlo_flops_per_chunk=flops,
              # XLA's cost analysis counts a while loop's body once, not per trip: the chunk's
              # count is one step (plus the once-per-chunk weight preparation).
              hlo_flops_per_restart_step=(flops / n if flops else None),

@@ -99,13 +99,19 @@ def memory_lines(m: dict) -> str:
     return f"compiled memory: FAILED: {m['error']}"
   return "\n".join(
       f"[{m['resolution']:>4} x{r['restarts']:<3}] {variant_name((r['dtype'], r['remat'])):<24} "
-      f"{_groups(r):<17}compiled (XLA buffer assignment): temp {r['temp_size_in_bytes'] / GIB:.1f} GiB + "
+      f"{_groups(r):<17}compiled (XLA buffer assignment): "
+      f"temp {r['temp_size_in_bytes'] / GIB:.1f} GiB + "
       f"arguments {r['argument_size_in_bytes'] / GIB:.2f} GiB" for r in m["rows"])
 
 
 def _groups(r: dict) -> str:
   g = r.get("micro_batches", 1)
   return f"{g} micro-batches" if g > 1 else "one batch"
+
+
+def _groups_suffix(r: dict) -> str:
+  """' (G micro-batches)' for a measurement in micro-batches, else ''."""
+  return f" ({_groups(r)})" if r.get("micro_batches", 1) > 1 else ""
 
 
 def _memory_md(results: dict) -> list[str]:
@@ -117,7 +123,8 @@ def _memory_md(results: dict) -> list[str]:
       continue
     for r in m["rows"]:
       rows.append(f"| {m['resolution']} | {r['restarts']} | {variant_name((r['dtype'], r['remat']))}"
-                  f" | {r.get('micro_batches', 1)} | {r['temp_size_in_bytes'] / GIB:.1f} | {r['argument_size_in_bytes'] / GIB:.2f}"
+                  f" | {r.get('micro_batches', 1)} | {r['temp_size_in_bytes'] / GIB:.1f}"
+                  f" | {r['argument_size_in_bytes'] / GIB:.2f}"
                   f" | {r['temp_size_in_bytes'] / GIB / r['restarts']:.2f} |")
   return rows if len(rows) > 2 else []
 
@@ -161,10 +168,9 @@ def _run_table(results: dict) -> list[str]:
     fl = r.get("hlo_flops_per_restart_step")
     gfs = fl * r["restart_steps_per_s"] / 1e9 if fl else None
     gfs_s = "-" if gfs is None else (f"{gfs:.3g}" + (f" ({gfs / peak:.0%} of peak)" if peak else ""))
-    what = key[2] + (f" ({r['micro_batches']} micro-batches)" if r.get("micro_batches", 1) > 1
-                     else "")
+    compile_s = r.get("compile_s") if r["side"] == "pulse-jax" else None
     rows.append(
-        f"| {key[0]} | {key[1]} | {what} | {_f(r.get('compile_s') if r['side'] == 'pulse-jax' else None, '.1f')} | "
+        f"| {key[0]} | {key[1]} | {key[2]}{_groups_suffix(r)} | {_f(compile_s, '.1f')} | "
         f"{r['median_step_s']:.3g} | {r['restart_steps_per_s']:.3g} | {r['cpu_s_per_restart_step']:.3g} | "
         f"{_f(x.get('speedup_wall'), '.2f')} | {_f(x.get('speedup_cpu_time'), '.2f')} | "
         f"{_gib(r['peak_rss_bytes']):.2f} | {_f(temp, '.3g')} | {gfs_s} |")
@@ -182,8 +188,7 @@ def _targets(results: dict) -> list[str]:
               f"{NO_GPU if cpu else 'see ratios'} | - |")
   big = [(m, r) for m in results.get("memory") or [] if "error" not in m and
          m["resolution"] == 1024 for r in m["rows"] if r["restarts"] >= 128]
-  est = "; ".join(f"{variant_name((r['dtype'], r['remat']))} x{r['restarts']}"
-                  f"{' in ' + str(r['micro_batches']) + ' micro-batches' if r.get('micro_batches', 1) > 1 else ''}: "
+  est = "; ".join(f"{variant_name((r['dtype'], r['remat']))} x{r['restarts']}{_groups_suffix(r)}: "
                   f"{(r['temp_size_in_bytes'] + r['argument_size_in_bytes']) / 1e9:.0f} GB"
                   for _, r in big)
   fits = [r for _, r in big if r["temp_size_in_bytes"] + r["argument_size_in_bytes"] <= 80e9]

@@ -134,8 +134,8 @@ def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: 
   """The compiled chunk `search_images` runs, from shapes only (nothing is allocated).
 
   params: the parameter tree, concrete or `jax.ShapeDtypeStruct`s; rows: N restarts in all
-  (padded to a multiple of the device count x micro_batches here). For inspection: `.as_text()` (HLO),
-  `.memory_analysis()` (bytes per device).
+  (padded to a multiple of the device count x micro_batches here). For inspection:
+  `.as_text()` (HLO), `.memory_analysis()` (bytes per device).
   """
   mesh = mesh or sharding.restart_mesh()
   problem = search.Problem(generator, config, generator.resolution // lr_size, chunk_size,
@@ -282,7 +282,8 @@ def _concat(chunks: list[dict]) -> dict:
 def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   config: SearchConfig, restarts: int, image_keys=None, start: dict | None = None,
                   mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
-                  micro_batches: int = 1, memory_budget_bytes: int | None = None, mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
+                  micro_batches: int = 1, memory_budget_bytes: int | None = None,
+                  mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
                   checkpoint_every: int = 0, log: Callable[[str], None] | None = None
                   ) -> SearchResult:
@@ -294,9 +295,9 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   micro_batches: compute each step's restarts in this many sequential groups (peak activation
   memory of N / micro_batches restarts; same results; N is padded to a multiple of
   micro_batches x the device count); 0: the fewest that fit in `memory_budget_bytes` per device
-  (`choose_micro_batches`; default budget: 90% of the device's memory limit); mesh: a 1-D mesh (default: all devices,
-  `sharding.restart_mesh()`); checkpoint_dir and
-  checkpoint_every: resume from the newest checkpoint in `checkpoint_dir`, save the full
+  (`choose_micro_batches`; default budget: 90% of the device's memory limit); mesh: a 1-D mesh
+  (default: all devices, `sharding.restart_mesh()`); checkpoint_dir and checkpoint_every:
+  resume from the newest checkpoint in `checkpoint_dir`, save the full
   state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
   0: only at the end) and at the end; log: receives notices
   (padding, resuming; default: the `logging` module).

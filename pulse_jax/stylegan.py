@@ -109,19 +109,18 @@ def _conv_layers(config: StyleGANConfig) -> list[tuple[int, int, int, int, str]]
 def _param_specs(config: StyleGANConfig) -> dict:
   """{name path: (shape, initializer)} of the synthesis parameters, nested as the tree."""
   d = config.dlatent_size
-  ones, zeros, normal = "ones", "zeros", "normal"
   tree: dict = {f"block_{b}": {} for b in range(config.resolution_log2 - 1)}
-  tree["block_0"]["const"] = ((1, 4, 4, config.layer_channels(0)), ones)
+  tree["block_0"]["const"] = ((1, 4, 4, config.layer_channels(0)), "ones")
   for b, i, cin, cout, _ in _conv_layers(config):
-    tree[f"block_{b}"][f"conv_{i}"] = {"kernel": ((3, 3, cin, cout), normal)}
+    tree[f"block_{b}"][f"conv_{i}"] = {"kernel": ((3, 3, cin, cout), "normal")}
   for i in range(config.num_layers):
     c = config.layer_channels(i)
     tree[f"block_{i // 2}"][f"layer_{i}"] = {
-        "bias": ((c,), zeros), "noise_weight": ((c,), zeros),
-        "style_kernel": ((d, 2 * c), normal), "style_bias": ((2 * c,), zeros)}
+        "bias": ((c,), "zeros"), "noise_weight": ((c,), "zeros"),
+        "style_kernel": ((d, 2 * c), "normal"), "style_bias": ((2 * c,), "zeros")}
   c_last = config.layer_channels(config.num_layers - 1)
-  tree["torgb_kernel"] = ((1, 1, c_last, config.num_channels), normal)
-  tree["torgb_bias"] = ((config.num_channels,), zeros)
+  tree["torgb_kernel"] = ((1, 1, c_last, config.num_channels), "normal")
+  tree["torgb_bias"] = ((config.num_channels,), "zeros")
   return tree
 
 
