@@ -111,13 +111,12 @@ def jax_params(spec: dict):
     if w.config.resolution != cfg.resolution or chans(w.config) != chans(cfg):
       raise ValueError(f"converted config {w.config} has other channels than requested {cfg}")
     return cfg, {"synthesis": w.params["synthesis"], "gaussian_fit": w.params["gaussian_fit"]}
-  shapes = synthesis_param_shapes(cfg)
-  leaves, tree = jax.tree.flatten(shapes)
-  keys = jax.random.split(jax.random.key(spec.get("seed", 0)), len(leaves) + 2)
-  synth = jax.tree.unflatten(tree, [0.5 * jax.random.normal(k, l.shape, jnp.float32)
-                                    for k, l in zip(keys, leaves)])
-  fit = {"mean": 0.5 * jax.random.normal(keys[-2], (cfg.dlatent_size,)),
-         "std": 0.5 + jax.random.uniform(keys[-1], (cfg.dlatent_size,))}
+  leaves, tree = jax.tree.flatten(synthesis_param_shapes(cfg))
+  rng = np.random.default_rng(spec.get("seed", 0))  # numpy: no per-shape compile (seconds)
+  normal = lambda shape: jnp.asarray(0.5 * rng.standard_normal(shape, np.float32))
+  synth = jax.tree.unflatten(tree, [normal(l.shape) for l in leaves])
+  fit = {"mean": normal((cfg.dlatent_size,)),
+         "std": jnp.asarray(0.5 + rng.uniform(size=cfg.dlatent_size).astype(np.float32))}
   return cfg, {"synthesis": synth, "gaussian_fit": fit}
 
 
@@ -142,7 +141,10 @@ def measure_jax(spec: dict) -> dict:
 
   spec: resolution, fmap_base, fmap_max, restarts, dtype, remat, lr_size, schedule_steps,
   chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed, micro_batches
-  (optional, default 1; must divide restarts; 0: the fewest that fit the device's memory).
+  (optional, default 1; must divide restarts; 0: the fewest that fit the device's memory, or
+  `memory_budget_bytes` when given), memory_budget_bytes (optional). With 0 and a budget, the
+  program `driver.choose_micro_batches` compiled (the one pulse_jax.run runs) is the one timed:
+  no second compile; its compile time includes lowering.
   """
   import jax
   import jax.numpy as jnp
@@ -154,14 +156,27 @@ def measure_jax(spec: dict) -> dict:
   problem = make_problem(cfg, spec["dtype"], spec["remat"], spec["lr_size"],
                          spec["schedule_steps"], spec["chunk_size"], spec.get("seed", 0),
                          groups or 1)
+  chosen, choose_s = None, None  # (compiled, compile s) of the automatically chosen program
   if groups == 0:  # the fewest that fit the device's memory, as pulse_jax.run --micro_batches=0
     from pulse_jax import driver, sharding
     mesh = sharding.restart_mesh(jax.devices()[:1])
+    budget = spec.get("memory_budget_bytes") or driver.device_memory_budget(mesh)
+    t = time.perf_counter()
     groups = driver.choose_micro_batches(
         problem.generator, params, problem.config, rows=n, lr_size=spec["lr_size"],
-        chunk_size=spec["chunk_size"], mesh=mesh, with_mask=False,
-        budget_bytes=driver.device_memory_budget(mesh), log=lambda s: None)
+        chunk_size=spec["chunk_size"], mesh=mesh, with_mask=False, budget_bytes=budget,
+        log=lambda s: None)
+    choose_s = time.perf_counter() - t
     problem = dataclasses.replace(problem, micro_batches=groups)
+    if budget is not None:
+      # The choice compiled (and cached) the chunk program pulse_jax.run runs: time that one
+      # instead of compiling the same search a second time (GPU compiles are slow).
+      compiled = driver.compiled_chunk(
+          problem.generator, params, problem.config, rows=n, lr_size=spec["lr_size"],
+          chunk_size=spec["chunk_size"], micro_batches=groups, mesh=mesh)
+      cache = driver._COMPILED  # pylint: disable=protected-access
+      chosen = (compiled, next(v[1] for v in cache.values()
+                               if isinstance(v, tuple) and v[0] is compiled))
   params = jax.device_put(params)
   ref = jnp.asarray(target_image(n, spec["lr_size"], spec.get("seed", 0)))
   state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
@@ -169,12 +184,16 @@ def measure_jax(spec: dict) -> dict:
   setup_s = time.perf_counter() - t_setup
   rss_before_compile = current_rss_bytes()
 
-  t = time.perf_counter()
-  lowered = search.run_chunk.lower(problem, params, state, ref)
-  lower_s = time.perf_counter() - t
-  t = time.perf_counter()
-  compiled = lowered.compile()
-  compile_s = time.perf_counter() - t
+  if chosen is not None:  # its compile time includes lowering; inputs laid out as it expects
+    (compiled, compile_s), lower_s = chosen, 0.0
+    params, state, ref = jax.device_put((params, state, ref), compiled.input_shardings[0])
+  else:
+    t = time.perf_counter()
+    lowered = search.run_chunk.lower(problem, params, state, ref)
+    lower_s = time.perf_counter() - t
+    t = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t
   mem = {}
   try:
     ma = compiled.memory_analysis()
@@ -221,7 +240,9 @@ def measure_jax(spec: dict) -> dict:
       device_mem = {k: int(v) for k, v in stats.items() if "bytes" in k}
   except Exception:
     pass
-  out.update(side="pulse-jax", micro_batches=groups, setup_s=setup_s, lower_s=lower_s,
+  out.update(side="pulse-jax", micro_batches=groups, micro_batches_choice_s=choose_s,
+             program="driver chunk" if chosen is not None else "search.run_chunk",
+             setup_s=setup_s, lower_s=lower_s,
              compile_s=compile_s, warmup_s=first_s, compiled_memory=mem, hlo_flops_per_chunk=flops,
              # XLA's cost analysis counts a while loop's body once, not per trip: the chunk's
              # count is one step (plus the once-per-chunk weight preparation).

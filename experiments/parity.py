@@ -4,7 +4,8 @@
    max |pulse-jax - reference| of the [-1, 1] images.
 2. A short search from identical starting values: the reference's own `PULSE.forward` runs
    first; the latent and noise maps it drew are given to `search.init_state(start=...)`; the
-   per-step loss traces (TOTAL, L2, GEOCROSS, before each step's update) are compared.
+   per-step loss traces (TOTAL, L2, GEOCROSS, before each step's update) are compared
+   (skipped with steps 0).
 The reference hard-codes 18 style rows, so parity needs resolution 1024 (any fmap sizes).
 """
 from __future__ import annotations
@@ -49,10 +50,14 @@ def run_parity(spec: dict) -> dict:
   diff = np.abs(img_jax.astype(np.float64) - img_ref)
   out["forward"] = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
                     "max_abs_reference": float(np.abs(img_ref).max()),
+                    "range_reference": float(img_ref.max() - img_ref.min()),
                     "image_std_reference": float(img_ref.std()), "shape": list(img_ref.shape)}
 
-  # 2. short search from identical starting values (batch 1)
+  # 2. short search from identical starting values (batch 1); steps 0: the forward only
   steps = spec["steps"]
+  if steps <= 0:
+    out["wall_s"] = time.perf_counter() - t0
+    return out
   lr = spec["lr_size"]
   factor = cfg.resolution // lr
   target = measure.target_image(1, lr, spec.get("seed", 0))

@@ -68,10 +68,17 @@ def describe_reference(reference_dir: str) -> dict:
       h.update(f.encode() + b"\0" + fh.read())
   commit = None
   try:
-    commit = subprocess.run(["git", "-C", reference_dir, "rev-parse", "HEAD"], capture_output=True,
-                            text=True, timeout=10).stdout.strip() or None
+    top, commit = (subprocess.run(["git", "-C", reference_dir, "rev-parse", "--show-toplevel",
+                                   "HEAD"], capture_output=True, text=True,
+                                  timeout=10).stdout.split() + [None, None])[:2]
+    if not top or os.path.realpath(top) != os.path.realpath(reference_dir):
+      commit = None  # not a checkout itself (e.g. a copy inside this repository's work tree)
   except (OSError, subprocess.SubprocessError):
     pass
+  commit_file = os.path.join(reference_dir, "COMMIT")  # written beside a copy, see gpu_check
+  if commit is None and os.path.isfile(commit_file):
+    with open(commit_file) as fh:
+      commit = fh.read().strip() or None
   return {"dir": reference_dir, "git_commit": commit, "files_sha256": h.hexdigest()}
 
 

@@ -2,18 +2,20 @@
 
     python -m pulse_jax.align --input=FILE_OR_DIR --output_dir=DIR --size=32 [--hr_size=1024]
 
-For each photo (EXIF orientation applied first) every face is detected with dlib (optional
-extra: ``pip install 'pulse-jax[align]'``), its eye and mouth landmarks give FFHQ's oriented
-square crop (in-plane rotation included), the crop is padded by reflection with FFHQ's blur and
-fade where it leaves the photo, resampled to ``hr_size`` and then down-sampled to ``size`` with
-``pulse_jax.bicubic.downsample`` -- exactly the search's forward model.
+For each photo (PNG, JPEG, WebP, BMP, TIFF or GIF of at most ``MAX_IMAGE_PIXELS`` pixels: the
+allow-list and cap of ``run``, from ``pulse_jax.image_files``; EXIF orientation applied first)
+every face is detected with dlib (optional extra: ``pip install 'pulse-jax[align]'``), its eye
+and mouth landmarks give FFHQ's oriented square crop (in-plane rotation included), the crop is
+padded by reflection with FFHQ's blur and fade where it leaves the photo, resampled to
+``hr_size`` and then down-sampled to ``size`` with ``pulse_jax.bicubic.downsample`` -- exactly
+the search's forward model.
 
 Writes to ``--output_dir``: ``STEM.png`` (one face) or ``STEM_0.png``, ``STEM_1.png``, ... (faces
 left to right), the ``size`` x ``size`` inputs for ``python -m pulse_jax.run --input=DIR``;
 ``hr/`` with the aligned ``hr_size`` crops (``--save_hr``); and ``align_report.json``, one entry
 per file. Outcomes per file: ``ok``, ``no_face``, ``too_small`` (every face below the minimum
-eye distance), ``error`` (unreadable file, ...); the other files are processed regardless. Exit
-status 1 when any file yielded no face, 2 on a usage or installation error.
+eye distance), ``error`` (unreadable or refused file, ...); the other files are processed
+regardless. Exit status 1 when any file yielded no face, 2 on a usage or installation error.
 
 The FFHQ recipe (NVlabs/ffhq-dataset, as in PULSE's ``shape_predictor.py``), re-implemented with
 numpy + Pillow (no scipy):
@@ -39,13 +41,14 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from pulse_jax import image_files
 from pulse_jax.face_landmarks import AlignDependencyError, Detection, FaceLandmarker
+from pulse_jax.image_files import EXIF_ORIENTATION, MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "align_report.json"
 TRANSFORM_SIZE = 4096   # FFHQ resamples the quad at 4096 px, then shrinks to the output size
-EXIF_ORIENTATION = 0x0112
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -332,12 +335,13 @@ class FileResult:
 
 
 def load_photo(path: str | os.PathLike) -> tuple[Image.Image, int | None]:
-  """Open `path` and apply its EXIF orientation; returns (RGB image, EXIF orientation tag)."""
-  with Image.open(path) as im:
-    im.load()
-    orientation = im.getexif().get(EXIF_ORIENTATION)
-    im = ImageOps.exif_transpose(im)
-    return im.convert("RGB"), (int(orientation) if orientation is not None else None)
+  """Open `path` and apply its EXIF orientation; returns (RGB image, EXIF orientation tag).
+
+  Reads only `image_files.ALLOWED_FORMATS` and refuses a header over `MAX_IMAGE_PIXELS` before
+  decoding, as `run` does: raises `ImageFileError` naming the file.
+  """
+  im, orientation = image_files.read_image(path)
+  return im.convert("RGB"), orientation
 
 
 def check_sizes(size: int, hr_size: int) -> None:
@@ -365,6 +369,9 @@ def align_file(path: str | os.PathLike, out_dir: str | os.PathLike, size: int,
   res = FileResult(input=str(path), status="error")
   try:
     image, res.exif_orientation = load_photo(path)
+  except image_files.ImageFileError as e:   # refused or unreadable: names the file and the fix
+    res.message = str(e)
+    return res
   except Exception as e:  # pylint: disable=broad-except
     res.message = f"unreadable: {type(e).__name__}: {e}"
     return res

@@ -4,7 +4,8 @@ The reference filters separably with a Keys kernel (a = -0.5) of length ``4 * fa
 at ``(i - floor(size / 2) + 0.5) / factor`` and normalised to sum 1, after reflect padding of
 ``size - factor`` pixels split floor/ceil (top/bottom, left/right), stride ``factor``, vertical
 pass first. That whole operation along one axis is a linear map ``[n] -> [n / factor]``; we
-build it once in float64 numpy (reflect padding folded in) and apply it as
+build it once in float64 numpy from the reference's float32 taps (reflect padding folded in)
+and apply it as
 ``out = Mh @ x @ Mw.T``. Exact, differentiable, jit-able, and a plain matmul on every backend.
 
 Differences from the reference (documented on purpose):
@@ -27,18 +28,25 @@ import numpy as np
 _KEYS_A = -0.5
 
 
-def _keys(x: np.ndarray, a: float = _KEYS_A) -> np.ndarray:
-    """Keys cubic convolution kernel evaluated at ``x`` (float64)."""
-    x = np.abs(x)
-    inner = (a + 2.0) * x**3 - (a + 3.0) * x**2 + 1.0
-    outer = a * x**3 - 5.0 * a * x**2 + 8.0 * a * x - 4.0 * a
-    return np.where(x <= 1.0, inner, np.where(x < 2.0, outer, 0.0))
+def _kernel32(factor: int) -> np.ndarray:
+    """The reference's 1-D taps, computed as it computes them: in float32 arithmetic.
 
-
-def _kernel64(factor: int) -> np.ndarray:
+    Elementwise the same operations as the reference's ``bicubic_kernel`` (``x * x * x`` for its
+    ``pow(x, 3)``), so the raw taps are bit-identical to torch's; the normalisation divides by a
+    float32 sum, which equals torch's for every power-of-two factor (for other factors torch's
+    summation order can differ by an ulp). A float64 search uses these float32 values, as the
+    reference's own float64 run does (its buffer cast to float64).
+    """
+    f = np.float32
+    a = f(_KEYS_A)
     size = 4 * factor
-    k = _keys((np.arange(size) - np.floor(size / 2) + 0.5) / factor)
-    return k / k.sum()
+    x = np.abs((np.arange(size, dtype=f) - f(np.floor(size / 2)) + f(0.5)) / f(factor))
+    x2 = x * x
+    x3 = x2 * x
+    inner = (a + f(2)) * x3 - (a + f(3)) * x2 + f(1)
+    outer = a * x3 - f(5) * a * x2 + f(8) * a * x - f(4) * a
+    k = np.where(x <= 1, inner, np.where(x < 2, outer, f(0))).astype(f)
+    return (k / k.sum(dtype=f)).astype(f)
 
 
 def _check_factor(factor) -> int:
@@ -49,7 +57,7 @@ def _check_factor(factor) -> int:
 
 def bicubic_kernel(factor: int) -> np.ndarray:
     """The reference's 1-D filter taps: ``[4 * factor] float32``, summing to 1."""
-    return _kernel64(_check_factor(factor)).astype(np.float32)
+    return _kernel32(_check_factor(factor))
 
 
 def _reflect_index(n: int, before: int, after: int) -> np.ndarray:
@@ -70,7 +78,7 @@ def downsample_matrix(n: int, factor: int) -> np.ndarray:
         raise ValueError(f"axis length {n} is not a multiple of factor {factor}")
     if factor == 1:
         return np.eye(n)
-    k = _kernel64(factor)
+    k = _kernel32(factor).astype(np.float64)
     pad = len(k) - factor
     src = _reflect_index(n, pad // 2, pad - pad // 2)  # [n + pad]
     out = n // factor

@@ -60,7 +60,7 @@ class DCGANGenerator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     cfg = self.config
-    x = z.reshape(z.shape[0], 1, 1, cfg.nz).astype(jnp.float32)
+    x = z.reshape(z.shape[0], 1, 1, cfg.nz).astype(jnp.promote_types(z.dtype, jnp.float32))
     c_in = cfg.nz
     for i, c_out in enumerate(cfg.channels()):
       kernel = self.param(f"convt_{i}", lambda k, s: {"kernel": 0.02 * jax.random.normal(k, s)},

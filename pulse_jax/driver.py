@@ -40,7 +40,9 @@ class SearchResult:
   best_step: [B, R] int (1-based); within_eps: [B, R] bool; ranking: [B, R] restart indices,
   best first (within eps first, then lowest total loss); success_rate: [B];
   hr: [B, K, C, H, W], lr: [B, K, C, h, w] float32 in [0, 1] of the K best restarts (`selected`
-  [B, K]); start_values: {'latent': [B, K, l, D], 'noise_<i>': [B, K, 1, r, r]};
+  [B, K]); start_values: {'latent': [B, K, l, D], 'noise_<i>': [B, K, 1, r, r]} of those K;
+  all_start_values: the same for every restart, {'latent': [B, R, l, D], 'noise_<i>':
+  [B, R, 1, r, r]} (row r: restart r's best iterate; `start_values` is its `selected` rows);
   trace: name -> [steps, B, R] losses at each step (before its update).
   num_devices / num_processes: where it ran; padded_rows: extra rows (restarts of the last
   image) added so every device holds as many rows, computed and dropped; micro_batches: the
@@ -65,6 +67,7 @@ class SearchResult:
   resumed_from_step: int = 0
   num_processes: int = 1
   micro_batches: int = 1
+  all_start_values: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -279,6 +282,25 @@ def _concat(chunks: list[dict]) -> dict:
   return {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]} if chunks else {}
 
 
+def initial_start_values(generator: Generator, config: SearchConfig, restarts: int,
+                         image_keys) -> dict:
+  """The random starts a search without `start` draws, in the start-values format.
+
+  {'latent': [B, R, l, D], 'noise_<i>': [B, R, 1, r, r]} (every non-zero noise map) for
+  B = len(image_keys) images: restart r of image b starts from row [b, r], a function of
+  (config.seed, image_keys[b], r) only. Passing these rows as `start` reproduces the search
+  without `start` exactly; `pulse_jax.run --init` fills the restarts it has no row for with
+  them.
+  """
+  b = len(image_keys)
+  problem = search.Problem(generator, config, 1)
+  keys = np.repeat(np.asarray(image_keys, np.int64), restarts).astype(np.uint32)
+  ids = np.tile(np.arange(restarts), b).astype(np.uint32)
+  state = search.init_state(problem, keys, ids)
+  return {k: np.array(v).reshape((b, restarts) + v.shape[1:])
+          for k, v in search.start_values_of(problem, state).items()}
+
+
 def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   config: SearchConfig, restarts: int, image_keys=None, start: dict | None = None,
                   mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
@@ -372,7 +394,8 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
       state, trace = restored
       trace_host = [trace] if trace else []
       resumed_from = int(state.step)
-      log(f"resumed from the checkpoint at step {resumed_from} in {manager.directory}.")
+      log(f"resumed from step {resumed_from} of {config.steps} (checkpoint in "
+          f"{manager.directory})")
   if state is None:
     state = _init_program(problem, mesh, *keys_ids)(*keys_ids)
 
@@ -417,9 +440,9 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   selected = ranking[:, :keep]
   flat_rows = (np.arange(b)[:, None] * restarts + selected).reshape(-1)
   images = _render_rows(problem, params, state, dev["ref"], mask_dev, flat_rows, mesh)
-  sv = search.start_values_of(problem, state)
-  start_values = {k: _take_rows(v, flat_rows, mesh).reshape((b, keep) + v.shape[1:])
-                  for k, v in sv.items()}
+  all_values = {k: sharding.to_host(v)[:n].reshape((b, restarts) + v.shape[1:])
+                for k, v in search.start_values_of(problem, state).items()}
+  start_values = {k: v[np.arange(b)[:, None], selected] for k, v in all_values.items()}
   trace = {k: v.reshape(-1, b, restarts) for k, v in _concat(trace_host).items()}
   return SearchResult(
       total=host["total"], terms=terms, l2=host["l2"], min_l2=host["min_l2"],
@@ -427,7 +450,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
       success_rate=within.mean(axis=1), selected=selected,
       hr=images["hr"].reshape((b, keep) + images["hr"].shape[1:]),
       lr=images["lr"].reshape((b, keep) + images["lr"].shape[1:]),
-      start_values=start_values, trace=trace,
+      start_values=start_values, all_start_values=all_values, trace=trace,
       timings={"compile_s": compile_s, "search_s": search_s,
                "init_s": search_t - t0 - compile_s, "steps": steps,
                "restart_steps_per_s": n * max(steps - resumed_from, 0) / max(search_s, 1e-9)},
@@ -439,10 +462,6 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
 @jax.jit
 def _gather(tree, rows):
   return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
-
-
-def _take_rows(x, rows: np.ndarray, mesh) -> np.ndarray:
-  return sharding.to_host(_gather(x, sharding.replicate(np.asarray(rows, np.int32), mesh)))
 
 
 def _render_rows(problem, params, state, ref, mask, rows: np.ndarray, mesh) -> dict:

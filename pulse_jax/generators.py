@@ -22,6 +22,11 @@ from pulse_jax import stylegan
 from pulse_jax.stylegan import StyleGANConfig
 
 
+# float64 is a verification mode (under jax x64): a search in float64 reproduces the
+# reference's float64 runs to ~1e-9 (tests/test_search.py), where float32 runs are chaotic.
+COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
+
+
 @dataclasses.dataclass(frozen=True)
 class Generator:
   """kind 'stylegan' (params {'synthesis', 'gaussian_fit'}) or 'dcgan' (params {'dcgan'})."""
@@ -37,8 +42,11 @@ class Generator:
       raise ValueError(f"remat must be one of {stylegan.REMAT_POLICIES}, got {self.remat!r}.")
     if self.kind not in ("stylegan", "dcgan"):
       raise ValueError(f"Unknown generator kind {self.kind!r}; expected 'stylegan' or 'dcgan'.")
-    if self.compute_dtype not in ("float32", "bfloat16"):
-      raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}.")
+    if self.compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}.")
+    if self.compute_dtype == "float64" and not jax.config.jax_enable_x64:
+      raise ValueError("compute_dtype='float64' needs jax's 64-bit mode: set JAX_ENABLE_X64=1 or "
+                       "jax.config.update('jax_enable_x64', True) before the first jax call.")
 
   @property
   def resolution(self) -> int:
@@ -82,7 +90,13 @@ class Generator:
 
   @property
   def dtype(self):
-    return jnp.bfloat16 if self.compute_dtype == "bfloat16" else jnp.float32
+    """The compute dtype of the network's convolutions."""
+    return jnp.dtype(self.compute_dtype)
+
+  @property
+  def float_dtype(self):
+    """Dtype of search variables, images and losses: float32, float64 in verification mode."""
+    return jnp.dtype(jnp.float64 if self.compute_dtype == "float64" else jnp.float32)
 
   def prepare(self, params: dict) -> dict:
     """Run-time parameters for `render_prepared` (a pure function of `params`; the search

@@ -1,4 +1,4 @@
-"""Search inputs: listing files, reading any image Pillow reads, and fitting it to the generator.
+"""Search inputs: listing files, reading PNG/JPEG/WebP/BMP/TIFF/GIF, fitting them to the generator.
 
 `load_image(path, generator_size, ...)` returns an `InputImage` (the target [C, h, w] float32 in
 [0, 1], an optional loss mask [1, h, w] that is 0 on padding, the notes on what was done to the
@@ -8,8 +8,10 @@ that names the file. Nothing here imports JAX.
 Rules (the generator size G must be an integer multiple of the input size h):
   - grayscale, palette and alpha images are converted to RGB, with a note (alpha is composited
     on black or white, `background`); the EXIF orientation is applied;
+  - only `ALLOWED_FORMATS` are decoded, whatever the file's name (an EPS named .png is refused
+    without reaching Ghostscript; `pulse_jax.image_files`);
   - an input larger than G, an empty, corrupt or non-image file, or a decompression bomb
-    (more than `MAX_IMAGE_PIXELS` pixels) is rejected;
+    (more than `MAX_IMAGE_PIXELS` pixels, refused before decoding) is rejected;
   - a square input whose side divides G is used as is; otherwise `fit` decides: 'error' (the
     default) rejects it naming the valid sizes, 'resize' resamples it (bicubic) to the nearest
     valid square size, 'pad' centres it on the smallest valid square that holds it and masks
@@ -20,18 +22,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import warnings
 import zlib
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from pulse_jax import image_files
+# Re-exported: one allow-list and one pixel cap for every reader of user images.
+from pulse_jax.image_files import ALLOWED_FORMATS, MAX_IMAGE_PIXELS
 
 FITS = ("error", "resize", "pad")
 BACKGROUNDS = ("black", "white")
-# Inputs are low-resolution images no larger than the generator (at most 1024 x 1024 for
-# StyleGAN); any header claiming more than this many pixels is refused before decoding.
-MAX_IMAGE_PIXELS = 4096 * 4096
 PAD_VALUE = 0.5  # grey on the padding (excluded from the loss; only visible in input.png)
 
 
@@ -115,32 +117,11 @@ def unique_stems(paths: Sequence[os.PathLike]) -> list[str]:
 
 
 def _open(path: pathlib.Path) -> Image.Image:
-  """Opens and decodes `path` with the pixel limit in force; raises InputError."""
-  if not path.is_file():
-    raise InputError(f"{path}: not a file.")
-  if path.stat().st_size == 0:
-    raise InputError(f"{path}: empty file (0 bytes).")
-  old = Image.MAX_IMAGE_PIXELS
-  Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+  """Decodes `path` (allowed formats only, pixel cap checked first, EXIF applied); InputError."""
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("error", Image.DecompressionBombWarning)
-      with Image.open(path) as im:
-        im.load()
-        fmt = im.format
-        out = ImageOps.exif_transpose(im)
-        out.format = fmt
-        return out
-  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-    raise InputError(f"{path}: refused as a possible decompression bomb ({e}); inputs must be "
-                     "low-resolution images no larger than the generator.") from None
-  except Image.UnidentifiedImageError:
-    raise InputError(f"{path}: not an image Pillow can read (unknown or wrong format; "
-                     "expected PNG, JPEG, WebP, BMP, ...).") from None
-  except Exception as e:  # truncated / corrupt data: OSError, SyntaxError, ValueError, ...
-    raise InputError(f"{path}: corrupt or truncated image ({type(e).__name__}: {e}).") from None
-  finally:
-    Image.MAX_IMAGE_PIXELS = old
+    return image_files.read_image(path)[0]
+  except image_files.ImageFileError as e:
+    raise InputError(str(e)) from None
 
 
 def to_rgb(im: Image.Image, background: str = "black") -> tuple[np.ndarray, list[str]]:

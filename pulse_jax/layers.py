@@ -168,10 +168,10 @@ def blur_121(x: jax.Array) -> jax.Array:
 def instance_norm(x: jax.Array, eps: float) -> jax.Array:
   """Per-sample, per-channel normalisation over H, W (biased variance, no affine).
 
-  Statistics are computed in float32 whatever the compute dtype.
+  Statistics are computed in float32 at least (float64 for float64 inputs).
   x: [B, H, W, C].
   """
-  x32 = x.astype(jnp.float32)
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
   mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
   xc = x32 - mean
   var = jnp.mean(jnp.square(xc), axis=(1, 2), keepdims=True)

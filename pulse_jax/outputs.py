@@ -1,24 +1,32 @@
 """What `python -m pulse_jax.run` writes: per-input images, latents, JSON reports, the summary.
 
-Per input, under OUTPUT_DIR/<stem>/ (K = --duplicates, best first):
+Per input, under OUTPUT_DIR/<stem>/ (R = --restarts, K = --duplicates, best first):
   input.png            the search target as searched (after conversion and --fit)
   hr_<k>.png           the K best restarts' high-resolution images (k = 0..K-1)
   lr_<k>.png           the same iterates down-sampled (what was compared with input.png)
-  latents.npz          'latent' [K, l, D] and 'noise_<i>' [K, 1, r, r] (start-values format:
-                       re-render with pulse_jax.render, or pass back as --init)
-  report.json          see `input_report`
+  latents.npz          every restart's best iterate, row r = restart r: 'latent' [R, l, D] and
+                       'noise_<i>' [R, 1, r, r] (start-values format: pass back as --init to
+                       continue every restart), 'kept' [K] the restarts of hr_<k>.png (best
+                       first) and 'rank' [R] each restart's rank (0: best); pulse_jax.render
+                       renders the kept rows
+  report.json          see `input_report`; written last
   NOT_WITHIN_EPS.txt   only when no restart reached eps: the closest L2 and advice
   frames/, progress.gif   with --save_intermediate: best-so-far HR/LR after each chunk
-OUTPUT_DIR/summary.json  the run summary (`run_summary`).
+OUTPUT_DIR/summary.json  the run summary.
+
+Every file is written to a hidden temporary name and renamed into place, and report.json comes
+last: an input's outputs are complete exactly when its report.json exists (`complete_report`),
+so a run killed at any point never leaves outputs that look complete.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import platform
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -34,6 +42,11 @@ FRAMES = "frames"
 INPUT_PNG = "input.png"
 # Files and folders of ours in OUTPUT_DIR/<stem>/ (removed there before writing with --overwrite).
 OWNED_PATTERNS = (INPUT_PNG, "hr_*.png", "lr_*.png", LATENTS, REPORT, NOT_WITHIN_EPS, GIF)
+TMP_PATTERN = ".*.tmp-*"   # `atomic_path` temporaries a killed run may leave
+# Settings that change the speed or memory of a run but not its results: a re-run may change
+# them and still keep the complete outputs of an earlier run (see `resume_differences`).
+RESULT_NEUTRAL_SETTINGS = ("batch_size", "chunk_size", "micro_batches", "memory_budget_gb",
+                           "remat")
 
 
 def planned_files(output_dir: str, stem: str, duplicates: int, save_intermediate: bool) -> list[str]:
@@ -58,15 +71,117 @@ def existing_outputs(output_dir: str, stem: str) -> list[str]:
 
 
 def clear_outputs(output_dir: str, stem: str) -> None:
-  """Removes our files from OUTPUT_DIR/<stem>/ (for --overwrite); leaves anything else."""
+  """Removes our files (and temporaries) from OUTPUT_DIR/<stem>/; leaves anything else."""
   d = os.path.join(output_dir, stem)
-  for pat in OWNED_PATTERNS:
+  for pat in OWNED_PATTERNS + (TMP_PATTERN,):
     for f in glob.glob(os.path.join(glob.escape(d), pat)):
       os.remove(f)
   frames = os.path.join(d, FRAMES)
   if os.path.isdir(frames):
     for f in glob.glob(os.path.join(glob.escape(frames), "*.png")):
       os.remove(f)
+
+
+# ----------------------------------------------------------------------------- complete outputs
+
+def complete_report(output_dir: str, stem: str) -> dict | None:
+  """The report.json of OUTPUT_DIR/<stem>/ when its outputs are complete, else None.
+
+  Complete: report.json (written last) exists and every file it lists is there. Raises
+  ValueError when report.json exists but cannot be read (not written by a run: it is
+  renamed into place whole).
+  """
+  d = os.path.join(output_dir, stem)
+  path = os.path.join(d, REPORT)
+  try:
+    with open(path) as f:
+      report = json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+  if not isinstance(report, dict):
+    raise ValueError(f"{path}: not a pulse_jax.run report")
+  names = [INPUT_PNG, report.get("latents") or LATENTS]
+  for o in report.get("outputs") or []:
+    names += [o.get("hr"), o.get("lr")]
+  if not all(n and os.path.isfile(os.path.join(d, n)) for n in names):
+    return None
+  return report
+
+
+def differences(before, now, label: str = "earlier run") -> list[str]:
+  """'key (earlier run: a, now: b)' for each differing key of two JSON-like dicts, nested."""
+  if not (isinstance(before, dict) and isinstance(now, dict)):
+    return [] if before == now else [f"({label}: {before!r}, now: {now!r})"]
+  out = []
+  for k in sorted(set(before) | set(now)):
+    a, b = before.get(k), now.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += [f"{k}.{d}" for d in differences(a, b, label)]
+    elif a != b:
+      out.append(f"{k} ({label}: {a!r}, now: {b!r})")
+  return out
+
+
+def result_identity(settings: dict, weights: dict) -> dict:
+  """What a run's results depend on, as JSON: the settings but `RESULT_NEUTRAL_SETTINGS`, and
+  the weights (their source files' sha256, or the directory when the metadata has none)."""
+  w = {k: weights.get(k) for k in ("kind", "resolution", "sources")}
+  if not weights.get("sources"):
+    w["path"] = weights.get("path")
+  return {"settings": {k: v for k, v in jsonable(settings).items()
+                       if k not in RESULT_NEUTRAL_SETTINGS},
+          "weights": jsonable(w)}
+
+
+def resume_differences(report: dict, identity: dict, inp) -> list[str]:
+  """Why a complete output folder (its `report`) is not this command's result for `inp`
+  (an `inputs.InputImage`): differing settings, weights or input pixels; [] when it is."""
+  before = result_identity(report.get("settings") or {}, report.get("weights") or {})
+  diffs = differences(before, identity)
+  was = report.get("input") or {}
+  for k in ("image_key", "size"):
+    if was.get(k) != inp.describe()[k]:
+      diffs.append(f"input.{k} (earlier run: {was.get(k)!r}, now: {inp.describe()[k]!r})")
+  return diffs
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """Yields a hidden temporary path next to `path`, renamed to `path` when the block succeeds
+  (removed when it fails): a reader never sees a partly written file."""
+  d, name = os.path.split(path)
+  tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}")
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def save_npz(path: str, arrays: dict) -> None:
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    np.savez(f, **arrays)
+
+
+def write_text(path: str, text: str) -> None:
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
+    f.write(text)
+
+
+def latent_arrays(all_values: dict, ranking: np.ndarray, kept: np.ndarray) -> dict:
+  """latents.npz of one input: every restart's best iterate (row r = restart r, float32),
+  'kept' [K] (the restarts of hr_<k>.png, best first) and 'rank' [R] (0: best)."""
+  ranking = np.asarray(ranking)
+  rank = np.empty(ranking.shape[0], np.int32)
+  rank[ranking] = np.arange(ranking.shape[0], dtype=np.int32)
+  out = {k: np.asarray(v, np.float32) for k, v in all_values.items()}
+  out.update(kept=np.asarray(kept, np.int32), rank=rank)
+  return out
 
 
 # ----------------------------------------------------------------------------- images
@@ -78,7 +193,13 @@ def to_pil(image01: np.ndarray) -> Image.Image:
 
 
 def save_png(image01: np.ndarray, path: str) -> None:
-  to_pil(image01).save(path)
+  save_image(to_pil(image01), path)
+
+
+def save_image(im: Image.Image, path: str) -> None:
+  """A PNG, written atomically (`atomic_path`)."""
+  with atomic_path(path) as tmp:
+    im.save(tmp, format="PNG")
 
 
 def upscale_nearest(im: Image.Image, size: int) -> Image.Image:
@@ -106,8 +227,9 @@ def write_gif(frames: Sequence[Image.Image], path: str, ms_per_frame: int = 400)
   """Animated GIF (loops; the last frame held three times as long)."""
   frames = list(frames)
   durations = [ms_per_frame] * (len(frames) - 1) + [ms_per_frame * 3]
-  frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                 optimize=False)
+  with atomic_path(path) as tmp:
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=durations, loop=0, optimize=False)
 
 
 # ----------------------------------------------------------------------------- reports
@@ -152,11 +274,10 @@ def jsonable(v):
 
 
 def write_json(path: str, doc: dict) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+  """JSON (non-finite floats as null), written atomically (`atomic_path`)."""
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
     json.dump(jsonable(doc), f, indent=1, allow_nan=False)
     f.write("\n")
-  os.replace(tmp, path)
 
 
 def advice(stem: str, eps: float, closest_l2: float, restarts: int, steps: int,
@@ -219,16 +340,20 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
 
 def print_summary(summary: dict, file=sys.stdout) -> None:
   s = summary
+  kept = s.get("kept") or 0
   print(f"pulse_jax.run: {s['inputs']} input(s): {s['within_eps']} within eps, "
         f"{s['not_within_eps']} not within eps, {s['failed']} failed"
-        + (f", {s['skipped']} skipped" if s.get("skipped") else ""), file=file)
+        + (f", {s['skipped']} skipped" if s.get("skipped") else "")
+        + (f"; {kept} kept from an earlier run (not searched again)" if kept else ""),
+        file=file)
   if s["searched"]:
+    speed = (f"{s['seconds_per_image']:.2f} s per image; {s['restart_steps_per_s']:.1f} "
+             f"restart-steps/s; compile {s['compile_s']:.1f} s, search {s['search_s']:.1f} s, "
+             if s.get("seconds_per_image") is not None else "nothing searched; ")
     print(f"  success rate {s['success_rate']:.0%} of searched inputs (eps={s['eps']:g}); "
-          f"{s['seconds_per_image']:.2f} s per image; {s['restart_steps_per_s']:.1f} restart-steps/s"
-          f"; compile {s['compile_s']:.1f} s, search {s['search_s']:.1f} s, wall {s['wall_s']:.1f} s",
-          file=file)
+          f"{speed}wall {s['wall_s']:.1f} s", file=file)
   for f in s["files"]:
     extra = (f"L2 {f['best_l2']:.3g}" if f.get("best_l2") is not None else "") + (
-        f"  {f['message']}" if f.get("message") else "")
+        f"  {f['message']}" if f.get("message") else "") + ("  (kept)" if f.get("kept") else "")
     print(f"  {f['status']:<15} {f['input']}  {extra}".rstrip(), file=file)
   print(f"  summary: {s['summary_path']}", file=file)

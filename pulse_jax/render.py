@@ -1,16 +1,23 @@
-"""python -m pulse_jax.render --weights=DIR --latents=FILE.npz --out=PATH
+"""python -m pulse_jax.render --latents=FILE.npz --out=PATH [--weights=DIR] [--rows=kept]
 
-Renders latents with a converted generator, to compare pulse-jax with the
-reference on the same weights, or to re-render a saved search result.
+Renders latents with a converted generator (default: the built-in DCGAN, as pulse_jax.run),
+to compare pulse-jax with the reference on the same weights, or to re-render a saved search
+result (a run's OUTPUT_DIR/<stem>/latents.npz).
 
 Latents npz keys:
   dlatents   [B, L, D] W+ vectors fed to the synthesis network as they are, or
   latent     [B, l, D] the search's standard-normal variable (l = L, or 1 when tiled), mapped
              through the prior first (the Gaussian fit for StyleGAN; the DCGAN's z as is);
-  noise_<i>  [B, 1, r, r] noise maps (zeros where absent; StyleGAN only).
+  noise_<i>  [B, 1, r, r] noise maps (zeros where absent; StyleGAN only);
+  kept, rank a run's latents.npz: the restarts of its hr_<k>.png, best first, and each row's
+             rank. --rows=kept (the default) renders the kept rows in that order (so PATH_<k>.png
+             is hr_<k>.png), --rows=all every row, --rows=3,0 the rows given.
 Output: PNG images ((x + 1) / 2, clamped, one file per row: PATH, or PATH_<b>.png when B > 1),
 or, when PATH ends in .npz, the raw float output under key 'image' [B, C, H, W], unclamped,
 as the reference returns it.
+
+Exit status: 0 when the images were written or on --help / -h / --helpfull, 1 when the latents
+or weights cannot be used, 2 on a bad flag.
 """
 from __future__ import annotations
 
@@ -18,17 +25,23 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
+META = ("kept", "rank")  # a run's latents.npz arrays that are not latents
 
 
 def define_flags() -> None:
   """The entry point's flags (defined only when run as a script, so importing is side-effect free)."""
   flags.DEFINE_string("weights", None, "Converted weights directory (python -m weights_convert), "
-                      "or a built-in model name ('dcgan-digiface').")
-  flags.DEFINE_string("latents", None, "npz with 'dlatents' or 'latent' (+ optional noise_<i>).")
+                      "or a built-in model name. Default: the built-in dcgan-digiface (64x64 "
+                      "DCGAN faces), as pulse_jax.run.")
+  flags.DEFINE_string("latents", None, "npz with 'dlatents' or 'latent' (+ optional noise_<i>); "
+                      "e.g. a run's OUTPUT_DIR/<stem>/latents.npz.")
   flags.DEFINE_string("out", None, "Output .png path (PATH_<b>.png for several rows) or .npz.")
+  flags.DEFINE_string("rows", "kept", "Rows to render: 'kept' (a run's saved outputs, best "
+                      "first; every row when the npz has no 'kept'), 'all', or row indices "
+                      "joined by ',' (e.g. '3,0').")
   flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
 
 
@@ -39,6 +52,36 @@ def load_latents(path: str) -> dict:
   except Exception as e:  # corrupt / not an npz
     raise ValueError(f"{path}: cannot read latents ({e}); expected an .npz written by numpy.savez "
                      "with 'dlatents' or 'latent'.") from None
+
+
+def parse_rows(rows: str) -> str | list[int]:
+  """--rows: 'kept', 'all', or the row indices joined by ','; ValueError otherwise."""
+  if rows in ("kept", "all"):
+    return rows
+  try:
+    idx = [int(r) for r in rows.split(",")]
+  except ValueError:
+    idx = []
+  if not idx or min(idx) < 0:
+    raise ValueError(f"--rows: expected 'kept', 'all' or row indices like '3,0'; got {rows!r}.")
+  return idx
+
+
+def select_rows(latents: dict, rows: str = "kept") -> dict:
+  """The rows to render of a latents dict, without its 'kept' / 'rank' arrays.
+
+  rows (`parse_rows`): 'kept' (the npz's 'kept' rows in that order, or every row when it has
+  no 'kept'), 'all', or indices joined by ','.
+  """
+  rows = parse_rows(rows)
+  arrays = {k: v for k, v in latents.items() if k not in META}
+  if rows == "all" or (rows == "kept" and "kept" not in latents):
+    return arrays
+  idx = np.asarray(latents["kept"] if rows == "kept" else rows, np.int64).reshape(-1)
+  n = min(v.shape[0] for v in arrays.values()) if arrays else 0
+  if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+    raise ValueError(f"rows {idx.tolist()} out of range: the latents have {n} rows.")
+  return {k: v[idx] for k, v in arrays.items()}
 
 
 def render_arrays(generator, params: dict, latents: dict) -> np.ndarray:
@@ -100,17 +143,34 @@ def write_images(raw: np.ndarray, out: str, overwrite: bool = False) -> list[str
   return paths
 
 
-def render_file(weights: str, latents_path: str, out: str, overwrite: bool = False) -> list[str]:
+def render_file(weights: str | None, latents_path: str, out: str, overwrite: bool = False,
+                rows: str = "kept") -> list[str]:
+  """Renders `rows` (`select_rows`) of an npz with `weights` (None: the built-in default)."""
   from pulse_jax import generators, models
-  w = models.load(weights)
+  w = models.load(weights, log=lambda s: None)
   g = generators.from_weights(w) if w.kind == "dcgan" else generators.Generator(w.kind, w.config)
-  return write_images(render_arrays(g, w.params, load_latents(latents_path)), out, overwrite)
+  latents = select_rows(load_latents(latents_path), rows)
+  return write_images(render_arrays(g, w.params, latents), out, overwrite)
 
 
 def main(argv):
-  del argv
+  from pulse_jax.run import quiet_logging
+  quiet_logging()
+  if len(argv) > 1:
+    print(f"pulse_jax.render: error: unexpected arguments {argv[1:]} (options are --name=value)",
+          file=sys.stderr)
+    return 2
+  missing = [f"--{n}" for n in ("latents", "out") if not FLAGS[n].value]
+  if missing:
+    print(f"pulse_jax.render: error: {' and '.join(missing)} must be given.", file=sys.stderr)
+    return 2
   try:
-    for p in render_file(FLAGS.weights, FLAGS.latents, FLAGS.out, FLAGS.overwrite):
+    parse_rows(FLAGS.rows)
+  except ValueError as e:
+    print(f"pulse_jax.render: error: {e}", file=sys.stderr)
+    return 2
+  try:
+    for p in render_file(FLAGS.weights, FLAGS.latents, FLAGS.out, FLAGS.overwrite, FLAGS.rows):
       print(f"wrote {p}")
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"pulse_jax.render: error: {e}", file=sys.stderr)
@@ -119,6 +179,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["weights", "latents", "out"])
-  app.run(lambda argv: sys.exit(main(argv)))
+  from pulse_jax.run import run_command
+  run_command(main, define_flags, "pulse_jax.render")

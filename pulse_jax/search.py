@@ -38,11 +38,12 @@ class SearchState(NamedTuple):
   vars: dict
   fixed_noise: dict
   opt_state: Any
-  best_vars: dict
-  best_total: jax.Array        # [N] float32, lowest total loss so far (inf before step 1)
+  best_vars: dict               # the kept ("best") iterate: see `_better` for the rule
+  best_total: jax.Array        # [N] float32, its total loss (inf before step 1)
   best_terms: dict             # name -> [N] loss terms at the best iterate
   best_l2: jax.Array           # [N] unclamped L2 at the best iterate
-  best_step: jax.Array         # [N] int32, 1-based step of the best iterate (0: none yet)
+  best_step: jax.Array         # [N] int32, 1-based step of the best iterate (0: none, e.g. a
+                               # restart whose losses were never finite)
   min_l2: jax.Array            # [N] lowest unclamped L2 seen at any step
 
 
@@ -108,9 +109,11 @@ def _draw_initial(problem: Problem, keys: jax.Array) -> tuple[jax.Array, dict]:
   sizes = [int(np.prod(s)) for s in shapes]
   offsets = np.cumsum([0] + sizes)
 
+  dtype = problem.generator.float_dtype
+
   def one(key):
-    latent = jax.random.normal(jax.random.fold_in(key, 0), problem.latent_shape, jnp.float32)
-    flat = jax.random.normal(jax.random.fold_in(key, 1), (int(offsets[-1]),), jnp.float32)
+    latent = jax.random.normal(jax.random.fold_in(key, 0), problem.latent_shape, dtype)
+    flat = jax.random.normal(jax.random.fold_in(key, 1), (int(offsets[-1]),), dtype)
     noise = {str(i): flat[offsets[i]:offsets[i + 1]].reshape(shapes[i])
              for i, k in enumerate(problem.noise_kinds()) if k != "zero"}
     return latent, noise
@@ -130,7 +133,7 @@ def _noise_list(problem: Problem, n: int, trainable: dict, fixed: dict):
   for i, _ in enumerate(shapes):
     k = str(i)
     out.append(trainable[k] if k in trainable else fixed[k] if k in fixed
-               else jnp.zeros((n,) + shapes[i], jnp.float32))
+               else jnp.zeros((n,) + shapes[i], problem.generator.float_dtype))
   return out
 
 
@@ -171,7 +174,7 @@ def init_state(problem: Problem, image_keys: jax.Array, restart_ids: jax.Array,
   vars = {"latent": latent, "noise": trainable}
   n = latent.shape[0]
   names = tuple(name for _, name in problem.loss_terms)
-  inf = jnp.full((n,), jnp.inf, jnp.float32)
+  inf = jnp.full((n,), jnp.inf, problem.generator.float_dtype)
   return SearchState(
       step=jnp.zeros((), jnp.int32), vars=vars, fixed_noise=fixed,
       opt_state=problem.optimizer().init(vars), best_vars=vars, best_total=inf,
@@ -215,6 +218,19 @@ def map_restarts(problem: Problem, fn: Callable, *row_trees, exact: bool = True)
   return _from_groups(out)
 
 
+def _better(total, l2_raw, best_total, best_l2, eps: float) -> jax.Array:
+  """[N] bool: whether this step's iterate replaces the restart's kept one.
+
+  The kept iterate is the lowest-total one among those within eps (unclamped L2 <= eps), if
+  any, else the lowest-total one: an iterate within eps beats any that is not, and within the
+  same class the lower total wins. A non-finite total or L2 never wins (NaN compares false), so
+  a diverging restart keeps its last finite iterate, or none (best_step 0, total inf).
+  """
+  within, best_within = l2_raw <= eps, best_l2 <= eps
+  finite = jnp.isfinite(total) & jnp.isfinite(l2_raw)
+  return finite & ((within & ~best_within) | ((within == best_within) & (total < best_total)))
+
+
 def _where_rows(pred: jax.Array, a, b):
   """Per-restart select over pytrees with leading axis N."""
   return jax.tree.map(lambda x, y: jnp.where(pred.reshape(pred.shape + (1,) * (x.ndim - 1)), x, y),
@@ -248,7 +264,7 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
     (total, terms, l2_raw), grads = map_restarts(problem, losses_and_grads, s.vars,
                                                  s.fixed_noise, ref, mask)
     active = s.step < steps
-    improved = (total < s.best_total) & active
+    improved = active & _better(total, l2_raw, s.best_total, s.best_l2, problem.config.eps)
     updates, opt_state = opt.update(grads, s.opt_state, s.vars)
     new_vars = optax.apply_updates(s.vars, updates)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
@@ -262,7 +278,7 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
         best_terms=_where_rows(improved, terms, s.best_terms),
         best_l2=jnp.where(improved, l2_raw, s.best_l2),
         best_step=jnp.where(improved, s.step + 1, s.best_step),
-        min_l2=jnp.where(active, jnp.minimum(s.min_l2, l2_raw), s.min_l2))
+        min_l2=jnp.where(active, jnp.fmin(s.min_l2, l2_raw), s.min_l2))  # NaN-proof
     trace = {"TOTAL": total, "L2_raw": l2_raw, "active": active, **terms}
     return s, trace
 
@@ -304,7 +320,8 @@ def start_from_npz_dict(problem: Problem, d: dict, n: int, images: int) -> dict:
   Arrays may hold R rows (shared by every image) or images x R rows (image-major).
   """
   restarts = n // images
-  lat = np.asarray(d["latent"], np.float32) if "latent" in d else None
+  dtype = problem.generator.float_dtype
+  lat = np.asarray(d["latent"], dtype) if "latent" in d else None
   out: dict = {"noise": {}}
 
   def rows(name, a, shape):
@@ -334,5 +351,5 @@ def start_from_npz_dict(problem: Problem, d: dict, n: int, images: int) -> dict:
                        f"(layers 0..{len(shapes) - 1}).")
     if kinds[i] == "zero":
       continue  # zero by the options (noise_type / bad_noise_layers)
-    out["noise"][str(i)] = rows(key, np.asarray(a, np.float32), shapes[i])
+    out["noise"][str(i)] = rows(key, np.asarray(a, dtype), shapes[i])
   return out

@@ -149,16 +149,23 @@ def init_synthesis_params(key: jax.Array, config: StyleGANConfig) -> dict:
   return _init_tree(key, _param_specs(config))
 
 
+def accum_dtype(dtype):
+  """Dtype of styles, norms and the RGB output: float32 for float32/bfloat16 compute, float64
+  for float64 compute (verification against float64 reference runs)."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def prepare_synthesis(params: dict, config: StyleGANConfig, dtype=jnp.float32) -> dict:
   """Run-time weights from stored ones: equalised-LR scaling, the compute dtype, and the forms
   the convolutions use (per-phase 2x2 kernels for up-sampling convs, transposed kernels for the
   input gradient; see `layers`). A pure function of the parameters: the search computes it once
-  per compiled chunk, outside its step loop. Styles, biases of RGB and norms stay float32.
+  per compiled chunk, outside its step loop. Styles, biases of RGB and norms stay in the
+  accumulation dtype (`accum_dtype(dtype)`: float32, or float64 for a float64 verification run).
 
   Returns the parameter tree with each `conv_i` replaced by {'kernel', 'kernel_t'} and
   `torgb_kernel` by `torgb` {'kernel', 'kernel_t'}.
   """
-  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  f32 = lambda a: jnp.asarray(a, accum_dtype(dtype))
   d = config.dlatent_size
   out = {f"block_{b}": {} for b in range(config.resolution_log2 - 1)}
   out["block_0"]["const"] = f32(params["block_0"]["const"]).astype(dtype)
@@ -192,7 +199,7 @@ def _epilogue(x, w, dlatent, noise, eps: float, blur: bool):
   x = x + w["bias"]
   x = x + w["noise_weight"] * jnp.transpose(noise, (0, 2, 3, 1)).astype(dtype)
   x = layers.instance_norm(layers.leaky_relu(x), eps)
-  style = jnp.dot(dlatent.astype(jnp.float32), w["style_kernel"]) + w["style_bias"]  # [B, 2C]
+  style = jnp.dot(dlatent.astype(w["style_kernel"].dtype), w["style_kernel"]) + w["style_bias"]  # [B, 2C]
   scale = (style[:, :c] + 1.0).astype(dtype)[:, None, None, :]
   shift = style[:, c:].astype(dtype)[:, None, None, :]
   return x * scale + shift
@@ -218,7 +225,8 @@ def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
                config: StyleGANConfig, dtype=jnp.float32, remat: str = "none") -> jax.Array:
   """G_synthesis on prepared weights (`prepare_synthesis(params, config, dtype)`).
 
-  dlatents: [B, L, D] float32; noise: L maps [B, 1, r_i, r_i] -> images [B, C, H, W] float32.
+  dlatents: [B, L, D] float32; noise: L maps [B, 1, r_i, r_i] -> images [B, C, H, W] float32
+  (float64 when `dtype` is float64: the verification mode, under jax x64).
   remat: 'none'; 'epilogue' keeps only each conv's output for the backward pass and recomputes
   the elementwise chain after it (bias, noise, LeakyReLU, instance norm, style); 'block'
   recomputes each whole block.
@@ -237,7 +245,8 @@ def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
     if remat == "block":
       block = jax.checkpoint(block)
     x = block(x, prepared[f"block_{b}"], dlatents, noise[2 * b], noise[2 * b + 1])
-  rgb = layers.conv2d_prepared(x, prepared["torgb"]).astype(jnp.float32) + prepared["torgb_bias"]
+  rgb = layers.conv2d_prepared(x, prepared["torgb"]).astype(accum_dtype(dtype))
+  rgb = rgb + prepared["torgb_bias"]
   return jnp.transpose(rgb, (0, 3, 1, 2))
 
 

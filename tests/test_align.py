@@ -7,16 +7,20 @@ saved as JPEG quality 90.
 """
 from __future__ import annotations
 
+import io
 import json
 import pathlib
+import struct
 import subprocess
 import sys
+import time
+import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import EpsImagePlugin, Image, ImageFile
 
-from pulse_jax import align
+from pulse_jax import align, image_files, inputs
 from pulse_jax.face_landmarks import (AlignDependencyError, dlib_available, find_landmarks_model,
                                       landmarks_available, unrotate_points)
 
@@ -124,6 +128,64 @@ def test_missing_model_error_is_actionable(tmp_path):
 def test_sizes_checked():
   with pytest.raises(ValueError, match="multiple"):
     align.check_sizes(24, 1024)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _hostile_files(folder: pathlib.Path) -> dict[str, str]:
+  """An EPS and a PCX named .png, and a PNG header claiming 9000 x 9000 pixels: name -> words
+  their refusal must contain."""
+  b = io.BytesIO()
+  Image.new("RGB", (8, 8), (200, 30, 10)).save(b, "EPS")   # written without Ghostscript
+  (folder / "face.png").write_bytes(b.getvalue())
+  b = io.BytesIO()
+  Image.new("RGB", (8, 8)).save(b, "PCX")
+  (folder / "pcx.png").write_bytes(b.getvalue())
+  ihdr = struct.pack(">IIBBBBB", 9000, 9000, 8, 2, 0, 0, 0)   # 81 MP: below Pillow's own limit
+  (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+                                    + _chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                                    + _chunk(b"IEND", b""))
+  return {"face.png": "EPS/PostScript", "pcx.png": "say PCX",
+          "huge.png": f"over the cap of {image_files.MAX_IMAGE_PIXELS:,} pixels"}
+
+
+@pytest.fixture
+def no_eps(monkeypatch):
+  """EPS's parser and Ghostscript record any call, and fail."""
+  calls = []
+  monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open",
+                      lambda self: calls.append("EPS._open") or 1 / 0)
+  monkeypatch.setattr(EpsImagePlugin, "Ghostscript",
+                      lambda *a, **k: calls.append("Ghostscript") or 1 / 0)
+  return calls
+
+
+def test_load_photo_refuses_what_run_refuses(tmp_path, monkeypatch, no_eps):
+  """Same allow-list and same pixel cap (one constant) as run, checked before decoding."""
+  assert align.MAX_IMAGE_PIXELS is inputs.MAX_IMAGE_PIXELS is image_files.MAX_IMAGE_PIXELS
+  monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: 1 / 0)   # never decode
+  for name, words in _hostile_files(tmp_path).items():
+    t0 = time.perf_counter()
+    with pytest.raises(image_files.ImageFileError) as e:
+      align.load_photo(tmp_path / name)
+    assert time.perf_counter() - t0 < 1.0
+    assert str(tmp_path / name) in str(e.value) and words in str(e.value), str(e.value)
+    if name != "huge.png":
+      assert "convert it to PNG or JPEG" in str(e.value)
+    with pytest.raises(inputs.InputError, match=words):   # the run loader says the same
+      inputs.load_image(tmp_path / name, 64)
+  assert no_eps == []
+
+
+def test_align_file_reports_a_refused_file(tmp_path, no_eps):
+  """A refused photo is an 'error' result naming it (no dlib needed: refused before detection)."""
+  words = _hostile_files(tmp_path)["face.png"]
+  r = align.align_file(tmp_path / "face.png", tmp_path / "out", 16, 64)
+  assert r.status == "error" and not r.lr_paths
+  assert str(tmp_path / "face.png") in r.message and words in r.message
+  assert no_eps == []
 
 
 # ----------------------------------------------------------------------------- dlib needed
@@ -254,6 +316,24 @@ def test_cli_folder_report_and_exit_status(tmp_path):
   assert report["faces_written"] == 1
   assert Image.open(out / "astronaut.png").size == (16, 16)
   assert Image.open(out / "hr" / "astronaut.png").size == (64, 64)
+
+
+@needs_dlib
+def test_hostile_files_among_good_ones(tmp_path, no_eps):
+  """Refused files are reported one by one; the good photo next to them is still aligned."""
+  src = tmp_path / "in"
+  src.mkdir()
+  (src / "astronaut.jpg").write_bytes(ASTRONAUT.read_bytes())
+  words = _hostile_files(src)
+  results = align.align_path(src, tmp_path / "out", 16, 64)
+  by_name = {pathlib.Path(r.input).name: r for r in results}
+  assert by_name["astronaut.jpg"].status == "ok"
+  assert (tmp_path / "out" / "astronaut.png").is_file()
+  for name, w in words.items():
+    assert by_name[name].status == "error" and w in by_name[name].message, by_name[name]
+  report = json.loads((tmp_path / "out" / align.REPORT_NAME).read_text())
+  assert report["counts"] == {"ok": 1, "error": 3} and report["faces_written"] == 1
+  assert no_eps == []
 
 
 @needs_dlib

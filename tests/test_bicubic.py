@@ -82,7 +82,37 @@ def test_rows_sum_to_one_and_wide_padding_reflects():
     for n, f in ((256, 2), (64, 64), (12, 3)):
         m = downsample_matrix(n, f)
         assert m.shape == (n // f, n)
-        np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-12)
+        # Each row holds every tap once (reflected taps folded in): its sum is the float64 sum of
+        # the reference's float32 taps, 1 within float32 rounding.
+        taps = np.sum(bicubic_kernel(f).astype(np.float64))
+        np.testing.assert_allclose(m.sum(axis=1), taps, rtol=1e-13)
+        np.testing.assert_allclose(m.sum(axis=1), 1.0, rtol=1e-7)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 5, 8, 64])
+def test_taps_are_the_reference_float32_computation(factor):
+    """The reference computes its taps elementwise in float32 (torch scalars) and normalises by a
+    float32 sum; written out here with Python floats rounded to float32 after every operation."""
+    r = lambda v: float(np.float32(v))
+    size = 4 * factor
+    raw = []
+    for i in range(size):
+        x = abs(r(r(r(i - r(np.floor(size / 2))) + 0.5) / factor))
+        x2 = r(x * x)
+        x3 = r(x2 * x)
+        if x <= 1:
+            v = r(r(r(1.5 * x3) - r(2.5 * x2)) + 1)
+        elif x < 2:
+            v = r(r(r(r(-0.5 * x3) - r(-2.5 * x2)) + r(-4.0 * x)) + 2.0)
+        else:
+            v = 0.0
+        raw.append(v)
+    raw = np.asarray(raw, np.float32)
+    want = raw / raw.sum(dtype=np.float32)
+    np.testing.assert_array_equal(bicubic_kernel(factor), want)
+    np.testing.assert_allclose(want, [_keys64((i - np.floor(size / 2) + 0.5) / factor) for i in range(size)]
+                               / np.sum([_keys64((i - np.floor(size / 2) + 0.5) / factor) for i in range(size)]),
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_jit_and_gradient_are_the_adjoint():

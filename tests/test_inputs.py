@@ -1,13 +1,15 @@
 """Reading and fitting search inputs (pulse_jax.inputs): no search, no JAX."""
+import io
 import pathlib
 import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import EpsImagePlugin, Image, ImageFile, features
 
-from pulse_jax import inputs
+from pulse_jax import image_files, inputs
 
 SAMPLES = pathlib.Path(inputs.__file__).parent / "samples"
 G = 64  # the built-in DCGAN's size
@@ -119,7 +121,7 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 
 
 def test_bomb_warning_range_is_refused_too(tmp_path, monkeypatch):
-  monkeypatch.setattr(inputs, "MAX_IMAGE_PIXELS", 100)  # 12x12 = 144 > 100: warning range
+  monkeypatch.setattr(image_files, "MAX_IMAGE_PIXELS", 100)  # 12x12 = 144 > 100
   p = _save(tmp_path, "w.png", _rgb(12))
   with pytest.raises(inputs.InputError, match="decompression bomb"):
     inputs.load_image(p, G)
@@ -175,3 +177,137 @@ def test_list_inputs_and_unique_stems(tmp_path):
   assert inputs.list_inputs(tmp_path / "a.png") == ([tmp_path / "a.png"], [])
   with pytest.raises(FileNotFoundError, match="no such file"):
     inputs.list_inputs(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+def _png_header_only(w, h):
+  """A ~70-byte PNG whose IHDR claims w x h RGB pixels (the data would not fill it)."""
+  ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+          + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _png_chunk(b"IEND", b""))
+
+
+def _eps_bytes(binary=False):
+  """A real 8x8 EPS (Pillow writes EPS without Ghostscript); `binary`: the DOS EPS wrapper."""
+  b = io.BytesIO()
+  Image.new("RGB", (8, 8), (200, 30, 10)).save(b, "EPS")
+  ps = b.getvalue()
+  if not binary:
+    return ps
+  return struct.pack("<IIIIIIIH", 0xC6D3D0C5, 30, len(ps), 0, 0, 0, 0, 0xFFFF) + ps
+
+
+def _trap_other_decoders(monkeypatch):
+  """Every decoder outside the allow-list (EPS's Ghostscript included) records and raises."""
+  calls = []
+
+  def refuse(name):
+    def factory(*args, **kwargs):
+      calls.append(name)
+      raise RuntimeError(f"the {name} decoder was asked to open a file")
+    return factory
+
+  monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", refuse("EPS._open"))
+  monkeypatch.setattr(EpsImagePlugin, "Ghostscript", refuse("Ghostscript"))
+  Image.init()
+  for fmt in Image.ID:
+    if fmt not in image_files.ALLOWED_FORMATS:
+      monkeypatch.setitem(Image.OPEN, fmt, (refuse(fmt), Image.OPEN[fmt][1]))
+  return calls
+
+
+@pytest.fixture
+def no_other_decoder(monkeypatch):
+  return _trap_other_decoders(monkeypatch)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_eps_named_png_is_refused_without_ghostscript(tmp_path, monkeypatch, binary):
+  p = tmp_path / "face.png"
+  p.write_bytes(_eps_bytes(binary))
+  calls = []
+  monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open",
+                      lambda self: calls.append("EPS._open") or 1 / 0)
+  monkeypatch.setattr(EpsImagePlugin, "Ghostscript",
+                      lambda *a, **k: calls.append("Ghostscript") or 1 / 0)
+  with pytest.raises(ZeroDivisionError):   # control: Pillow's default open does reach EPS
+    Image.open(p)
+  assert calls == ["EPS._open"]
+  calls.clear()
+  with pytest.raises(inputs.InputError) as e:
+    inputs.load_image(p, G)
+  msg = str(e.value)
+  assert str(p) in msg and "EPS/PostScript" in msg and "refused" in msg
+  assert "convert it to PNG or JPEG" in msg and "PNG, JPEG, WEBP, BMP, TIFF, GIF" in msg
+  assert calls == []
+
+
+def _psd_bytes(a):
+  """A minimal raw RGB Photoshop file (Pillow reads PSD but cannot write it)."""
+  h, w, c = a.shape
+  return (b"8BPS" + struct.pack(">H6xHIIHH", 1, c, h, w, 8, 3) + struct.pack(">IIIH", 0, 0, 0, 0)
+          + a.transpose(2, 0, 1).tobytes())
+
+
+@pytest.mark.parametrize("fmt,named", [
+    ("PSD", "PSD"), ("PCX", "PCX"), ("TGA", None), ("ICO", "ICO"), ("PPM", "PPM"),
+    ("SGI", "SGI"), ("QOI", "QOI"), ("DDS", "DDS")])
+def test_other_pillow_formats_are_refused(tmp_path, monkeypatch, fmt, named):
+  a = _rgb(8)
+  if fmt == "PSD":
+    data = _psd_bytes(a)
+  else:
+    b = io.BytesIO()
+    Image.fromarray(a).save(b, fmt)
+    data = b.getvalue()
+  assert Image.open(io.BytesIO(data), formats=[fmt]).size == (8, 8)  # Pillow could read it
+  p = tmp_path / "face.png"
+  p.write_bytes(data)
+  no_other_decoder = _trap_other_decoders(monkeypatch)
+  with pytest.raises(inputs.InputError) as e:
+    inputs.load_image(p, G)
+  msg = str(e.value)
+  assert str(p) in msg and "convert it to PNG or JPEG" in msg
+  assert "only PNG, JPEG, WEBP, BMP, TIFF, GIF are read" in msg
+  if named:
+    assert f"say {named}" in msg
+  assert no_other_decoder == []
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_allowed_formats_still_load(tmp_path, no_other_decoder, fmt):
+  if fmt == "WEBP" and not features.check("webp"):
+    pytest.skip("this Pillow has no WebP support")
+  a = _rgb(8)
+  p = tmp_path / "x.img"       # the content decides, not the name
+  Image.fromarray(a).save(p, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+  im = inputs.load_image(p, G)
+  assert im.format == fmt and im.pixels.shape == (3, 8, 8)
+  if fmt in ("PNG", "BMP", "TIFF", "WEBP"):   # lossless
+    np.testing.assert_array_equal(np.round(im.pixels * 255).astype(np.uint8),
+                                  a.transpose(2, 0, 1))
+  assert no_other_decoder == []
+
+
+@pytest.mark.parametrize("side", [9000, 30000])  # 81 MP: under Pillow's own limits; 900 MP
+def test_huge_header_refused_before_decoding(tmp_path, monkeypatch, side):
+  p = tmp_path / "huge.png"
+  p.write_bytes(_png_header_only(side, side))
+  monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: 1 / 0)  # never decode
+  t0 = time.perf_counter()
+  with pytest.raises(inputs.InputError) as e:
+    inputs.load_image(p, G)
+  assert time.perf_counter() - t0 < 1.0
+  msg = str(e.value)
+  assert str(p) in msg and "decompression bomb" in msg
+  assert f"{image_files.MAX_IMAGE_PIXELS:,}" in msg and "MAX_IMAGE_PIXELS" in msg
+  assert inputs.MAX_IMAGE_PIXELS is image_files.MAX_IMAGE_PIXELS   # one constant
+
+
+def test_sniff_format():
+  assert image_files.sniff_format(b"%!PS-Adobe-3.0 EPSF-3.0") == "EPS/PostScript"
+  assert image_files.sniff_format(b"\xc5\xd0\xd3\xc6" + bytes(12)) == "EPS/PostScript"
+  assert image_files.sniff_format(b"%PDF-1.7\n") == "PDF"
+  assert image_files.sniff_format(b"\x89PNG\r\n\x1a\n" + bytes(8)) == "PNG"
+  assert image_files.sniff_format(b"hello") is None

@@ -50,9 +50,12 @@ def test_default_job_on_the_samples(sample_run):
     for k in range(2):
       assert Image.open(d / f"hr_{k}.png").size == (64, 64)
       assert Image.open(d / f"lr_{k}.png").size == (size, size)
-    with np.load(d / "latents.npz") as z:
-      assert sorted(z.files) == ["latent"] and z["latent"].shape == (2, 1, 100)
     rep = json.loads((d / "report.json").read_text())
+    with np.load(d / "latents.npz") as z:  # every restart's best iterate; the kept ones marked
+      assert sorted(z.files) == ["kept", "latent", "rank"] and z["latent"].shape == (4, 1, 100)
+      assert z["kept"].tolist() == [o["restart"] for o in rep["outputs"]]
+      assert sorted(z["rank"].tolist()) == [0, 1, 2, 3]
+      assert [int(z["rank"][r]) for r in z["kept"]] == [0, 1]
     assert rep["weights"]["sources"][0]["sha256"] and len(rep["weights"]["sources"][0]["sha256"]) == 64
     assert set(rep["versions"]) >= {"pulse-jax", "jax", "jaxlib", "flax", "optax", "numpy", "python"}
     assert rep["device"]["device_count"] >= 1 and rep["timings"]["compile_s"] >= 0
@@ -86,6 +89,7 @@ def test_saved_latents_re_render_to_the_saved_images(sample_run, tmp_path):
   from pulse_jax import render
   out = sample_run[0]
   for stem in ("astronaut_8x8", "astronaut_16x16"):
+    # by default the kept rows, best first: PATH_<k>.png is hr_<k>.png
     paths = render.render_file(None, str(out / stem / "latents.npz"), str(tmp_path / f"{stem}.png"))
     assert len(paths) == 2
     for k, p in enumerate(paths):
@@ -115,20 +119,23 @@ def test_overwrite_protection(sample_run, tmp_path):
 def test_init_from_a_previous_run_keeps_the_loss(sample_run, tmp_path):
   out = sample_run[0]
   prev = json.loads((out / "astronaut_8x8" / "report.json").read_text())
-  saved = [o["l2"] for o in prev["outputs"]]
+  saved = [r["l2"] for r in prev["restarts"]]
   s, lines, _ = _job(output_dir=str(tmp_path / "a"), input=str(SAMPLES / "astronaut_8x8.png"),
                      init=str(out / "astronaut_8x8" / "latents.npz"), steps=1, restarts=2,
                      eps=0.0)
+  assert any("init (" in l and "4 rows for 2 restarts" in l and "rows 2..3 not used" in l
+             for l in lines), lines
   rep = json.loads((tmp_path / "a" / "astronaut_8x8" / "report.json").read_text())
-  # step 1 evaluates the start values themselves: restart k's loss is the saved output k's
-  for k in range(2):
-    assert rep["restarts"][k]["l2"] <= saved[k] * (1 + 1e-5)
-    assert rep["restarts"][k]["l2"] == pytest.approx(saved[k], rel=1e-4)
+  # step 1 evaluates the start values themselves: restart r's loss is the saved restart r's
+  for r in range(2):
+    assert rep["restarts"][r]["l2"] <= saved[r] * (1 + 1e-5)
+    assert rep["restarts"][r]["l2"] == pytest.approx(saved[r], rel=1e-4)
   # a previous OUTPUT_DIR as --init (per input <stem>/latents.npz), a short refine
   s, lines, _ = _job(output_dir=str(tmp_path / "b"), input=str(SAMPLES), init=str(out),
                      steps=5, restarts=4, eps=0.0)
   assert s["failed"] == 1  # astronaut_64x64_source.png: no saved latents in that run
-  assert any("note: --init holds 2 start value(s)" in l for l in lines)
+  assert any("init (2 inputs' latents.npz): 4 rows for 4 restarts: restart r continues row r"
+             in l for l in lines), lines
   for stem in ("astronaut_8x8", "astronaut_16x16"):
     prev = json.loads((out / stem / "report.json").read_text())
     rep = json.loads((tmp_path / "b" / stem / "report.json").read_text())
@@ -287,3 +294,12 @@ def test_align_then_search(tmp_path):
   assert s["searched"] == 1 and s["exit_code"] == 0
   assert Image.open(tmp_path / "aligned" / "astronaut.png").size == (8, 8)  # 64 / 8
   assert (tmp_path / "astronaut" / "hr_0.png").exists()
+  # the same command again: the same crop is reused and its complete outputs kept
+  s, lines, _ = _job(output_dir=str(tmp_path), input=str(photo), align=True, steps=2,
+                     restarts=2, eps=0.5)
+  assert s["exit_code"] == 0 and s["kept"] == 1
+  assert not list((tmp_path / "aligned").glob(".align-*"))
+  # a crop with other pixels (here: another --align_size) needs --overwrite
+  with pytest.raises(UsageError, match=r"astronaut\.png exists with other pixels"):
+    _job(output_dir=str(tmp_path), input=str(photo), align=True, align_size=16, steps=2,
+         restarts=2, eps=0.5)

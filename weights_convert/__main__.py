@@ -4,7 +4,10 @@ Converts official StyleGAN weights (the PULSE reference's synthesis.pt / mapping
 gaussian_fit.pt, or NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl) or the
 gan-face-generate DCGAN's weights.tar into a pulse-jax weights directory (orbax
 checkpoint + metadata.json). The kind of each file is detected from its content.
-No code from any file is run: pickles are read with an allow-list unpickler.
+No code from any file is run: pickles are read with an allow-list unpickler. No file can
+make the conversion allocate much more than its own size: tensors that do not fit their
+storage, sizes the file's bytes cannot back and compressed torch records are refused with an
+error naming the file and the tensor (see weights_convert/limits.py).
 """
 from __future__ import annotations
 

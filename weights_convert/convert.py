@@ -89,11 +89,23 @@ def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
 
 
 def read_source(path: str) -> Source:
-  """Reads and classifies one weights file (no code from the file is ever run)."""
+  """Reads and classifies one weights file (no code from the file is ever run).
 
-  from weights_convert.torch_files import read_torch_file
+  The readers refuse a file that describes more data than its bytes hold, so no file makes
+  this allocate much more than its own size (`weights_convert.limits`); a `MemoryError`
+  becomes a `WeightFileError` (a `ValueError`) naming the file.
+  """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path}: no such file.")
+  try:
+    return _read_source(path)
+  except MemoryError as e:
+    from weights_convert.limits import out_of_memory
+    raise out_of_memory(path, "it", e) from e
+
+
+def _read_source(path: str) -> Source:
+  from weights_convert.torch_files import read_torch_file
   container = _container(path)
   if container == "torch":
     kind, content = _classify_torch(path, read_torch_file(path))

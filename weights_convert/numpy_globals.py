@@ -9,10 +9,16 @@ fixed-width string dtypes, raw bytes only, never object arrays, structured dtype
 subclasses. ``PickledArray`` / ``PickledDType`` are placeholders; call ``resolve()`` (the TF
 reader does) to get the numpy object. Both ``numpy.core`` (numpy 1) and ``numpy._core``
 (numpy 2) spellings are accepted.
+
+Sizes: an array's data must be exactly ``prod(shape) * itemsize`` bytes of the pickle (checked
+before anything is allocated, so a huge shape with a tiny data string is refused), and with a
+``limits.Budget`` (``numpy_allow_list(budget)``) every copy is charged to the file's budget
+first, so one data string referenced many times cannot multiply the memory a file takes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -20,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from weights_convert.limits import Budget, SizeRefusal
 from weights_convert.safe_unpickle import AllowedCallable, ImmutableType, Sealed
 
 _DTYPE_SPEC = re.compile(r"[biufcSU]\d+|\?")
@@ -59,10 +66,11 @@ class PickledDType(metaclass=ImmutableType):
 class PickledArray(metaclass=ImmutableType):
     """An array under construction: ``_reconstruct(...)`` then BUILD(state) sets ``value``."""
 
-    __slots__ = ("value",)
+    __slots__ = ("value", "budget")
 
-    def __init__(self, value: np.ndarray | None = None) -> None:
+    def __init__(self, value: np.ndarray | None = None, budget: Budget | None = None) -> None:
         self.value = value
+        self.budget = budget
 
     def __setstate__(self, state: Any) -> None:
         if isinstance(state, tuple) and len(state) == 5:
@@ -70,7 +78,7 @@ class PickledArray(metaclass=ImmutableType):
         if not (isinstance(state, tuple) and len(state) == 4):
             raise ValueError("array state must be (version, shape, dtype, is_fortran, data)")
         shape, dtype, is_fortran, raw = state
-        self.value = _array(raw, dtype, shape, "F" if is_fortran else "C")
+        self.value = _array(raw, dtype, shape, "F" if is_fortran else "C", self.budget)
 
     def resolve(self) -> np.ndarray:
         if self.value is None:
@@ -78,39 +86,52 @@ class PickledArray(metaclass=ImmutableType):
         return self.value
 
 
-def _array(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    """A native-byte-order, C-contiguous copy of ``raw`` read as ``dtype`` in ``shape``."""
+def _array(raw: Any, dtype: Any, shape: Any, order: Any,
+           budget: Budget | None = None) -> np.ndarray:
+    """A native-byte-order, C-contiguous copy of ``raw`` read as ``dtype`` in ``shape``.
+
+    ``raw`` must hold exactly the array's bytes; the copy is charged to ``budget`` (if any)
+    before it is made.
+    """
     if not isinstance(dtype, PickledDType):
         raise ValueError(f"array dtype must be a numpy.dtype record, got {type(dtype).__name__}")
     if not isinstance(raw, (bytes, bytearray)):
         raise ValueError(f"array data must be raw bytes, got {type(raw).__name__} "
                          "(object arrays are not allowed)")
-    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+    if not (isinstance(shape, tuple)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
         raise ValueError(f"array shape must be a tuple of non-negative ints, got {shape!r}")
     if order not in ("C", "F"):
         raise ValueError(f"array order must be 'C' or 'F', got {order!r}")
     dt = dtype.resolve()
     count = math.prod(shape)
+    what = f"numpy array of shape {shape} and dtype {dt}"
     if len(raw) != count * dt.itemsize:
-        raise ValueError(f"array of shape {shape} and dtype {dt} needs {count * dt.itemsize} "
-                         f"bytes, the pickle holds {len(raw)}")
-    flat = np.frombuffer(raw, dtype=dt, count=count)
-    out = flat.reshape(shape, order=order).astype(dt.newbyteorder("="), order="C", copy=True)
-    return out
+        raise SizeRefusal(f"{what} needs {count * dt.itemsize} bytes, the pickle holds "
+                          f"{len(raw)}: refused before allocating it")
+    if budget is not None:
+        budget.charge(count * dt.itemsize, what)
+    try:
+        flat = np.frombuffer(raw, dtype=dt, count=count)
+        return flat.reshape(shape, order=order).astype(dt.newbyteorder("="), order="C", copy=True)
+    except MemoryError as e:  # safe_load reports it as out of memory, naming the array
+        raise MemoryError(what) from e
 
 
-def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> PickledArray:
+def _reconstruct(subtype: Any, shape: Any, typecode: Any,
+                 budget: Budget | None = None) -> PickledArray:
     if not isinstance(subtype, NDArrayToken):
         raise ValueError("only plain numpy.ndarray may be reconstructed (no subclasses)")
-    return PickledArray()
+    return PickledArray(None, budget)
 
 
-def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> PickledArray:
-    return PickledArray(_array(raw, dtype, shape, order))
+def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any,
+                budget: Budget | None = None) -> PickledArray:
+    return PickledArray(_array(raw, dtype, shape, order, budget))
 
 
-def _scalar(dtype: Any, raw: Any) -> np.generic:
-    arr = _array(raw, dtype, (), "C")
+def _scalar(dtype: Any, raw: Any, budget: Budget | None = None) -> np.generic:
+    arr = _array(raw, dtype, (), "C", budget)
     return arr[()]
 
 
@@ -118,19 +139,27 @@ def _dtype(spec: Any, align: Any = False, copy: Any = False) -> PickledDType:
     return PickledDType(spec)
 
 
-def numpy_allow_list() -> Mapping[tuple[str, str], object]:
-    """``(module, name) -> stand-in`` for numpy arrays, dtypes and scalars in a pickle."""
+def numpy_allow_list(budget: Budget | None = None) -> Mapping[tuple[str, str], object]:
+    """``(module, name) -> stand-in`` for numpy arrays, dtypes and scalars in a pickle.
+
+    Args:
+      budget: every array built is charged to it first (None: no limit beyond the exact
+        data-size check).
+    """
+    reconstruct = functools.partial(_reconstruct, budget=budget)
+    scalar = functools.partial(_scalar, budget=budget)
+    frombuffer = functools.partial(_frombuffer, budget=budget)
     table: dict[tuple[str, str], object] = {
         ("numpy", "ndarray"): NDArrayToken(),
         ("numpy", "dtype"): AllowedCallable("numpy.dtype", _dtype),
     }
     for core in ("numpy.core", "numpy._core"):
         table[(f"{core}.multiarray", "_reconstruct")] = AllowedCallable(
-            "numpy.core.multiarray._reconstruct", _reconstruct)
+            "numpy.core.multiarray._reconstruct", reconstruct)
         table[(f"{core}.multiarray", "scalar")] = AllowedCallable(
-            "numpy.core.multiarray.scalar", _scalar)
+            "numpy.core.multiarray.scalar", scalar)
         table[(f"{core}.numeric", "_frombuffer")] = AllowedCallable(
-            "numpy.core.numeric._frombuffer", _frombuffer)
+            "numpy.core.numeric._frombuffer", frombuffer)
     return table
 
 

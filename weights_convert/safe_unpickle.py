@@ -15,17 +15,26 @@ Two hardening rules for table entries:
   table entry (changing how later files load) or on a value after it was checked;
 * persistent ids (torch's storage records) go to the reader's own ``persistent_load``; a
   pickle with a persistent id where the reader expects none is refused.
+
+Before unpickling, ``safe_load`` walks the pickle's opcodes (``check_pickle``) without building
+anything: the C unpickler allocates a counted string / bytes / frame from the length the file
+states and a memo slot from the index it states, before reading them, so a few bytes could
+ask for gigabytes. Lengths beyond the bytes left in the file and absurd memo indices are
+refused first (see ``weights_convert.limits``).
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import os
 import pickle
+import pickletools
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 from weights_convert.errors import UnsafePickleError, WeightFileError, describe
+from weights_convert.limits import SizeRefusal, out_of_memory
 
 __all__ = [
     "AllowedCallable",
@@ -35,6 +44,7 @@ __all__ = [
     "SafeUnpickler",
     "UnsafePickleError",
     "WeightFileError",
+    "check_pickle",
     "safe_load",
 ]
 
@@ -177,24 +187,117 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_load(file: BinaryIO, **kwargs: Any) -> object:
     """Load one pickle from ``file`` with ``SafeUnpickler(file, **kwargs)``.
 
-    Any failure other than a refusal (bad opcode, truncation, a constructor rejecting its
-    arguments, ...) becomes ``WeightFileError`` naming the file; refusals stay
+    A seekable ``file`` is first checked with ``check_pickle`` (nothing is allocated from a
+    length the file states before that length is known to be there). Any failure other than a
+    refusal (bad opcode, truncation, a constructor rejecting its arguments, ...) becomes
+    ``WeightFileError`` naming the file, a ``MemoryError`` included; refusals stay
     ``UnsafePickleError``.
     """
+    source = kwargs.get("source")
+    if getattr(file, "seekable", lambda: False)():
+        check_pickle(file, source=source)
     unpickler = SafeUnpickler(file, **kwargs)
     try:
         return unpickler.load()
     except WeightFileError:
         raise
+    except MemoryError as e:
+        raise out_of_memory(source, "its pickle", e) from e
+    except SizeRefusal as e:
+        raise WeightFileError(f"refused to load {describe(source)}: {e}") from e
     except EOFError as e:
         raise WeightFileError(
-            f"{describe(kwargs.get('source'))} is truncated: its pickle ends early ({e or 'EOF'})"
+            f"{describe(source)} is truncated: its pickle ends early ({e or 'EOF'})"
         ) from e
     except (Exception, RecursionError) as e:  # noqa: BLE001 - anything a hostile file can cause
         raise WeightFileError(
-            f"{describe(kwargs.get('source'))} is corrupt or not a weight file: its pickle "
+            f"{describe(source)} is corrupt or not a weight file: its pickle "
             f"could not be read ({type(e).__name__}: {e})"
         ) from e
+
+
+# Counted arguments (pickletools' descriptors): width of the length field, signed or not.
+_COUNTED = {
+    pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+    pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+    pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+    pickletools.TAKEN_FROM_ARGUMENT8U: (8, False),
+}
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+# Python's pickler numbers memo slots 0, 1, 2, ...: a slot never exceeds the opcodes before
+# it. The C unpickler sizes its memo table from the index (8 bytes x 2 x index), so indices
+# beyond that (plus some slack for other writers) are refused.
+_MEMO_SLACK = 1 << 16
+
+
+def check_pickle(file: BinaryIO, *, source: str | os.PathLike | None = None) -> None:
+    """Refuse a pickle that states sizes its file cannot back, before it is unpickled.
+
+    Walks the opcodes from ``file``'s position to STOP without building anything, then seeks
+    back. Counted data (strings, bytes, bytearrays, longs; protocol-4 frames) may not be
+    longer than the bytes left in the file, and a memo index may not exceed the opcodes read
+    so far (+ 65536): otherwise the unpickler would allocate that much before noticing the
+    data is missing.
+
+    Raises:
+      WeightFileError: a stated size exceeds the file, or the pickle is malformed / truncated.
+    """
+    start = file.tell()
+    end = file.seek(0, io.SEEK_END)
+    file.seek(start)
+    try:
+        _scan(file, end, describe(source))
+    finally:
+        file.seek(start)
+
+
+def _scan(file: BinaryIO, end: int, src: str) -> None:
+    ops = 0
+    while True:
+        pos = file.tell()
+        code = file.read(1)
+        if not code:
+            raise WeightFileError(f"{src} is truncated: its pickle ends early (no STOP opcode)")
+        op = pickletools.code2op.get(code.decode("latin-1"))
+        if op is None:
+            raise WeightFileError(f"{src} is corrupt or not a weight file: byte {pos} of its "
+                                  f"pickle ({code!r}) is not a pickle opcode")
+        ops += 1
+        arg = op.arg
+        if arg is not None and arg.n in _COUNTED:
+            width, signed = _COUNTED[arg.n]
+            head = file.read(width)
+            if len(head) < width:
+                raise WeightFileError(f"{src} is truncated: its pickle ends inside {op.name}")
+            count = int.from_bytes(head, "little", signed=signed)
+            _check_stated(src, op.name, pos, count, end - pos - 1 - width)
+            file.seek(count, io.SEEK_CUR)
+        elif arg is not None:
+            try:
+                value = arg.reader(file)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise WeightFileError(f"{src} is corrupt or not a weight file: its pickle's "
+                                      f"{op.name} at byte {pos} is malformed ({e})") from e
+            if op.name == "FRAME":
+                _check_stated(src, op.name, pos, value, end - file.tell())
+            elif op.name in _MEMO_PUTS and value > ops + _MEMO_SLACK:
+                raise WeightFileError(
+                    f"refused to load {src}: its pickle's {op.name} at byte {pos} uses memo slot "
+                    f"{value} after only {ops} opcodes (the unpickler would size its memo table "
+                    "from it); a pickle written by Python never does this: the file is corrupt "
+                    "or hostile"
+                )
+        if op.name == "STOP":
+            return
+
+
+def _check_stated(src: str, opname: str, pos: int, count: int, left: int) -> None:
+    if count < 0 or count > left:
+        raise WeightFileError(
+            f"refused to load {src}: its pickle's {opname} at byte {pos} states {count} bytes "
+            f"of data but only {max(left, 0)} follow in the file; nothing was allocated for it "
+            "(the file is truncated, corrupt or hostile: re-download it)"
+        )
 
 
 def _short(obj: Any, limit: int = 120) -> str:

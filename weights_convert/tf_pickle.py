@@ -14,6 +14,10 @@ objects. Each is pickled as NEWOBJ(Network) + BUILD(state), with the state NVlab
 Variable names are relative to the network (TF scopes, ':0' dropped); convolution weights are
 HWIO, dense weights [in, out], all float32. Here ``Network`` maps to a stub and the result is
 a ``TFNetwork`` dataclass. ``build_module_src`` (code!) is kept as an inert string only.
+
+Sizes: the pickle's stated lengths are checked against the file before unpickling
+(``safe_unpickle.check_pickle``), each array's data must be exactly its shape x itemsize, and
+all arrays together may take at most ``limits.OUTPUT_FACTOR`` x the file's size (+ 1 MiB).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from weights_convert.errors import WeightFileError, describe
+from weights_convert.limits import Budget, out_of_memory
 from weights_convert.numpy_globals import PickledArray, PickledDType, numpy_allow_list
 from weights_convert.safe_unpickle import PLAIN_CONTAINERS, ImmutableType, safe_load
 from weights_convert.torch_files import LEGACY_MAGIC
@@ -100,10 +105,10 @@ class _EasyDictStub(dict, metaclass=ImmutableType):
         self.update(state or {})
 
 
-def tf_allow_list() -> dict[tuple[str, str], object]:
-    """``(module, name) -> stand-in`` for TF network pickles."""
+def tf_allow_list(budget: Budget | None = None) -> dict[tuple[str, str], object]:
+    """``(module, name) -> stand-in`` for TF network pickles; arrays are charged to ``budget``."""
     table: dict[tuple[str, str], object] = dict(PLAIN_CONTAINERS)
-    table.update(numpy_allow_list())
+    table.update(numpy_allow_list(budget))
     table[NETWORK_GLOBAL] = _NetworkStub
     table[EASYDICT_GLOBAL] = _EasyDictStub
     return table
@@ -116,22 +121,26 @@ def read_tf_network_pickle(path: str | os.PathLike) -> Any:
 
     Raises:
       UnsafePickleError: the pickle names a global outside the allow-list (nothing was run).
-      WeightFileError: empty, truncated, corrupt, or not a network pickle.
+      WeightFileError: empty, truncated, corrupt, or not a network pickle; or it states sizes
+        its bytes cannot back (see ``weights_convert.limits``), or reading it ran out of memory.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
             raise WeightFileError(f"{describe(path)} is empty (0 bytes): not a network pickle")
         if f.read(4) == b"PK\x03\x04":
             raise WeightFileError(f"{describe(path)} is a zip archive (a torch.save file? use "
                                   "read_torch_file), not a TF network pickle")
         f.seek(0)
-        raw = safe_load(f, source=path, allowed=tf_allow_list(), what=_WHAT, hint=_HINT,
-                        encoding="latin1")
+        raw = safe_load(f, source=path, allowed=tf_allow_list(Budget.for_file(path, size)),
+                        what=_WHAT, hint=_HINT, encoding="latin1")
     try:
         result = _Converter(path).convert(raw)
     except RecursionError as e:
         raise WeightFileError(f"{describe(path)} nests its data implausibly deep") from e
+    except MemoryError as e:
+        raise out_of_memory(path, "its networks", e) from e
     items = result if isinstance(result, (tuple, list)) else (result,)
     if not items or not all(isinstance(net, TFNetwork) for net in items):
         legacy_torch = type(result) is int and result == LEGACY_MAGIC

@@ -14,10 +14,23 @@ Two container formats exist:
 The location ('cpu', 'cuda:0', ...) is ignored: everything lands in host numpy arrays.
 Pickles are read with the allow-list unpickler (``safe_unpickle``) and the numpy stand-ins of
 ``torch_globals``; nothing from the file is imported or run.
+
+A file cannot make the reader allocate much more than its own size (``weights_convert.limits``):
+
+* zip: every record read (``data.pkl``, ``byteorder``, ``data/<key>``) must be stored
+  uncompressed, as torch writes them; a storage record must hold exactly ``numel * itemsize``
+  bytes (torch pads nothing inside records); it is read with that size known in advance, never
+  more; and all storages together may not exceed the file's size (records that overlap);
+* legacy: each storage's declared size must fit in the file (all of them together) before it
+  is allocated, and in the bytes left behind the pickle before it is read;
+* tensors: a view must fit its storage and may not be larger than it (``torch_globals``), and
+  all returned arrays together may take at most ``limits.OUTPUT_FACTOR`` x the file's size;
+* a ``MemoryError`` is reported as ``WeightFileError`` naming the file and the tensor.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tarfile
@@ -27,6 +40,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from weights_convert.errors import UnsafePickleError, WeightFileError, describe
+from weights_convert.limits import Budget, out_of_memory
 from weights_convert.safe_unpickle import safe_load
 from weights_convert.torch_globals import Storage, StorageType, materialize, torch_allow_list
 
@@ -53,21 +67,26 @@ def read_torch_file(path: str | os.PathLike) -> Any:
 
     Raises:
       UnsafePickleError: the pickle names a global outside the allow-list (nothing was run).
-      WeightFileError: the file is empty, truncated, corrupt, or not a torch.save file.
+      WeightFileError: the file is empty, truncated, corrupt, or not a torch.save file; or it
+        describes more data than its bytes hold (see the module docstring), or reading it ran
+        out of memory. The message names the file and the tensor / storage.
       OSError: the file cannot be opened.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            raise WeightFileError(f"{describe(path)} is empty (0 bytes): not a torch.save file")
-        head = f.read(4)
-        f.seek(0)
-        obj = _read_zip(path, f) if head == _ZIP_MAGIC else _read_legacy(path, f, size)
     try:
-        return materialize(obj)
-    except RecursionError as e:
-        raise WeightFileError(f"{describe(path)} nests its data implausibly deep") from e
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise WeightFileError(f"{describe(path)} is empty (0 bytes): not a torch.save file")
+            head = f.read(4)
+            f.seek(0)
+            obj = _read_zip(path, f, size) if head == _ZIP_MAGIC else _read_legacy(path, f, size)
+        try:
+            return materialize(obj, source=path, budget=Budget.for_file(path, size))
+        except RecursionError as e:
+            raise WeightFileError(f"{describe(path)} nests its data implausibly deep") from e
+    except MemoryError as e:  # the sites that allocate name the tensor; this is the backstop
+        raise out_of_memory(path, "it", e) from e
 
 
 def _check_storage_id(path: str, pid: Any, length: int) -> tuple[StorageType, str, int]:
@@ -96,14 +115,21 @@ def _check_fits(path: str, key: str, nbytes: int, available: int) -> None:
     if nbytes > available:
         raise WeightFileError(
             f"{describe(path)} is truncated: storage {key!r} needs {nbytes} bytes but only "
-            f"{available} are there; re-download or re-save the file"
+            f"{available} are there; nothing was allocated for it. Re-download or re-save the file"
         )
+
+
+def _storage_budget(path: str, size: int) -> Budget:
+    """All storages of a file together hold at most the file's bytes."""
+    return Budget(path, size, "the file's size", hint=(
+        "Its storage records overlap or claim more than the file holds: the file is corrupt or "
+        "crafted. Re-download it, or re-save it from a trusted copy with torch.save."))
 
 
 # ----------------------------------------------------------------------------- zip format
 
 
-def _read_zip(path: str, f: BinaryIO) -> Any:
+def _read_zip(path: str, f: BinaryIO, size: int) -> Any:
     try:
         archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
@@ -115,30 +141,98 @@ def _read_zip(path: str, f: BinaryIO) -> Any:
         prefix = _archive_prefix(path, archive.namelist())
         swap = _byteorder(path, archive, prefix) != sys.byteorder
         storages: dict[str, Storage] = {}
+        budget = _storage_budget(path, size)
 
         def persistent_load(pid: Any) -> Storage:
             storage_type, key, numel = _check_storage_id(path, pid, 5)
             if key in storages:
                 return _same_storage(path, storages[key], storage_type, numel)
             name = f"{prefix}/data/{key}"
-            try:
-                info = archive.getinfo(name)
-            except KeyError:
+            what = f"storage {key!r}"
+            dtype = storage_type.dtype
+            nbytes = numel * dtype.itemsize
+            info = _record(path, archive, name, what)
+            if info.file_size < nbytes:
                 raise WeightFileError(
-                    f"{describe(path)} is incomplete: its pickle uses storage {key!r} but the "
-                    f"archive has no record {name!r}"
-                ) from None
-            nbytes = numel * storage_type.dtype.itemsize
-            _check_fits(path, key, nbytes, info.file_size)
-            with archive.open(info) as member:
-                raw = member.read(nbytes)
-            _check_fits(path, key, nbytes, len(raw))
-            storages[key] = _storage(key, storage_type.dtype, raw, numel, swap)
+                    f"{describe(path)} is truncated or corrupt: {what} is {numel} x {dtype} = "
+                    f"{nbytes} bytes but its record {name!r} holds only {info.file_size}; "
+                    "nothing was allocated for it. Re-download or re-save the file"
+                )
+            if info.file_size > nbytes:
+                raise WeightFileError(
+                    f"{describe(path)} is corrupt: its record {name!r} holds {info.file_size} "
+                    f"bytes but the pickle says {what} is {numel} x {dtype} = {nbytes} bytes "
+                    "(torch.save writes exactly that many); the file was altered. Re-download "
+                    "or re-save it"
+                )
+            budget.charge(nbytes, what)
+            raw = _read_record(path, archive, info, nbytes, what)
+            try:
+                storages[key] = _storage(key, dtype, raw, numel, swap)
+            except MemoryError as e:
+                raise out_of_memory(path, f"{what} ({numel} x {dtype})", e) from e
             return storages[key]
 
-        with archive.open(f"{prefix}/data.pkl") as pkl:
-            return safe_load(pkl, source=path, allowed=torch_allow_list(), what=_WHAT,
-                             hint=_HINT, persistent_load=persistent_load, encoding="utf-8")
+        name = f"{prefix}/data.pkl"
+        info = _record(path, archive, name, "its pickle")
+        if info.file_size > size:  # a (zip64) header claiming more than the file has
+            raise WeightFileError(f"{describe(path)} is corrupt: its record {name!r} claims "
+                                  f"{info.file_size} bytes, more than the whole file ({size})")
+        pkl = io.BytesIO(_read_record(path, archive, info, info.file_size, "its pickle"))
+        return safe_load(pkl, source=path, allowed=torch_allow_list(), what=_WHAT,
+                         hint=_HINT, persistent_load=persistent_load, encoding="utf-8")
+
+
+def _record(path: str, archive: zipfile.ZipFile, name: str, what: str) -> zipfile.ZipInfo:
+    """The zip entry ``name`` (for ``what``), checked to be stored as torch stores it."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise WeightFileError(
+            f"{describe(path)} is incomplete: its pickle uses {what} but the archive has no "
+            f"record {name!r}"
+        ) from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise WeightFileError(
+            f"refused to load {describe(path)}: its record {name!r} ({what}) is compressed "
+            f"(zip method {info.compress_type}), but torch.save stores every record "
+            "uncompressed, and a compressed record could expand far beyond the file's size. "
+            "The file was re-packed or altered: re-save it with torch.save (or re-download it)"
+        )
+    if info.flag_bits & 0x1:
+        raise WeightFileError(f"{describe(path)}: its record {name!r} ({what}) is encrypted; "
+                              "torch.save files never are. Re-download or re-save it")
+    if info.compress_size != info.file_size:
+        raise WeightFileError(
+            f"{describe(path)} is corrupt: its uncompressed record {name!r} ({what}) claims "
+            f"{info.file_size} bytes in its header but {info.compress_size} in the archive. "
+            "Re-download or re-save it"
+        )
+    return info
+
+
+def _read_record(path: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int,
+                 what: str) -> bytes:
+    """Exactly the ``nbytes`` of a stored record; at most ``nbytes + 1`` are ever read."""
+    try:
+        with archive.open(info) as member:
+            raw = member.read(nbytes + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+        raise WeightFileError(
+            f"{describe(path)}: its record {info.filename!r} ({what}) is damaged ({e}); "
+            "re-download or re-save the file"
+        ) from e
+    if len(raw) < nbytes:
+        raise WeightFileError(
+            f"{describe(path)} is truncated: its record {info.filename!r} ({what}) should hold "
+            f"{nbytes} bytes but only {len(raw)} are there. Re-download or re-save the file"
+        )
+    if len(raw) > nbytes:
+        raise WeightFileError(
+            f"{describe(path)} is corrupt: its record {info.filename!r} ({what}) holds more "
+            f"than the {nbytes} bytes its header states. Re-download or re-save the file"
+        )
+    return raw
 
 
 def _archive_prefix(path: str, names: list[str]) -> str:
@@ -156,20 +250,25 @@ def _archive_prefix(path: str, names: list[str]) -> str:
 
 
 def _byteorder(path: str, archive: zipfile.ZipFile, prefix: str) -> str:
+    name = f"{prefix}/byteorder"
     try:
-        order = archive.read(f"{prefix}/byteorder").decode("ascii", "replace").strip()
+        archive.getinfo(name)
     except KeyError:
         return "little"  # files written before torch recorded it were little-endian
+    info = _record(path, archive, name, "its byte order")
+    if info.file_size > 16:
+        raise WeightFileError(f"{describe(path)} has a byteorder record of {info.file_size} "
+                              "bytes; torch writes 'little' or 'big'")
+    raw = _read_record(path, archive, info, info.file_size, "its byte order")
+    order = raw.decode("ascii", "replace").strip()
     if order not in ("little", "big"):
         raise WeightFileError(f"{describe(path)} has an unknown byteorder record {order!r}")
     return order
 
 
 def _storage(key: str, dtype: np.dtype, raw: bytes, numel: int, swap: bool) -> Storage:
-    data = np.frombuffer(raw, dtype=dtype, count=numel).copy()
-    if swap:
-        data.byteswap(inplace=True)
-    return Storage(key, data)
+    data = np.frombuffer(raw, dtype=dtype, count=numel)  # read-only, shares raw: no copy
+    return Storage(key, data.byteswap() if swap else data)
 
 
 def _same_storage(path: str, storage: Storage, storage_type: StorageType, numel: int) -> Storage:
@@ -211,6 +310,7 @@ def _read_legacy(path: str, f: BinaryIO, size: int) -> Any:
 
     roots: dict[str, Storage] = {}
     views: dict[str, Storage] = {}
+    budget = _storage_budget(path, size)
 
     def persistent_load(pid: Any) -> Storage:
         typename = pid[0] if isinstance(pid, tuple) and pid else None
@@ -233,8 +333,14 @@ def _read_legacy(path: str, f: BinaryIO, size: int) -> Any:
         storage_type, key, numel = _check_storage_id(path, pid, 6)
         if key in roots:
             return _same_storage(path, roots[key], storage_type, numel)
-        _check_fits(path, key, numel * storage_type.dtype.itemsize, size)
-        roots[key] = Storage(key, np.zeros(numel, storage_type.dtype))  # filled below
+        dtype = storage_type.dtype
+        nbytes = numel * dtype.itemsize
+        _check_fits(path, key, nbytes, size)
+        budget.charge(nbytes, f"storage {key!r} ({numel} x {dtype})")  # all storages <= the file
+        try:
+            roots[key] = Storage(key, np.zeros(numel, dtype))  # filled below
+        except MemoryError as e:
+            raise out_of_memory(path, f"storage {key!r} ({numel} x {dtype})", e) from e
         return roots[key]
 
     result = load(allowed=torch_allow_list(), persistent_load=persistent_load)
@@ -242,7 +348,7 @@ def _read_legacy(path: str, f: BinaryIO, size: int) -> Any:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise WeightFileError(f"{describe(path)} is corrupt: its storage key list is not a list of str")
     for key in keys:
-        _fill_legacy_storage(path, f, key, roots.get(key))
+        _fill_legacy_storage(path, f, size, key, roots.get(key))
     missing = sorted(set(roots) - set(keys))
     if missing:
         raise WeightFileError(
@@ -252,7 +358,8 @@ def _read_legacy(path: str, f: BinaryIO, size: int) -> Any:
     return result
 
 
-def _fill_legacy_storage(path: str, f: BinaryIO, key: str, storage: Storage | None) -> None:
+def _fill_legacy_storage(path: str, f: BinaryIO, size: int, key: str,
+                         storage: Storage | None) -> None:
     if storage is None:
         raise WeightFileError(
             f"{describe(path)} is corrupt: it has a record for storage {key!r}, which its "
@@ -268,9 +375,11 @@ def _fill_legacy_storage(path: str, f: BinaryIO, key: str, storage: Storage | No
             f"{storage.numel} in the pickle"
         )
     nbytes = count * storage.dtype.itemsize
-    raw = f.read(nbytes)
-    _check_fits(path, key, nbytes, len(raw))
-    storage.data[...] = _storage(key, storage.dtype, raw, count, sys.byteorder != "little").data
+    _check_fits(path, key, nbytes, size - f.tell())  # before reading
+    got = f.readinto(storage.data.view(np.uint8))  # straight into the storage: no copy
+    _check_fits(path, key, nbytes, got)
+    if sys.byteorder != "little":
+        storage.data.byteswap(inplace=True)
 
 
 def _is_view(meta: Any) -> bool:

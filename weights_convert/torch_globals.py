@@ -11,6 +11,16 @@ persistent id naming a storage type such as ``torch.FloatStorage``. Here those n
   description, turned into a contiguous numpy copy by ``materialize`` once all storages are
   filled.
 
+A view is checked against its storage when the pickle builds it, before anything is copied:
+sizes, strides and offset must be non-negative ints, every element it reaches
+(``offset + sum((size_i - 1) * stride_i)``) must lie inside the storage, and it may not have
+more elements than the storage. The last rule refuses expanded views (stride 0 over a
+dimension of size > 1, or other overlapping strides) that would come out larger than their
+storage - a 1 KB file could otherwise describe a 16 GiB tensor of one float; an overlapping
+view no larger than its storage still loads. ``materialize`` charges every copy to the file's
+``limits.Budget`` first and names the tensor (its path in the saved structure and its storage
+key) in every refusal.
+
 Nothing here imports torch.
 """
 
@@ -22,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from weights_convert.errors import WeightFileError, describe
+from weights_convert.limits import Budget, SizeRefusal, out_of_memory
 from weights_convert.safe_unpickle import PLAIN_CONTAINERS, AllowedCallable, Sealed
 
 
@@ -100,17 +112,21 @@ class TensorRef(Sealed):
                  shape: tuple[int, ...], strides: tuple[int, ...]) -> None:
         self._set(storage=storage, dtype=dtype, offset=offset, shape=shape, strides=strides)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the contiguous copy ``materialize`` makes."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
     def materialize(self) -> np.ndarray:
         """A contiguous (C-order) copy of the tensor, shape ``self.shape``, dtype ``self.dtype``."""
         flat = self.storage.data
         if flat.dtype != self.dtype:  # untyped (uint8) storage read as another dtype
             usable = flat.nbytes - flat.nbytes % self.dtype.itemsize
             flat = flat.view(np.uint8)[:usable].view(self.dtype)
+        # _tensor checked all of this; checked again right before as_strided.
+        _check_view(self.storage.key, flat.shape[0], self.offset, self.shape, self.strides)
         if 0 in self.shape:
             return np.zeros(self.shape, self.dtype)
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.strides))
-        if not 0 <= self.offset <= last < flat.shape[0]:  # _tensor checked; re-check before as_strided
-            raise ValueError(f"tensor view leaves storage {self.storage.key!r}")
         view = np.lib.stride_tricks.as_strided(
             flat[self.offset :],
             shape=self.shape,
@@ -120,12 +136,42 @@ class TensorRef(Sealed):
         return np.array(view, dtype=self.dtype, order="C", copy=True)
 
 
-def _ints(value: Any, what: str) -> tuple[int, ...]:
+_RESAVE = ("if the file is genuine, re-save the tensor as a contiguous copy in torch "
+           "(t.contiguous() / t.clone())")
+
+
+def _ints(value: Any, what: str, key: str) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
-        raise ValueError(f"tensor {what} must be a tuple of non-negative ints, got {value!r}")
+        raise SizeRefusal(f"tensor {what} must be a tuple of non-negative ints, got {value!r} "
+                         f"(tensor of storage {key!r}); torch writes no negative sizes, strides "
+                         "or offsets")
     return tuple(value)
+
+
+def _check_view(key: str, capacity: int, offset: int, shape: tuple[int, ...],
+                strides: tuple[int, ...]) -> None:
+    """Refuse a view (all in elements) that leaves its storage or outgrows it; nothing is copied."""
+    view = f"tensor (offset {offset}, size {shape}, stride {strides}) of storage {key!r}"
+    numel = math.prod(shape)
+    if numel == 0:
+        if offset > capacity:
+            raise SizeRefusal(f"{view} starts past the end of its storage, which holds only "
+                             f"{capacity} elements")
+        if math.prod(n for n in shape if n) > 2**40:
+            raise SizeRefusal(f"implausible empty tensor size {shape} ({view})")
+        return
+    last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
+    if last >= capacity:
+        raise SizeRefusal(f"{view} reaches element {last} of storage {key!r}, which holds only "
+                         f"{capacity}: the view does not fit its storage")
+    if numel > capacity:
+        raise SizeRefusal(
+            f"{view} has {numel} elements but its storage holds only {capacity}: an expanded "
+            "(stride-0 / overlapping) view larger than its storage is refused, so that a small "
+            f"file cannot make the reader allocate more than the file holds; {_RESAVE}"
+        )
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: np.dtype | None = None) -> TensorRef:
@@ -133,20 +179,12 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: np.dtype |
     if not isinstance(storage, Storage):
         raise ValueError(f"tensor storage must be a storage record, got {type(storage).__name__}")
     dtype = storage.dtype if dtype is None else dtype
-    (offset,) = _ints((offset,), "offset")
-    shape, strides = _ints(size, "size"), _ints(stride, "stride")
+    (offset,) = _ints((offset,), "offset", storage.key)
+    shape, strides = _ints(size, "size", storage.key), _ints(stride, "stride", storage.key)
     if len(shape) != len(strides):
-        raise ValueError(f"tensor size {shape} and stride {strides} differ in length")
-    capacity = storage.data.nbytes // dtype.itemsize
-    if 0 not in shape:
-        last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
-        if last >= capacity:
-            raise ValueError(
-                f"tensor (offset {offset}, size {shape}, stride {strides}) reaches element "
-                f"{last} of storage {storage.key!r}, which holds only {capacity}"
-            )
-    elif math.prod(n for n in shape if n) > 2**40:
-        raise ValueError(f"implausible empty tensor size {shape}")
+        raise ValueError(f"tensor size {shape} and stride {strides} differ in length "
+                         f"(tensor of storage {storage.key!r})")
+    _check_view(storage.key, storage.data.nbytes // dtype.itemsize, offset, shape, strides)
     return TensorRef(storage, dtype, offset, shape, strides)
 
 
@@ -203,32 +241,64 @@ def torch_allow_list() -> Mapping[tuple[str, str], object]:
     return table
 
 
-def materialize(obj: Any, memo: dict[int, Any] | None = None) -> Any:
+def materialize(obj: Any, memo: dict[int, Any] | None = None, *,
+                source: str | None = None, budget: Budget | None = None, where: str = "") -> Any:
     """Replace every ``TensorRef`` in a nested structure by a contiguous numpy copy.
 
     dicts (OrderedDict included, attributes such as ``_metadata`` kept) and lists are updated
     in place; tuples are rebuilt; a tensor referenced twice becomes one shared array.
+
+    Args:
+      obj: what the pickle gave.
+      memo: id -> result of what was already materialized.
+      source: the file's path, for messages.
+      budget: every copy is charged to it before it is made (None: no limit).
+      where: the path of ``obj`` in the saved structure ("netG_state_dict/main.0.weight").
+
+    Raises:
+      WeightFileError: a copy would pass ``budget``, or allocating it failed (``MemoryError``);
+        the message names the file, the tensor's path and its storage key.
     """
     memo = {} if memo is None else memo
     if id(obj) in memo:
         return memo[id(obj)]
-    if isinstance(obj, TensorRef):
-        memo[id(obj)] = result = obj.materialize()
-        return result
-    if isinstance(obj, Storage):  # a storage saved on its own
-        memo[id(obj)] = result = obj.data.copy()
+    if isinstance(obj, (TensorRef, Storage)):
+        memo[id(obj)] = result = _copy(obj, source, budget, where)
         return result
     if isinstance(obj, dict):  # OrderedDict too
         memo[id(obj)] = obj
         for key, value in list(obj.items()):
-            obj[key] = materialize(value, memo)
+            obj[key] = materialize(value, memo, source=source, budget=budget,
+                                   where=f"{where}/{key}" if where else str(key))
         return obj
     if isinstance(obj, list):
         memo[id(obj)] = obj
-        obj[:] = [materialize(v, memo) for v in obj]
+        obj[:] = [materialize(v, memo, source=source, budget=budget, where=f"{where}[{i}]")
+                  for i, v in enumerate(obj)]
         return obj
     if isinstance(obj, tuple):
-        result = tuple(materialize(v, memo) for v in obj)
+        result = tuple(materialize(v, memo, source=source, budget=budget, where=f"{where}[{i}]")
+                       for i, v in enumerate(obj))
         memo[id(obj)] = result
         return result
     return obj
+
+
+def _copy(obj: TensorRef | Storage, source: str | None, budget: Budget | None,
+          where: str) -> np.ndarray:
+    """The numpy copy of one tensor (or bare storage), charged to ``budget`` first."""
+    name = where or "<top level>"
+    if isinstance(obj, TensorRef):
+        what = f"tensor {name!r} (storage {obj.storage.key!r}, size {obj.shape}, {obj.dtype})"
+        nbytes = obj.nbytes
+    else:  # a storage saved on its own
+        what = f"storage {obj.key!r} at {name!r}"
+        nbytes = obj.data.nbytes
+    if budget is not None:
+        budget.charge(nbytes, what)
+    try:
+        return obj.materialize() if isinstance(obj, TensorRef) else obj.data.copy()
+    except MemoryError as e:
+        raise out_of_memory(source, what, e) from e
+    except SizeRefusal as e:  # a view _tensor let through (cannot happen): never copy it
+        raise WeightFileError(f"refused to load {describe(source)}: {what}: {e}") from e
