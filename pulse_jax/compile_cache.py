@@ -33,8 +33,15 @@ def enable(directory: str | None = None) -> str | None:
   if disabled_by_env():
     return None
   directory = directory or cache_dir()
+  if jax.config.jax_compilation_cache_dir == directory:
+    return directory
   os.makedirs(directory, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", directory)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  try:  # jax decides once, at its first compilation, whether a cache is used: ask again
+    from jax._src import compilation_cache as _cc
+    _cc.reset_cache()
+  except (ImportError, AttributeError):  # another jax: the setting applies to new processes
+    pass
   return directory

@@ -43,7 +43,8 @@ class SearchResult:
   [B, K]); start_values: {'latent': [B, K, l, D], 'noise_<i>': [B, K, 1, r, r]} of those K;
   all_start_values: the same for every restart, {'latent': [B, R, l, D], 'noise_<i>':
   [B, R, 1, r, r]} (row r: restart r's best iterate; `start_values` is its `selected` rows);
-  trace: name -> [steps, B, R] losses at each step (before its update).
+  trace: name -> [steps, B, R] losses at each step (before its update); failed: [B, R] bool,
+  restarts whose losses were never finite (best_step 0, total inf): ranked last.
   num_devices / num_processes: where it ran; padded_rows: extra rows (restarts of the last
   image) added so every device holds as many rows, computed and dropped; micro_batches: the
   sequential groups of restarts per step (as given, or chosen when 0 was given).
@@ -68,6 +69,11 @@ class SearchResult:
   num_processes: int = 1
   micro_batches: int = 1
   all_start_values: dict = dataclasses.field(default_factory=dict)
+  failed: np.ndarray | None = None   # [B, R] bool: restarts with no finite iterate (diverged)
+
+  def __post_init__(self):
+    if self.failed is None:
+      self.failed = ~np.isfinite(self.total)
 
 
 @dataclasses.dataclass

@@ -42,15 +42,8 @@ import os
 import sys
 import urllib.parse
 
-from pulse_jax import responsible_use
-
-INDEX = "index.html"
-TRACE = "trace.json"
-SUMMARY = "summary.json"   # = pulse_jax.outputs.SUMMARY (not imported: it pulls in the renderer)
-REPORT = "report.json"     # = pulse_jax.outputs.REPORT
-INPUT_PNG = "input.png"    # = pulse_jax.outputs.INPUT_PNG
-GIF = "progress.gif"       # = pulse_jax.outputs.GIF
-NOT_WITHIN_EPS = "NOT_WITHIN_EPS.txt"
+from pulse_jax import image_files, responsible_use
+from pulse_jax.run_files import GIF, INDEX, INPUT_PNG, NOT_WITHIN_EPS, REPORT, SUMMARY, TRACE  # noqa: F401
 
 HR_PX = 160                # displayed side of HR images and of the input at the top of a section
 SMALL_PX = 78              # displayed side of the input / LR pair under each candidate
@@ -149,8 +142,7 @@ def _image_size(path: str):
   if not os.path.isfile(path):
     return None
   try:
-    from PIL import Image
-    with Image.open(path) as im:
+    with image_files.open_image(path) as im:
       return im.size
   except Exception:  # pylint: disable=broad-except
     return None
@@ -332,8 +324,8 @@ def _input_image_html(output_dir: str, stem: str, report: dict) -> str:
   orig = (report.get("input") or {}).get("path") if isinstance(report.get("input"), dict) else None
   if isinstance(orig, str) and os.path.isfile(orig):
     try:
-      from PIL import Image
-      with Image.open(orig) as im:
+      im, _ = image_files.read_image(orig)
+      with im:
         im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
         if max(im.size) > MAX_INLINE_SIDE:
           im.thumbnail((MAX_INLINE_SIDE, MAX_INLINE_SIDE))

@@ -31,17 +31,14 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from pulse_jax import responsible_use
 from pulse_jax.render import to_uint8
 
-SUMMARY = "summary.json"
-REPORT = "report.json"
-LATENTS = "latents.npz"
-NOT_WITHIN_EPS = "NOT_WITHIN_EPS.txt"
-GIF = "progress.gif"
-FRAMES = "frames"
-INPUT_PNG = "input.png"
+from pulse_jax.run_files import (FRAMES, GIF, INDEX, INPUT_PNG, LATENTS, NOT_WITHIN_EPS,  # noqa: F401
+                                 REPORT, SUMMARY, TRACE)
+
 # Files and folders of ours in OUTPUT_DIR/<stem>/ (removed there before writing with --overwrite).
-OWNED_PATTERNS = (INPUT_PNG, "hr_*.png", "lr_*.png", LATENTS, REPORT, NOT_WITHIN_EPS, GIF)
+OWNED_PATTERNS = (INPUT_PNG, "hr_*.png", "lr_*.png", LATENTS, TRACE, REPORT, NOT_WITHIN_EPS, GIF)
 TMP_PATTERN = ".*.tmp-*"   # `atomic_path` temporaries a killed run may leave
 # Settings that change the speed or memory of a run but not its results: a re-run may change
 # them and still keep the complete outputs of an earlier run (see `resume_differences`).
@@ -51,7 +48,7 @@ RESULT_NEUTRAL_SETTINGS = ("batch_size", "chunk_size", "micro_batches", "memory_
 
 def planned_files(output_dir: str, stem: str, duplicates: int, save_intermediate: bool) -> list[str]:
   d = os.path.join(output_dir, stem)
-  files = [os.path.join(d, n) for n in (INPUT_PNG, LATENTS, REPORT)]
+  files = [os.path.join(d, n) for n in (INPUT_PNG, LATENTS, TRACE, REPORT)]
   files += [os.path.join(d, f"{kind}_{k}.png") for k in range(duplicates) for kind in ("hr", "lr")]
   if save_intermediate:
     files.append(os.path.join(d, GIF))
@@ -305,7 +302,8 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
         "restart": r, "total": result.total[b, r],
         "terms": {k: v[b, r] for k, v in result.terms.items()},
         "l2": result.l2[b, r], "min_l2": result.min_l2[b, r],
-        "best_step": result.best_step[b, r], "within_eps": result.within_eps[b, r]})
+        "best_step": result.best_step[b, r], "within_eps": result.within_eps[b, r],
+        "failed": result.failed[b, r]})
   outs = []
   for k in range(result.selected.shape[1]):
     r = int(result.selected[b, k])
@@ -321,6 +319,7 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
       "eps": eps,
       "success_rate": result.success_rate[b],
       "restarts_within_eps": int(result.within_eps[b].sum()),
+      "restarts_failed": int(result.failed[b].sum()),
       "best": {"restart": best_r, "l2": result.l2[b, best_r], "total": result.total[b, best_r],
                "best_step": result.best_step[b, best_r]},
       "closest_l2": float(np.nanmin(np.where(np.isfinite(result.l2[b]), result.l2[b], np.nan)))
@@ -335,7 +334,24 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
       "versions": env["versions"],
       "device": env["device"],
       "timings": timings,
+      "responsible_use": responsible_use.NOTICE,
   }
+
+
+def trace_doc(result, b: int) -> dict:
+  """<stem>/trace.json of input `b` (the format `pulse_jax.gallery` reads): per restart, the
+  losses at every step's iterate before its update; non-finite values become null."""
+  steps = next(iter(result.trace.values())).shape[0] if result.trace else 0
+  return {"format": "pulse_jax.trace/1", "steps": list(range(1, steps + 1)),
+          "restarts": {str(r): {k: v[:, b, r] for k, v in result.trace.items() if k != "active"}
+                       for r in range(result.l2.shape[1])}}
+
+
+def write_compact_json(path: str, doc: dict) -> None:
+  """Like `write_json`, on one line (traces: steps x restarts numbers)."""
+  with atomic_path(path) as tmp, open(tmp, "w") as f:
+    json.dump(jsonable(doc), f, separators=(",", ":"), allow_nan=False)
+    f.write("\n")
 
 
 def print_summary(summary: dict, file=sys.stdout) -> None:

@@ -154,8 +154,10 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
 
 
 def main(argv):
+  from pulse_jax import compile_cache
   from pulse_jax.run import quiet_logging
   quiet_logging()
+  compile_cache.enable()
   if len(argv) > 1:
     print(f"pulse_jax.render: error: unexpected arguments {argv[1:]} (options are --name=value)",
           file=sys.stderr)

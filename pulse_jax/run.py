@@ -36,6 +36,7 @@ from typing import Callable
 
 import numpy as np
 
+from pulse_jax import compile_cache, gallery, responsible_use
 from pulse_jax import inputs as inputs_lib
 from pulse_jax import outputs
 from pulse_jax.search_config import LR_SCHEDULES, NOISE_TYPES, OPT_NAMES, SearchConfig
@@ -85,6 +86,7 @@ class RunOptions:
   align_size: int | None = None
   checkpoint_dir: str | None = None
   checkpoint_every: int = 0
+  compile_cache: bool = True
 
   def search_config(self, loss_str: str | None = None) -> SearchConfig:
     return SearchConfig(
@@ -443,6 +445,8 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
   if not writer:
     warn = lambda s: None  # noqa: E731
   check_options(o)
+  if o.compile_cache:
+    compile_cache.enable()
 
   w, wpath, generator = _load_generator(o, log)
   loss_str, notes = loss_for_generator(o.loss_str, generator)
@@ -472,8 +476,14 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
   job = _Job(o, generator, w.params, config, settings, winfo, env, writer, log, warn)
   batches = _batches(todo, o.batch_size)
   job.search(batches)
-  return _summary(o, job, items, skipped, len(batches), config, settings, winfo, env,
-                  summary_path, t_start, writer)
+  summary = _summary(o, job, items, skipped, len(batches), config, settings, winfo, env,
+                     summary_path, t_start, writer)
+  if writer:
+    try:
+      log(f"gallery: {gallery.write_gallery(o.output_dir)}")
+    except Exception as e:  # pylint: disable=broad-except  # the results are saved already
+      warn(f"warning: gallery page not written: {type(e).__name__}: {e}")
+  return summary
 
 
 def run_settings(o: RunOptions, config: SearchConfig) -> dict:
@@ -794,7 +804,7 @@ def _summary(o: RunOptions, job: _Job, items: list[Item], skipped, num_batches: 
       + [{"input": str(s), "stem": None, "status": "skipped",
           "message": "not an image file extension"} for s in skipped],
       "settings": settings, "weights": winfo, "versions": env["versions"],
-      "device": env["device"]}
+      "device": env["device"], "responsible_use": responsible_use.NOTICE}
   if writer:
     os.makedirs(o.output_dir, exist_ok=True)
     outputs.write_json(summary_path, summary)
@@ -829,6 +839,7 @@ def _write_input(o, it: Item, result, i: int, frames: list, config, settings, wi
       name = f"{kind}_{k}.png"
       outputs.save_png(getattr(result, kind)[i, k], os.path.join(d, name))
       files[kind].append(name)
+  outputs.write_compact_json(os.path.join(d, outputs.TRACE), outputs.trace_doc(result, i))
   outputs.save_npz(os.path.join(d, outputs.LATENTS), outputs.latent_arrays(
       {k: v[i] for k, v in result.all_start_values.items()}, result.ranking[i],
       result.selected[i]))
@@ -928,6 +939,10 @@ def define_flags():
                   "again after an interruption resumes each unfinished batch from it.")
   f.DEFINE_integer("checkpoint_every", 0, "Steps between search checkpoints (0: never).",
                    lower_bound=0)
+  f.DEFINE_boolean("compile_cache", True, "Keep compiled programs in jax's persistent "
+                   "compilation cache ($PULSE_JAX_COMPILE_CACHE, default ~/.cache/pulse_jax/xla)"
+                   ", so a repeated run compiles nothing. --nocompile_cache or "
+                   "PULSE_JAX_NO_COMPILE_CACHE=1 turn it off.")
 
 
 def options_from_flags(FLAGS) -> RunOptions:

@@ -1,0 +1,31 @@
+"""A second identical run compiles nothing: jax's persistent compilation cache (issue 14 §3)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def _run(tmp_path, out: str, **env_extra) -> dict:
+  env = {k: v for k, v in os.environ.items() if k != "PULSE_JAX_NO_COMPILE_CACHE"}
+  env.update(PULSE_JAX_COMPILE_CACHE=str(tmp_path / "xla"), **env_extra)
+  cmd = [sys.executable, "-m", "pulse_jax.run", f"--output_dir={tmp_path / out}", "--steps=6",
+         "--restarts=2", "--chunk_size=3", "--quiet"]
+  p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  return json.load(open(tmp_path / out / "summary.json"))
+
+
+def test_second_run_loads_its_programs(tmp_path):
+  first = _run(tmp_path, "a")
+  cached = os.listdir(tmp_path / "xla")
+  assert cached, "no program was written to the cache"
+  second = _run(tmp_path, "b")
+  assert second["compile_s"] < 1.0, (first["compile_s"], second["compile_s"])
+  assert second["compile_s"] < first["compile_s"]
+
+
+def test_opt_out_by_environment(tmp_path):
+  _run(tmp_path, "a", PULSE_JAX_NO_COMPILE_CACHE="1")
+  assert not (tmp_path / "xla").exists() or not os.listdir(tmp_path / "xla")
