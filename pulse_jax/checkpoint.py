@@ -5,10 +5,10 @@ Layout of a weights directory DIR:
                       gaussian-fit provenance, format version
   DIR/params/         orbax checkpoint of {part: param tree}
 
-Parts: 'synthesis', 'mapping', 'gaussian_fit' ({'mean','std'} [512]), 'dlatent_avg'
-([512]) for kind 'stylegan'; 'dcgan' for kind 'dcgan'. Loading checks every
-stored shape against the architecture in the metadata *before* allocating, and
-names each mismatch.
+The kind names a generator family (`pulse_jax.generators.registry`), which defines its parts
+and their shapes (e.g. 'synthesis', 'mapping', 'gaussian_fit', 'dlatent_avg' for 'stylegan';
+'dcgan' for 'dcgan'). Loading checks every stored shape against the architecture in the
+metadata *before* allocating, and names each mismatch.
 """
 from __future__ import annotations
 
@@ -19,13 +19,11 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 PARAMS_DIR = "params"
-KINDS = ("stylegan", "dcgan")
 
 
 @dataclasses.dataclass
@@ -50,35 +48,15 @@ def sha256_file(path: str) -> str:
 
 
 def config_from_metadata(kind: str, config: dict):
-  from pulse_jax.dcgan import DCGANConfig
-  from pulse_jax.stylegan import StyleGANConfig
-  if kind == "stylegan":
-    return StyleGANConfig.from_dict(config)
-  if kind == "dcgan":
-    return DCGANConfig.from_dict(config)
-  raise ValueError(f"Unknown generator kind {kind!r}; expected one of {KINDS}.")
+  from pulse_jax.generators import family
+  return family(kind).config_from_dict(config)
 
 
 def expected_shapes(kind: str, config, parts) -> dict:
   """Abstract {part: tree of ShapeDtypeStruct} for the architecture, nothing allocated."""
-  from pulse_jax import dcgan, stylegan
-  out = {}
-  for part in parts:
-    if kind == "dcgan" and part == "dcgan":
-      out[part] = dcgan.dcgan_param_shapes(config)
-    elif kind == "stylegan" and part == "synthesis":
-      out[part] = stylegan.synthesis_param_shapes(config)
-    elif kind == "stylegan" and part == "mapping":
-      out[part] = stylegan.mapping_param_shapes(config)
-    elif kind == "stylegan" and part == "gaussian_fit":
-      d = (config.dlatent_size,)
-      out[part] = {"mean": jax.ShapeDtypeStruct(d, jnp.float32),
-                   "std": jax.ShapeDtypeStruct(d, jnp.float32)}
-    elif kind == "stylegan" and part == "dlatent_avg":
-      out[part] = jax.ShapeDtypeStruct((config.dlatent_size,), jnp.float32)
-    else:
-      raise ValueError(f"Unknown part {part!r} for a {kind} generator.")
-  return out
+  from pulse_jax.generators import family
+  fam = family(kind)
+  return {part: fam.part_shapes(config, part) for part in parts}
 
 
 def _paths_and_shapes(tree) -> dict[str, tuple]:
@@ -100,8 +78,6 @@ def save_weights(directory: str, weights: GeneratorWeights, *, overwrite: bool =
   """Writes DIR/params (orbax) and DIR/metadata.json; returns the absolute directory."""
   import orbax.checkpoint as ocp
   directory = os.path.abspath(directory)
-  if weights.kind not in KINDS:
-    raise ValueError(f"Unknown generator kind {weights.kind!r}; expected one of {KINDS}.")
   problems = shape_mismatches(
       expected_shapes(weights.kind, weights.config, list(weights.params)), weights.params)
   if problems:

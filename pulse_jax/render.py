@@ -91,12 +91,16 @@ def render_arrays(generator, params: dict, latents: dict) -> np.ndarray:
   if "dlatents" in latents:
     w = jnp.asarray(latents["dlatents"], jnp.float32)
   elif "latent" in latents:
+    missing = [p for p in generator.required_parts() if p not in params]
+    if missing:
+      raise ValueError(f"'latent' is the search variable: mapping it needs {missing}, which "
+                       "these weights lack; render 'dlatents' instead.")
     w = generator.latent_to_w(params, jnp.asarray(latents["latent"], jnp.float32))
   else:
     raise ValueError(f"latents need 'dlatents' or 'latent'; found {sorted(latents)}.")
   b = w.shape[0]
   expected = (generator.num_layers, generator.latent_dim)
-  if w.ndim != 3 or (tuple(w.shape[1:]) != expected and generator.kind == "stylegan"):
+  if w.ndim != 3 or tuple(w.shape[1:]) != expected:
     raise ValueError(f"latents have shape {tuple(w.shape)}; this generator needs [B, "
                      f"{expected[0]}, {expected[1]}].")
   noise = []
@@ -148,7 +152,7 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
   """Renders `rows` (`select_rows`) of an npz with `weights` (None: the built-in default)."""
   from pulse_jax import generators, models
   w = models.load(weights, log=lambda s: None)
-  g = generators.from_weights(w) if w.kind == "dcgan" else generators.Generator(w.kind, w.config)
+  g = generators.Generator(w.kind, w.config)  # rendering needs no prior unless 'latent' is given
   latents = select_rows(load_latents(latents_path), rows)
   return write_images(render_arrays(g, w.params, latents), out, overwrite)
 

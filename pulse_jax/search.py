@@ -61,8 +61,8 @@ class Problem:
 
   def __post_init__(self):
     cfg, g = self.config, self.generator
-    if g.kind == "stylegan":
-      cfg.check_layers(g.num_layers)
+    if g.num_noise_layers:
+      cfg.check_layers(g.num_noise_layers)
     if self.factor < 1 or g.resolution % self.factor:
       raise ValueError(f"factor {self.factor} does not divide the generator size {g.resolution}.")
     if self.chunk_size < 1:
@@ -81,7 +81,7 @@ class Problem:
 
   def noise_kinds(self) -> tuple[str, ...]:
     g = self.generator
-    return self.config.noise_layer_kinds(g.num_layers) if g.kind == "stylegan" else ()
+    return self.config.noise_layer_kinds(g.num_noise_layers) if g.num_noise_layers else ()
 
   @property
   def lr_size(self) -> int:

@@ -1,12 +1,14 @@
-"""The generator interface the search runs on: StyleGAN v1 (W+ or tiled, noise) and the DCGAN.
+"""The generator the search runs on, for any registered family (`registry.FAMILIES`).
 
-A `Generator` is a frozen, hashable description (static under jit); its methods
-are pure functions of the parameter pytree, which is always passed into jit as
-an argument, never closed over.
+A `Generator` is a frozen, hashable description (static under jit): the family's kind, its
+config, the compute dtype and the remat policy. Its methods are pure functions of the
+parameter pytree, which is always passed into jit as an argument, never closed over; each
+delegates to the family (`generators.base.Family`), so nothing outside this package asks which
+family it is.
 
 Search variables per restart:
-  latent x: [N, latent_layers, latent_dim] float32, standard normal before the prior mapping
-  noise maps (StyleGAN only): [N, 1, r_i, r_i] for layer i
+  latent x: [N, latent_layers, w_dim] float32, standard normal before the prior mapping
+  noise maps (families with noise layers): [N, 1, r_i, r_i] for layer i
 """
 from __future__ import annotations
 
@@ -16,22 +18,22 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.dcgan import DCGANConfig, DCGANGenerator
-from pulse_jax.gaussian_fit import latent_to_w
 from pulse_jax import stylegan
-from pulse_jax.stylegan import StyleGANConfig
-
+from pulse_jax.generators.base import Family
+from pulse_jax.generators.registry import FAMILIES, family, kinds
 
 # float64 is a verification mode (under jax x64): a search in float64 reproduces the
 # reference's float64 runs to ~1e-9 (tests/test_search.py), where float32 runs are chaotic.
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
+__all__ = ["COMPUTE_DTYPES", "FAMILIES", "Family", "Generator", "family", "from_weights", "kinds"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Generator:
-  """kind 'stylegan' (params {'synthesis', 'gaussian_fit'}) or 'dcgan' (params {'dcgan'})."""
+  """A generator of family `kind` (`registry.FAMILIES`) with architecture `config`."""
   kind: str
-  config: StyleGANConfig | DCGANConfig
+  config: object
   compute_dtype: str = "float32"
   remat: str = "none"  # stylegan.REMAT_POLICIES; True / False mean "block" / "none"
 
@@ -40,8 +42,7 @@ class Generator:
       object.__setattr__(self, "remat", "block" if self.remat else "none")
     if self.remat not in stylegan.REMAT_POLICIES:
       raise ValueError(f"remat must be one of {stylegan.REMAT_POLICIES}, got {self.remat!r}.")
-    if self.kind not in ("stylegan", "dcgan"):
-      raise ValueError(f"Unknown generator kind {self.kind!r}; expected 'stylegan' or 'dcgan'.")
+    family(self.kind)  # raises for an unknown kind
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}.")
     if self.compute_dtype == "float64" and not jax.config.jax_enable_x64:
@@ -49,44 +50,58 @@ class Generator:
                        "jax.config.update('jax_enable_x64', True) before the first jax call.")
 
   @property
+  def family(self) -> Family:
+    return FAMILIES[self.kind]
+
+  @property
   def resolution(self) -> int:
-    return self.config.resolution
+    return self.family.resolution(self.config)
 
   @property
   def num_channels(self) -> int:
-    return self.config.num_channels if self.kind == "stylegan" else self.config.nc
+    return self.family.num_channels(self.config)
 
   @property
   def num_layers(self) -> int:
-    """Number of style inputs (W+ rows); 1 for the DCGAN."""
-    return self.config.num_layers if self.kind == "stylegan" else 1
+    """Rows of the style input (W+ rows); 1 for a single-vector latent."""
+    return self.family.num_ws(self.config)
 
   @property
   def latent_dim(self) -> int:
-    return self.config.dlatent_size if self.kind == "stylegan" else self.config.nz
+    return self.family.w_dim(self.config)
 
   def latent_layers(self, tile_latent: bool) -> int:
-    return 1 if (tile_latent or self.kind == "dcgan") else self.num_layers
+    return self.family.latent_layers(self.config, tile_latent)
 
   @property
   def noise_shapes(self) -> tuple[tuple[int, int, int], ...]:
-    """Per-layer noise map shape (1, r, r) without the batch dim; empty for the DCGAN."""
-    return self.config.noise_shapes() if self.kind == "stylegan" else ()
+    """Per-layer noise map shape (1, r, r) without the batch dim; empty without noise layers."""
+    return tuple(self.family.noise_shapes(self.config))
+
+  @property
+  def num_noise_layers(self) -> int:
+    return len(self.noise_shapes)
 
   @property
   def has_wplus(self) -> bool:
     """Whether GEOCROSS (pairwise distances between style vectors) is meaningful."""
-    return self.kind == "stylegan"
+    return self.family.has_wplus
 
   def required_parts(self) -> tuple[str, ...]:
-    return ("synthesis", "gaussian_fit") if self.kind == "stylegan" else ("dcgan",)
+    return self.family.required_parts
 
   def latent_to_w(self, params: dict, x: jax.Array) -> jax.Array:
     """Prior mapping. x: [N, l, D] -> w: [N, num_layers, D] (tiled when l == 1)."""
-    if self.kind == "dcgan":
-      return x
-    w = latent_to_w(x, params["gaussian_fit"])
+    w = self.family.prior(params, self.config, x)
     return jnp.broadcast_to(w, (w.shape[0], self.num_layers, w.shape[2]))
+
+  def mapping(self, params: dict, z: jax.Array, truncation_psi: float = 1.0,
+              class_index: int | None = None) -> jax.Array:
+    """The family's mapping network: z [N, z_dim] -> w [N, num_layers, D]."""
+    return self.family.mapping(params, self.config, z, truncation_psi, class_index)
+
+  def const_noise(self, params: dict, batch: int) -> list[jax.Array] | None:
+    return self.family.const_noise(params, self.config, batch)
 
   @property
   def dtype(self):
@@ -101,22 +116,18 @@ class Generator:
   def prepare(self, params: dict) -> dict:
     """Run-time parameters for `render_prepared` (a pure function of `params`; the search
     computes it once per compiled chunk, outside its step loop). Same keys as `params`."""
-    if self.kind == "dcgan":
-      return params
-    return {**params, "synthesis": stylegan.prepare_synthesis(params["synthesis"], self.config,
-                                                              self.dtype)}
+    return self.family.prepare(params, self.config, self.dtype)
 
   def render_prepared(self, prepared: dict, w: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
     """Like `render`, on `prepare(params)`."""
-    if self.kind == "dcgan":
-      return DCGANGenerator(self.config).apply({"params": prepared["dcgan"]},
-                                               w.reshape(w.shape[0], -1))
-    return stylegan.synthesize(prepared["synthesis"], w, list(noise), self.config, self.dtype,
-                               self.remat)
+    return self.family.synthesize(prepared, self.config, w, noise, self.dtype, self.remat)
 
   def render(self, params: dict, w: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
     """w: [N, num_layers, D]; noise: list of [N, 1, r, r] -> images [N, C, H, W] float32 in ~[-1, 1]."""
     return self.render_prepared(self.prepare(params), w, noise)
+
+  def notes(self) -> list[str]:
+    return self.family.notes(self.config)
 
 
 def from_weights(weights, compute_dtype: str = "float32", remat: str | bool = "none") -> Generator:

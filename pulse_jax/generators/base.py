@@ -1,0 +1,94 @@
+"""The generator-family interface: what the search, driver, render and checkpoint code may ask.
+
+A family (StyleGAN v1, the DCGAN, StyleGAN2, ...) is ONE module in this package that subclasses
+`Family`, plus its name table in `weights_convert/`, plus one line in `registry.py`. Nothing
+else in pulse-jax knows which families exist.
+
+Shapes: `ws: [N, num_ws, w_dim]` (the generator's style input, W+ for StyleGANs, the latent
+itself for the DCGAN); search variable `x: [N, latent_layers, w_dim]` standard normal (mapped
+into ws by `prior`); noise maps `[N, 1, r_i, r_i]` per noise layer; images `[N, C, H, W]` in
+about [-1, 1], float32 (float64 in verification mode).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+class Family(abc.ABC):
+  """One generator family. Methods are pure functions of (params, config, arrays)."""
+
+  kind: str = ""                       # metadata.json "kind"
+  required_parts: tuple[str, ...] = ()  # params parts a search needs
+  has_wplus: bool = False              # whether GEOCROSS (distances between styles) applies
+  # Search options that have a meaning for this family (the reports list only those).
+  uses_noise_options: bool = False
+
+  # ----- architecture -----
+  @abc.abstractmethod
+  def config_from_dict(self, d: dict) -> Any:
+    """The family's frozen config from metadata.json's "config"."""
+
+  @abc.abstractmethod
+  def part_shapes(self, config, part: str) -> Any:
+    """Abstract tree of `jax.ShapeDtypeStruct` of one params part (nothing allocated); raise
+    ValueError for a part this family does not have."""
+
+  @abc.abstractmethod
+  def resolution(self, config) -> int: ...
+
+  @abc.abstractmethod
+  def num_channels(self, config) -> int: ...
+
+  @abc.abstractmethod
+  def num_ws(self, config) -> int:
+    """Rows of the style input (W+ rows; 1 for a single-vector latent)."""
+
+  @abc.abstractmethod
+  def w_dim(self, config) -> int: ...
+
+  def noise_shapes(self, config) -> tuple[tuple[int, int, int], ...]:
+    """Per noise layer (1, r, r), in the order `synthesize` takes them; () for none."""
+    return ()
+
+  def latent_layers(self, config, tile_latent: bool) -> int:
+    """Rows of the search variable: 1 when tiled (one vector for every style row)."""
+    return 1 if tile_latent else self.num_ws(config)
+
+  def notes(self, config) -> list[str]:
+    """Facts about this family a run should print (e.g. options that do not apply)."""
+    return []
+
+  # ----- run time -----
+  def prepare(self, params: dict, config, dtype) -> dict:
+    """Run-time weights for `synthesize` (computed once per compiled program)."""
+    return params
+
+  @abc.abstractmethod
+  def synthesize(self, prepared: dict, config, ws: jax.Array, noise: Sequence[jax.Array],
+                 dtype, remat: str) -> jax.Array:
+    """ws: [N, num_ws, w_dim]; noise: one [N, 1, r, r] per noise layer -> [N, C, H, W]."""
+
+  @abc.abstractmethod
+  def prior(self, params: dict, config, x: jax.Array) -> jax.Array:
+    """PULSE's latent prior: standard-normal x [N, l, w_dim] -> ws [N, l, w_dim] (l = 1 or
+    num_ws; the caller broadcasts l = 1)."""
+
+  def mapping(self, params: dict, config, z: jax.Array, truncation_psi: float = 1.0,
+              class_index: int | None = None) -> jax.Array:
+    """z [N, z_dim] -> ws [N, num_ws, w_dim] through the mapping network (render --z)."""
+    raise ValueError(f"{self.kind} weights carry no mapping network: render 'dlatents' or "
+                     "'latent' instead of 'z'.")
+
+  def const_noise(self, params: dict, config, batch: int) -> list[jax.Array] | None:
+    """The model's own constant noise maps (NVIDIA's noise_mode='const'), or None when it has
+    none (then zeros are used)."""
+    return None
+
+  # ----- helpers -----
+  @staticmethod
+  def vector(shape, dtype=jnp.float32) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(tuple(shape), dtype)

@@ -1,0 +1,49 @@
+"""The 64x64 DCGAN face generator (the built-in default): network in `pulse_jax.dcgan`.
+
+Its latent z [N, 1, nz] is the style input itself: no mapping, no noise, no W+ (GEOCROSS and
+the noise options do not apply). Part: 'dcgan'.
+"""
+from __future__ import annotations
+
+from pulse_jax import dcgan
+from pulse_jax.generators.base import Family
+
+
+class DCGAN(Family):
+  kind = "dcgan"
+  required_parts = ("dcgan",)
+
+  def config_from_dict(self, d):
+    return dcgan.DCGANConfig.from_dict(d)
+
+  def part_shapes(self, config, part):
+    if part == "dcgan":
+      return dcgan.dcgan_param_shapes(config)
+    raise ValueError(f"Unknown part {part!r} for a {self.kind} generator.")
+
+  def resolution(self, config):
+    return config.resolution
+
+  def num_channels(self, config):
+    return config.nc
+
+  def num_ws(self, config):
+    return 1
+
+  def w_dim(self, config):
+    return config.nz
+
+  def latent_layers(self, config, tile_latent):
+    return 1
+
+  def synthesize(self, prepared, config, ws, noise, dtype, remat):
+    return dcgan.DCGANGenerator(config).apply({"params": prepared["dcgan"]},
+                                              ws.reshape(ws.shape[0], -1))
+
+  def prior(self, params, config, x):
+    return x
+
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+    if truncation_psi != 1.0:
+      raise ValueError("the DCGAN has no truncation (no mapping network).")
+    return z.reshape(z.shape[0], 1, -1)

@@ -1,0 +1,68 @@
+"""StyleGAN v1 (the reference's FFHQ generator): networks in `pulse_jax.stylegan`.
+
+Parts: 'synthesis' (required), 'gaussian_fit' {'mean', 'std'} [512] (required: the prior),
+'mapping' and 'dlatent_avg' [512] (optional: render from z).
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from pulse_jax import stylegan
+from pulse_jax.gaussian_fit import latent_to_w
+from pulse_jax.generators.base import Family
+
+
+class StyleGAN1(Family):
+  kind = "stylegan"
+  required_parts = ("synthesis", "gaussian_fit")
+  has_wplus = True
+  uses_noise_options = True
+
+  def config_from_dict(self, d):
+    return stylegan.StyleGANConfig.from_dict(d)
+
+  def part_shapes(self, config, part):
+    d = (config.dlatent_size,)
+    if part == "synthesis":
+      return stylegan.synthesis_param_shapes(config)
+    if part == "mapping":
+      return stylegan.mapping_param_shapes(config)
+    if part == "gaussian_fit":
+      return {"mean": self.vector(d), "std": self.vector(d)}
+    if part == "dlatent_avg":
+      return self.vector(d)
+    raise ValueError(f"Unknown part {part!r} for a {self.kind} generator.")
+
+  def resolution(self, config):
+    return config.resolution
+
+  def num_channels(self, config):
+    return config.num_channels
+
+  def num_ws(self, config):
+    return config.num_layers
+
+  def w_dim(self, config):
+    return config.dlatent_size
+
+  def noise_shapes(self, config):
+    return config.noise_shapes()
+
+  def prepare(self, params, config, dtype):
+    return {**params, "synthesis": stylegan.prepare_synthesis(params["synthesis"], config, dtype)}
+
+  def synthesize(self, prepared, config, ws, noise, dtype, remat):
+    return stylegan.synthesize(prepared["synthesis"], ws, list(noise), config, dtype, remat)
+
+  def prior(self, params, config, x):
+    return latent_to_w(x, params["gaussian_fit"])
+
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+    if "mapping" not in params:
+      return super().mapping(params, config, z, truncation_psi, class_index)
+    w = stylegan.MappingNetwork(config).apply({"params": params["mapping"]}, z)
+    if truncation_psi != 1.0:
+      if "dlatent_avg" not in params:
+        raise ValueError("truncation needs dlatent_avg, which these weights lack.")
+      w = params["dlatent_avg"] + truncation_psi * (w - params["dlatent_avg"])
+    return jnp.broadcast_to(w[:, None], (w.shape[0], config.num_layers, w.shape[-1]))
