@@ -1,0 +1,181 @@
+"""`--mask`: per-input known-pixel masks (white = known), used by the loss and the eps test.
+
+A mask has the size of its input file (width x height as stored, after the EXIF orientation)
+and is binary: a pixel is known iff its value is >= 0.5 (of white), so JPEG noise or
+anti-aliased edges do not make soft weights. It is returned in the loss-mask format of
+`pulse_jax.losses`: ``[1, h, w] float32`` in {0, 1}; the L2/L1 terms and the eps test are then
+means over the known pixels only.
+
+Files: an image in an accepted format (`pulse_jax.image_files`; colour is reduced with the
+`--grayscale` luminance weights, transparency is composited on black, i.e. unknown), or a
+``.npy`` 2-D real array. `--mask` names one file (the mask of every input) or a folder, whose
+file with the input's stem (``faces/ann.jpg`` -> ``masks/ann.png`` or ``masks/ann.npy``) is that
+input's mask. Every problem is a `MaskError` naming the file, per input, so that a caller can
+skip only that input.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Mapping, Sequence
+
+import numpy as np
+from PIL import Image
+
+from pulse_jax import image_files
+from pulse_jax.forward.color import LUMA_WEIGHTS
+
+THRESHOLD = 0.5
+
+
+class MaskError(ValueError):
+  """A mask that cannot be used for one input; the message names the file."""
+
+
+def _read(path: pathlib.Path) -> np.ndarray:
+  """[h, w] float64 values in [0, 1] (images) or as stored (.npy)."""
+  if path.suffix.lower() == ".npy":
+    try:
+      a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # pylint: disable=broad-except
+      raise MaskError(f"--mask {path}: cannot be read as a .npy array "
+                      f"({type(e).__name__}: {e}).") from None
+    if a.ndim != 2 or a.size > image_files.MAX_IMAGE_PIXELS:
+      raise MaskError(f"--mask {path}: must be a 2-D array (h, w), got shape {a.shape}.")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+      raise MaskError(f"--mask {path}: must hold numbers, got dtype {a.dtype}.")
+    a = np.array(a, np.float64)
+    if not np.all(np.isfinite(a)):
+      raise MaskError(f"--mask {path}: contains NaN or inf.")
+    return a
+  from pulse_jax.inputs import to_rgb   # numpy/Pillow only; the shared mode conversions
+  try:
+    im = image_files.read_image(path)[0]
+  except image_files.ImageFileError as e:
+    raise MaskError(f"--mask {e}") from None   # e names the file
+  rgb, _ = to_rgb(im, background="black")
+  return np.tensordot(rgb.astype(np.float64) / 255.0, np.asarray(LUMA_WEIGHTS), axes=([-1], [0]))
+
+
+def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+  """Reads one mask file: ``[1, h, w] float32``, 1 where known (value >= 0.5), else 0.
+
+  size: the input's ``(width, height)`` (as stored), checked when given. Raises `MaskError`
+  for a missing or unreadable file, a wrong size, or a mask without a known pixel.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise MaskError(f"--mask {path}: no such file.")
+  known = _read(path) >= THRESHOLD
+  h, w = known.shape
+  if size is not None and (w, h) != tuple(size):
+    raise MaskError(f"--mask {path}: is {w}x{h}, but its input is {size[0]}x{size[1]}; a mask "
+                    "must have the size of its input (white = known).")
+  if not known.any():
+    raise MaskError(f"--mask {path}: no known pixel (nothing >= {THRESHOLD} of white); white "
+                    "marks the pixels the search must match.")
+  return known[None].astype(np.float32)
+
+
+def mask_files(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike
+               ) -> tuple[dict[str, pathlib.Path], dict[str, MaskError]]:
+  """({stem: mask file}, {stem: MaskError}) for each input, keyed like `inputs.unique_stems`.
+
+  mask_arg: a file (every input's mask) or a folder (the file with the input's stem and an
+  image or .npy extension). Raises FileNotFoundError when mask_arg does not exist.
+  """
+  from pulse_jax.inputs import image_extensions, unique_stems
+  arg = pathlib.Path(mask_arg)
+  if not arg.exists():
+    raise FileNotFoundError(f"--mask: no such file or folder: {arg}")
+  stems = unique_stems(inputs)
+  found: dict[str, pathlib.Path] = {}
+  errors: dict[str, MaskError] = {}
+  by_stem: dict[str, list[pathlib.Path]] = {}
+  if arg.is_dir():
+    exts = image_extensions() | {".npy"}
+    for f in sorted(arg.iterdir()):
+      if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in exts:
+        by_stem.setdefault(f.stem, []).append(f)
+  for inp, stem in zip(inputs, stems):
+    inp = pathlib.Path(inp)
+    if not arg.is_dir():
+      found[stem] = arg
+      continue
+    cands = by_stem.get(inp.stem, [])
+    if inp.exists():
+      cands = [c for c in cands if not c.resolve() == inp.resolve()]
+    if not cands:
+      errors[stem] = MaskError(f"--mask {arg}: no mask for input {inp} (expected a file named "
+                               f"{inp.stem}.png, .npy, ... in that folder).")
+    elif len(cands) > 1:
+      errors[stem] = MaskError(f"--mask {arg}: several masks for input {inp}: "
+                               f"{', '.join(c.name for c in cands)}; keep one.")
+    else:
+      found[stem] = cands[0]
+  return found, errors
+
+
+def masks_for(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike,
+              sizes: Mapping[str, tuple[int, int]] | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, MaskError]]:
+  """({stem: [1, h, w] float32 mask}, {stem: MaskError}): `mask_files` then `load_mask`.
+
+  sizes: optional {stem: (width, height)} of the inputs, to check each mask's size.
+  """
+  files, errors = mask_files(inputs, mask_arg)
+  masks = {}
+  for stem, path in files.items():
+    try:
+      masks[stem] = load_mask(path, None if sizes is None else sizes.get(stem))
+    except MaskError as e:
+      errors[stem] = e
+  return masks, errors
+
+
+def fit_to_input(mask: np.ndarray, image, source: str = "--mask") -> tuple[np.ndarray, list[str]]:
+  """A mask ``[1, h0, w0]`` at the input file's size -> the target's ``[1, h, w]`` loss mask.
+
+  image: a `pulse_jax.inputs.InputImage`. Follows what `load_image` did: with --fit=resize the
+  mask is resized the same way (nearest neighbour), with --fit=pad it is padded (the padding
+  unknown); it is multiplied by the image's own padding mask. Returns (mask, notes); raises
+  `MaskError` (naming `source`) for a wrong size or no known pixel left.
+  """
+  mask = np.asarray(mask, np.float32)
+  w0, h0 = image.original_size
+  if mask.shape != (1, h0, w0):
+    raise MaskError(f"{source}: mask is {mask.shape[-1]}x{mask.shape[-2]}, but input "
+                    f"{image.path} is {w0}x{h0}; a mask must have the size of its input.")
+  side_h, side_w = image.pixels.shape[-2:]
+  notes = []
+  if image.resized_from is not None:
+    im = Image.fromarray((mask[0] > 0).astype(np.uint8) * 255, "L")
+    im = im.resize((side_w, side_h), Image.Resampling.NEAREST)
+    mask = (np.asarray(im) > 127)[None].astype(np.float32)
+    notes.append("mask resized with the input (nearest neighbour, --fit=resize)")
+  elif image.padding is not None:
+    left, top, _, _ = image.padding
+    canvas = np.zeros((1, side_h, side_w), np.float32)
+    canvas[:, top:top + h0, left:left + w0] = mask
+    mask = canvas
+  if image.mask is not None:
+    mask = mask * np.asarray(image.mask, np.float32)
+  known = int(mask.sum())
+  if known == 0:
+    raise MaskError(f"{source}: no known pixel left for input {image.path} after fitting it.")
+  notes.append(f"mask {source}: {known} of {mask.size} pixels known; the loss and the eps test "
+               "use only those")
+  return mask, notes
+
+
+def batch_masks(masks: Sequence[np.ndarray | None]) -> np.ndarray | None:
+  """Per-input ``[1, h, w]`` masks (None: every pixel known) -> ``[B, 1, h, w]`` or None.
+
+  None when no input has a mask; the loss-mask format of `pulse_jax.losses` and
+  `pulse_jax.search.run_chunk`.
+  """
+  if all(m is None for m in masks):
+    return None
+  shape = next(np.shape(m) for m in masks if m is not None)
+  return np.stack([np.ones(shape, np.float32) if m is None else np.asarray(m, np.float32)
+                   for m in masks])
