@@ -27,6 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pulse_jax import search, sharding
 from pulse_jax.generators import Generator
+from pulse_jax.forward import ForwardModel
 from pulse_jax.search_config import SearchConfig
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def _init_program(problem: search.Problem, mesh, keys, ids, start):
   return _COMPILED[key]
 
 
-def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask):
+def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask, fwd=None):
   """(compiled chunk, compile seconds) for these (concrete or abstract) arguments, cached.
 
   Explicit shardings in and out: state rows on 'restarts', params and scalars replicated, the
@@ -120,17 +121,20 @@ def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask):
   cross-device communication (tests/test_sharding.py reads its HLO).
   """
   global compile_count
-  args = (params, state, ref) + ((mask,) if mask is not None else ())
+  fwd = {} if fwd is None else fwd
+  args = (params, state, ref, fwd) + ((mask,) if mask is not None else ())
   key = ("chunk", problem, sharding.mesh_key(mesh), _signature(args))
   if key not in _COMPILED:
     t = time.perf_counter()
     rows, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
     state_sh = sharding.state_shardings(state, mesh)
-    fn = lambda params, state, ref, mask=None: search.run_chunk(problem, params, state, ref, mask)
+    fn = lambda params, state, ref, fwd, mask=None: search.run_chunk(problem, params, state, ref,
+                                                                     mask, fwd)
     trace_shape = jax.eval_shape(fn, *args)[1]
     trace_sh = jax.tree.map(
         lambda x: NamedSharding(mesh, P(None, sharding.AXIS)) if x.ndim == 2 else rep, trace_shape)
-    jitted = jax.jit(fn, in_shardings=(rep, state_sh, rows) + ((rows,) if mask is not None else ()),
+    jitted = jax.jit(fn, in_shardings=(rep, state_sh, rows, rep)
+                     + ((rows,) if mask is not None else ()),
                      out_shardings=(state_sh, trace_sh), donate_argnums=(1,))
     _COMPILED[key] = (jitted.lower(*args).compile(), time.perf_counter() - t)
     compile_count += 1
@@ -139,7 +143,7 @@ def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask):
 
 def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: int, lr_size: int,
                    chunk_size: int = 25, micro_batches: int = 1, mesh=None,
-                   with_mask: bool = False):
+                   with_mask: bool = False, forward: ForwardModel | None = None):
   """The compiled chunk `search_images` runs, from shapes only (nothing is allocated).
 
   params: the parameter tree, concrete or `jax.ShapeDtypeStruct`s; rows: N restarts in all
@@ -147,18 +151,21 @@ def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: 
   `.as_text()` (HLO), `.memory_analysis()` (bytes per device).
   """
   mesh = mesh or sharding.restart_mesh()
-  problem = search.Problem(generator, config, generator.resolution // lr_size, chunk_size,
-                           micro_batches)
+  factor = generator.resolution // lr_size
+  forward = (forward or ForwardModel()).with_factor(factor)
+  problem = search.Problem(generator, config, factor, chunk_size, micro_batches, forward)
   n = sharding.padded_count(rows, mesh, micro_batches)
   rows_sh, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
   ids = jax.ShapeDtypeStruct((n,), jnp.uint32, sharding=rows_sh)
   state = _abstract_state(problem, mesh, ids, ids, None)
   params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), params)
-  c = generator.num_channels
+  c = problem.lr_channels
   ref = jax.ShapeDtypeStruct((n, c, lr_size, lr_size), jnp.float32, sharding=rows_sh)
   mask = (jax.ShapeDtypeStruct((n, 1, lr_size, lr_size), jnp.float32, sharding=rows_sh)
           if with_mask else None)
-  return _chunk_program(problem, mesh, params, state, ref, mask)[0]
+  fwd = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
+                     forward.arrays())
+  return _chunk_program(problem, mesh, params, state, ref, mask, fwd)[0]
 
 
 def device_memory_budget(mesh, fraction: float = 0.9) -> int | None:
@@ -187,7 +194,8 @@ def program_bytes(compiled) -> int:
 
 def choose_micro_batches(generator: Generator, params, config: SearchConfig, *, rows: int,
                          lr_size: int, chunk_size: int, mesh, with_mask: bool,
-                         budget_bytes: int | None, log: Callable[[str], None]) -> int:
+                         budget_bytes: int | None, log: Callable[[str], None],
+                         forward: ForwardModel | None = None) -> int:
   """The fewest micro-batches whose compiled chunk fits in `budget_bytes` per device.
 
   Only divisors of the rows per device are tried (no extra padding), fewest first; each try
@@ -202,7 +210,7 @@ def choose_micro_batches(generator: Generator, params, config: SearchConfig, *, 
   while True:
     need = program_bytes(compiled_chunk(generator, params, config, rows=rows, lr_size=lr_size,
                                         chunk_size=chunk_size, micro_batches=g, mesh=mesh,
-                                        with_mask=with_mask))
+                                        with_mask=with_mask, forward=forward))
     if need <= budget_bytes:
       if g > 1:
         log(f"micro-batches: {g} ({per_device // g} restarts at a time per device; the chunk "
@@ -266,6 +274,7 @@ def _settings(problem: search.Problem, params, ref, mask, restarts: int, image_k
       "generator": {"kind": g.kind, "config": repr(g.config), "compute_dtype": g.compute_dtype},
       "config": dataclasses.asdict(problem.config),
       "factor": problem.factor,
+      "forward": problem.forward.describe(),
       "restarts": int(restarts),
       "image_keys": [int(k) for k in image_keys],
       "ref_sha256": _digest(np.asarray(ref, np.float32)),
@@ -313,11 +322,13 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   micro_batches: int = 1, memory_budget_bytes: int | None = None,
                   mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
-                  checkpoint_every: int = 0, log: Callable[[str], None] | None = None
-                  ) -> SearchResult:
+                  checkpoint_every: int = 0, log: Callable[[str], None] | None = None,
+                  forward: ForwardModel | None = None) -> SearchResult:
   """Searches B images with R restarts each, over every device of every process.
 
-  ref: [B, C, h, w] float32 in [0, 1] with H / h an integer factor; mask: [B, 1, h, w] or None;
+  ref: [B, C', h, w] float32 in [0, 1] with H / h an integer factor (C' = the forward model's
+  target channels); mask: [B, 1, h, w] known-pixel weights or None; forward: the degradation
+  (`pulse_jax.forward.ForwardModel`, its factor set here; default: the reference's bicubic);
   image_keys: [B] ints feeding the restart keys (default 0..B-1); start: start values
   {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input;
   micro_batches: compute each step's restarts in this many sequential groups (peak activation
@@ -341,8 +352,10 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
              if generator.resolution % f == 0]
     raise ValueError(f"input size {h}x{w} is not square with the generator size "
                      f"{generator.resolution} an integer multiple of it; valid sizes: {valid}.")
-  if c != generator.num_channels:
-    raise ValueError(f"ref has {c} channels; the generator makes {generator.num_channels}.")
+  forward = (forward or ForwardModel()).with_factor(generator.resolution // h)
+  want_c = forward.target_channels or generator.num_channels
+  if c != want_c:
+    raise ValueError(f"ref has {c} channels; the forward model makes {want_c}.")
   if restarts < 1 or keep < 1 or keep > restarts:
     raise ValueError(f"need restarts >= 1 and 1 <= keep <= restarts (got {restarts}, {keep}).")
   if not np.all(np.isfinite(ref)):
@@ -356,9 +369,9 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     micro_batches = choose_micro_batches(
         generator, params, config, rows=b * restarts, lr_size=h, chunk_size=chunk_size,
         mesh=mesh, with_mask=mask is not None,
-        budget_bytes=memory_budget_bytes or device_memory_budget(mesh), log=log)
+        budget_bytes=memory_budget_bytes or device_memory_budget(mesh), log=log, forward=forward)
   problem = search.Problem(generator, config, generator.resolution // h, chunk_size,
-                           micro_batches)
+                           micro_batches, forward)
   image_keys = np.arange(b) if image_keys is None else np.asarray(image_keys)
   image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh, micro_batches)
   n = b * restarts
@@ -388,6 +401,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     manager = resume.SearchCheckpoints(  # raises here when the settings differ
         checkpoint_dir, _settings(problem, params, ref, mask, restarts, image_keys, start))
   params = sharding.replicate(params, mesh)
+  fwd = sharding.replicate(forward.arrays(), mesh)
 
   t0 = time.perf_counter()
   keys_ids = (dev["image_keys"], dev["restart_ids"], dev_start)
@@ -409,12 +423,12 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   compile_s = 0.0
   done = resumed_from
   if done < steps:
-    chunk_fn, compile_s = _chunk_program(problem, mesh, params, state, dev["ref"], mask_dev)
+    chunk_fn, compile_s = _chunk_program(problem, mesh, params, state, dev["ref"], mask_dev, fwd)
     margs = (mask_dev,) if mask_dev is not None else ()
   search_t = time.perf_counter()
   pending: list = []  # device traces not yet on the host, with their active step counts
   while done < steps:
-    state, trace = chunk_fn(params, state, dev["ref"], *margs)
+    state, trace = chunk_fn(params, state, dev["ref"], fwd, *margs)
     prev, done = done, min(done + chunk_size, steps)
     pending.append((trace, done - prev))
     if manager is not None and (done == steps or (
@@ -429,7 +443,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
       info = ChunkInfo(done, steps, bt[np.arange(b), top], bl[np.arange(b), top],
                        time.perf_counter() - search_t)
       if frames:
-        info.frames = _render_rows(problem, params, state, dev["ref"], mask_dev,
+        info.frames = _render_rows(problem, params, state, dev["ref"], mask_dev, fwd,
                                    np.arange(b) * restarts + top, mesh)
       progress(info)
   trace_host += _trace_to_host(pending, n)
@@ -445,7 +459,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   ranking = _rank(within, host["total"], host["l2"])
   selected = ranking[:, :keep]
   flat_rows = (np.arange(b)[:, None] * restarts + selected).reshape(-1)
-  images = _render_rows(problem, params, state, dev["ref"], mask_dev, flat_rows, mesh)
+  images = _render_rows(problem, params, state, dev["ref"], mask_dev, fwd, flat_rows, mesh)
   all_values = {k: sharding.to_host(v)[:n].reshape((b, restarts) + v.shape[1:])
                 for k, v in search.start_values_of(problem, state).items()}
   start_values = {k: v[np.arange(b)[:, None], selected] for k, v in all_values.items()}
@@ -470,7 +484,7 @@ def _gather(tree, rows):
   return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
 
 
-def _render_rows(problem, params, state, ref, mask, rows: np.ndarray, mesh) -> dict:
+def _render_rows(problem, params, state, ref, mask, fwd, rows: np.ndarray, mesh) -> dict:
   """Renders the best iterate of the given rows (the final best-of-N gather)."""
   rows_j = sharding.replicate(np.asarray(rows, np.int32), mesh)
   sub = search.SearchState(
@@ -479,5 +493,5 @@ def _render_rows(problem, params, state, ref, mask, rows: np.ndarray, mesh) -> d
       best_step=None, min_l2=None)
   sub_ref = _gather(ref, rows_j)
   sub_mask = _gather(mask, rows_j) if mask is not None else None
-  out = search.render_best(problem, params, sub, sub_ref, sub_mask)
+  out = search.render_best(problem, params, sub, sub_ref, sub_mask, fwd)
   return {k: sharding.to_host(v) for k, v in out.items()}

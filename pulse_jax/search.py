@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pulse_jax import bicubic, losses
+from pulse_jax import losses
+from pulse_jax.forward import ForwardModel
 from pulse_jax.generators import Generator
 from pulse_jax.optimizers import make_optimizer
 from pulse_jax.search_config import SearchConfig
@@ -58,6 +59,9 @@ class Problem:
   # step): peak activation memory is that of N / micro_batches restarts, the results are the
   # same. N must be a multiple of micro_batches x the device count.
   micro_batches: int = 1
+  # The degradation HR -> what the camera saw (blur, down-sampling, grayscale; its factor is
+  # `factor`). None: the reference's bicubic down-sampling by `factor`.
+  forward: ForwardModel | None = None
 
   def __post_init__(self):
     cfg, g = self.config, self.generator
@@ -69,6 +73,11 @@ class Problem:
       raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}.")
     if self.micro_batches < 1:
       raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}.")
+    if self.forward is None:
+      object.__setattr__(self, "forward", ForwardModel(factor=self.factor))
+    elif self.forward.factor != self.factor:
+      raise ValueError(f"forward model factor {self.forward.factor} != factor {self.factor}.")
+    self.forward.check_hr_shape((g.num_channels, g.resolution, g.resolution))
 
   @property
   def loss_terms(self) -> tuple[tuple[float, str], ...]:
@@ -86,6 +95,10 @@ class Problem:
   @property
   def lr_size(self) -> int:
     return self.generator.resolution // self.factor
+
+  @property
+  def lr_channels(self) -> int:
+    return self.forward.target_channels or self.generator.num_channels
 
   def optimizer(self) -> optax.GradientTransformation:
     c = self.config
@@ -138,10 +151,13 @@ def _noise_list(problem: Problem, n: int, trainable: dict, fixed: dict):
 
 
 def evaluate(problem: Problem, prepared: dict, vars: dict, fixed_noise: dict, ref: jax.Array,
-             mask: jax.Array | None):
+             mask: jax.Array | None, fwd_arrays: dict | None = None):
   """Per-restart losses of the current variables; prepared: `problem.generator.prepare(params)`.
 
-  Returns (total [N], terms {name: [N]}, l2_raw [N], hr [N, C, H, W] in ~[0, 1], lr [N, C, h, w]).
+  ref: [N, C', h, w] targets; mask: [N, 1, h, w] known-pixel weights or None; fwd_arrays: the
+  forward model's shared arrays (`ForwardModel.arrays()`, e.g. a user blur kernel).
+  Returns (total [N], terms {name: [N]}, l2_raw [N], hr [N, C, H, W] in ~[0, 1],
+  lr [N, C', h, w] = forward(hr)).
   """
   g = problem.generator
   x = vars["latent"]
@@ -149,7 +165,7 @@ def evaluate(problem: Problem, prepared: dict, vars: dict, fixed_noise: dict, re
   w = g.latent_to_w(prepared, x)
   noise = _noise_list(problem, n, vars.get("noise", {}), fixed_noise)
   hr = (g.render_prepared(prepared, w, noise) + 1.0) / 2.0
-  lr = bicubic.downsample(hr, problem.factor)
+  lr = problem.forward.apply(hr, fwd_arrays)
   total, terms = losses.total_loss(problem.loss_terms, w if g.has_wplus else w[:, :1], lr, ref,
                                    problem.config.eps, mask=mask)
   l2_raw = losses.l2_raw(lr, ref, mask=mask)
@@ -239,11 +255,13 @@ def _where_rows(pred: jax.Array, a, b):
 
 @functools.partial(jax.jit, static_argnames=("problem",), donate_argnames=("state",))
 def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
-              mask: jax.Array | None = None) -> tuple[SearchState, dict]:
+              mask: jax.Array | None = None,
+              fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
   """Runs `problem.chunk_size` steps (masked past `config.steps`).
 
-  params: generator parameters (replicated); ref: [N, C, h, w] target LR images in [0, 1];
-  mask: optional [N, 1, h, w] loss weights (0 on padding).
+  params: generator parameters (replicated); ref: [N, C', h, w] target LR images in [0, 1];
+  mask: optional [N, 1, h, w] loss weights (0 on padding and unknown pixels); fwd_arrays:
+  the forward model's shared arrays (replicated).
   Returns the new state and the trace {'TOTAL', term names..., 'L2_raw': [chunk, N],
   'active': [chunk] bool} of the losses at each step's variables before its update.
   """
@@ -252,7 +270,8 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
   prepared = problem.generator.prepare(params)  # once per chunk, outside the step loop
 
   def loss_fn(vars, fixed_noise, ref, mask):
-    total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, fixed_noise, ref, mask)
+    total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, fixed_noise, ref, mask,
+                                          fwd_arrays)
     return jnp.sum(total), (total, terms, l2_raw)
 
   def losses_and_grads(vars, fixed_noise, ref, mask):
@@ -287,7 +306,7 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
 
 @functools.partial(jax.jit, static_argnames=("problem",))
 def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
-                mask: jax.Array | None = None) -> dict:
+                mask: jax.Array | None = None, fwd_arrays: dict | None = None) -> dict:
   """HR and LR images of each restart's best iterate, recomputed from its variables.
 
   Returns {'hr': [N, C, H, W], 'lr': [N, C, h, w]} in [0, 1] (clamped) and the losses of
@@ -295,7 +314,7 @@ def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Arr
   """
   prepared = problem.generator.prepare(params)
   total, terms, l2_raw, hr, lr = map_restarts(
-      problem, lambda v, f, r, m: evaluate(problem, prepared, v, f, r, m),
+      problem, lambda v, f, r, m: evaluate(problem, prepared, v, f, r, m, fwd_arrays),
       state.best_vars, state.fixed_noise, ref, mask, exact=False)
   return {"hr": jnp.clip(hr, 0.0, 1.0), "lr": jnp.clip(lr, 0.0, 1.0), "total": total,
           "l2_raw": l2_raw, **terms}
