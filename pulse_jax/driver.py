@@ -113,23 +113,41 @@ def _init_program(problem: search.Problem, mesh, keys, ids, start):
   return _COMPILED[key]
 
 
-def _chunk_program(problem: search.Problem, mesh, params, state, ref, mask, fwd=None):
+def _prepare_program(generator: Generator, mesh):
+  """`generator.prepare` jitted, its output replicated (cached): the run-time weights are
+  computed once per search, not once per chunk."""
+  key = ("prepare", generator, sharding.mesh_key(mesh))
+  if key not in _COMPILED:
+    _COMPILED[key] = jax.jit(generator.prepare, out_shardings=sharding.replicated(mesh))
+  return _COMPILED[key]
+
+
+def _abstract_prepared(generator: Generator, params, mesh):
+  rep = sharding.replicated(mesh)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
+                      jax.eval_shape(generator.prepare, params))
+
+
+def _chunk_program(problem: search.Problem, mesh, weights, state, ref, mask, fwd=None,
+                   prepared: bool = True):
   """(compiled chunk, compile seconds) for these (concrete or abstract) arguments, cached.
 
-  Explicit shardings in and out: state rows on 'restarts', params and scalars replicated, the
-  trace [chunk, N] on 'restarts' along N; the state is donated. The compiled program has no
-  cross-device communication (tests/test_sharding.py reads its HLO).
+  weights: the prepared weights (`generator.prepare(params)`), or with prepared=False the
+  stored parameters (prepared inside the program, once per chunk: the old way, kept for the
+  benchmark). Explicit shardings in and out: state rows on 'restarts', weights and scalars
+  replicated, the trace [chunk, N] on 'restarts' along N; the state is donated. The compiled
+  program has no cross-device communication (tests/test_sharding.py reads its HLO).
   """
   global compile_count
   fwd = {} if fwd is None else fwd
-  args = (params, state, ref, fwd) + ((mask,) if mask is not None else ())
-  key = ("chunk", problem, sharding.mesh_key(mesh), _signature(args))
+  args = (weights, state, ref, fwd) + ((mask,) if mask is not None else ())
+  key = ("chunk", problem, prepared, sharding.mesh_key(mesh), _signature(args))
   if key not in _COMPILED:
     t = time.perf_counter()
     rows, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
     state_sh = sharding.state_shardings(state, mesh)
-    fn = lambda params, state, ref, fwd, mask=None: search.run_chunk(problem, params, state, ref,
-                                                                     mask, fwd)
+    run = search.run_chunk_prepared if prepared else search.run_chunk
+    fn = lambda weights, state, ref, fwd, mask=None: run(problem, weights, state, ref, mask, fwd)
     trace_shape = jax.eval_shape(fn, *args)[1]
     trace_sh = jax.tree.map(
         lambda x: NamedSharding(mesh, P(None, sharding.AXIS)) if x.ndim == 2 else rep, trace_shape)
@@ -165,7 +183,8 @@ def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: 
           if with_mask else None)
   fwd = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
                      forward.arrays())
-  return _chunk_program(problem, mesh, params, state, ref, mask, fwd)[0]
+  prepared = _abstract_prepared(generator, params, mesh)
+  return _chunk_program(problem, mesh, prepared, state, ref, mask, fwd)[0]
 
 
 def device_memory_budget(mesh, fraction: float = 0.9) -> int | None:
@@ -323,7 +342,7 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
                   checkpoint_every: int = 0, log: Callable[[str], None] | None = None,
-                  forward: ForwardModel | None = None) -> SearchResult:
+                  forward: ForwardModel | None = None, overlap: bool = True) -> SearchResult:
   """Searches B images with R restarts each, over every device of every process.
 
   ref: [B, C', h, w] float32 in [0, 1] with H / h an integer factor (C' = the forward model's
@@ -339,7 +358,10 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   resume from the newest checkpoint in `checkpoint_dir`, save the full
   state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
   0: only at the end) and at the end; log: receives notices
-  (padding, resuming; default: the `logging` module).
+  (padding, resuming; default: the `logging` module). overlap: dispatch chunk k+1 before
+  reading chunk k's progress, frames and checkpoint (the device never waits for the host;
+  progress is reported one chunk behind) on weights prepared once per search; False: the
+  old synchronous loop, weights prepared in every chunk (kept to measure the difference).
   Multi-process: every process calls this with the same arguments; all get the same result.
   """
   log = log or logger.info
@@ -422,31 +444,58 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   steps = config.steps
   compile_s = 0.0
   done = resumed_from
+  weights, weights_prepared = params, False
   if done < steps:
-    chunk_fn, compile_s = _chunk_program(problem, mesh, params, state, dev["ref"], mask_dev, fwd)
+    if overlap:
+      t = time.perf_counter()
+      weights = jax.block_until_ready(_prepare_program(generator, mesh)(params))
+      weights_prepared = True
+      compile_s += time.perf_counter() - t  # compile + one preparation, before the loop
+    chunk_fn, chunk_compile_s = _chunk_program(problem, mesh, weights, state, dev["ref"],
+                                               mask_dev, fwd, prepared=overlap)
+    compile_s += chunk_compile_s
     margs = (mask_dev,) if mask_dev is not None else ()
   search_t = time.perf_counter()
-  pending: list = []  # device traces not yet on the host, with their active step counts
+  tracker = _KeptTracker(n, config.eps, trace_host)
+  deferred = None  # chunk k's host work, done after chunk k+1 is dispatched
+
+  def host_work(item):
+    """Progress, frames and checkpoint of one finished chunk (reads its device arrays)."""
+    k_done, trace, frames_dev, snapshot = item
+    tracker.add(_trace_to_host([trace], n))
+    if snapshot is not None:  # overlap: a copy, written in the background (orbax async)
+      manager.save(k_done, snapshot, _concat(tracker.chunks), n_pad, blocking=not overlap)
+    if progress is not None:
+      bt, bl = (a.reshape(b, restarts) for a in tracker.kept())
+      top = _rank(bl <= config.eps, bt, bl)[:, 0]
+      info = ChunkInfo(k_done, steps, bt[np.arange(b), top], bl[np.arange(b), top],
+                       time.perf_counter() - search_t)
+      if frames_dev is not None:
+        info.frames = {k: sharding.to_host(v) for k, v in frames_dev.items()}
+      progress(info)
+
   while done < steps:
-    state, trace = chunk_fn(params, state, dev["ref"], fwd, *margs)
+    state, trace = chunk_fn(weights, state, dev["ref"], fwd, *margs)
     prev, done = done, min(done + chunk_size, steps)
-    pending.append((trace, done - prev))
+    frames_dev = snapshot = None
+    if progress is not None and frames:  # dispatched now, read one chunk later
+      frames_dev = _render_top(problem, weights, state, dev["ref"], mask_dev, fwd, b,
+                               restarts, n, mesh, prepared=overlap)
     if manager is not None and (done == steps or (
         checkpoint_every and done // checkpoint_every > prev // checkpoint_every)):
-      trace_host += _trace_to_host(pending, n)
-      pending = []
-      manager.save(done, state, _concat(trace_host), n_pad)
-    if progress is not None:
-      bt = sharding.to_host(state.best_total)[:n].reshape(b, restarts)
-      bl = sharding.to_host(state.best_l2)[:n].reshape(b, restarts)
-      top = np.argmin(np.where(np.isfinite(bt), bt, np.inf), axis=1)
-      info = ChunkInfo(done, steps, bt[np.arange(b), top], bl[np.arange(b), top],
-                       time.perf_counter() - search_t)
-      if frames:
-        info.frames = _render_rows(problem, params, state, dev["ref"], mask_dev, fwd,
-                                   np.arange(b) * restarts + top, mesh)
-      progress(info)
-  trace_host += _trace_to_host(pending, n)
+      snapshot = jax.tree.map(jnp.copy, state) if overlap else state  # state is donated next
+    item = (done, (trace, done - prev), frames_dev, snapshot)
+    if not overlap:
+      host_work(item)
+      continue
+    if deferred is not None:
+      host_work(deferred)
+    deferred = item
+  if deferred is not None:
+    host_work(deferred)
+  if manager is not None:
+    manager.wait_until_finished()
+  trace_host = tracker.chunks
   jax.block_until_ready(state)
   search_s = time.perf_counter() - search_t
 
@@ -459,7 +508,8 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   ranking = _rank(within, host["total"], host["l2"])
   selected = ranking[:, :keep]
   flat_rows = (np.arange(b)[:, None] * restarts + selected).reshape(-1)
-  images = _render_rows(problem, params, state, dev["ref"], mask_dev, fwd, flat_rows, mesh)
+  images = _render_rows(problem, weights, state, dev["ref"], mask_dev, fwd, flat_rows, mesh,
+                        prepared=weights_prepared)
   all_values = {k: sharding.to_host(v)[:n].reshape((b, restarts) + v.shape[1:])
                 for k, v in search.start_values_of(problem, state).items()}
   start_values = {k: v[np.arange(b)[:, None], selected] for k, v in all_values.items()}
@@ -484,14 +534,65 @@ def _gather(tree, rows):
   return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
 
 
-def _render_rows(problem, params, state, ref, mask, fwd, rows: np.ndarray, mesh) -> dict:
-  """Renders the best iterate of the given rows (the final best-of-N gather)."""
-  rows_j = sharding.replicate(np.asarray(rows, np.int32), mesh)
+def _render_rows(problem, weights, state, ref, mask, fwd, rows, mesh, prepared: bool = False,
+                 to_host: bool = True) -> dict:
+  """Renders the best iterate of the given rows (frames, the final best-of-N gather).
+
+  rows: host or device int array; weights: prepared weights (prepared=True) or parameters."""
+  rows_j = (sharding.replicate(np.asarray(rows, np.int32), mesh) if isinstance(rows, np.ndarray)
+            else rows)
   sub = search.SearchState(
       step=state.step, vars={}, fixed_noise=_gather(state.fixed_noise, rows_j), opt_state=(),
       best_vars=_gather(state.best_vars, rows_j), best_total=None, best_terms={}, best_l2=None,
       best_step=None, min_l2=None)
   sub_ref = _gather(ref, rows_j)
   sub_mask = _gather(mask, rows_j) if mask is not None else None
-  out = search.render_best(problem, params, sub, sub_ref, sub_mask, fwd)
-  return {k: sharding.to_host(v) for k, v in out.items()}
+  render = search.render_best_prepared if prepared else search.render_best
+  out = render(problem, weights, sub, sub_ref, sub_mask, fwd)
+  return {k: sharding.to_host(v) for k, v in out.items()} if to_host else out
+
+
+@functools.partial(jax.jit, static_argnames=("eps", "b", "restarts", "n"))
+def _top_rows(best_total, best_l2, eps: float, b: int, restarts: int, n: int):
+  """[B] row of each image's best restart so far (within eps first, then lowest total), on
+  the device (no host read)."""
+  t = best_total[:n].reshape(b, restarts)
+  l2 = best_l2[:n].reshape(b, restarts)
+  t = jnp.where(jnp.isfinite(t), t, jnp.inf)
+  within = l2 <= eps
+  key = jnp.where(within.any(axis=1, keepdims=True), jnp.where(within, t, jnp.inf), t)
+  return jnp.arange(b) * restarts + jnp.argmin(key, axis=1)
+
+
+def _render_top(problem, weights, state, ref, mask, fwd, b, restarts, n, mesh, prepared):
+  """Device arrays {'hr', 'lr', ...} of each image's best restart so far (frames)."""
+  rows = _top_rows(state.best_total, state.best_l2, problem.config.eps, b, restarts, n)
+  rows = jax.device_put(rows, sharding.replicated(mesh))
+  return _render_rows(problem, weights, state, ref, mask, fwd, rows, mesh, prepared,
+                      to_host=False)
+
+
+class _KeptTracker:
+  """The kept iterate's total and L2 per restart, followed on the host from the traces (the
+  rule of `search._better`), so progress needs no read of the device state."""
+
+  def __init__(self, n: int, eps: float, chunks: list[dict]):
+    self.eps = eps
+    self.total = np.full(n, np.inf)
+    self.l2 = np.full(n, np.inf)
+    self.chunks: list[dict] = []
+    for c in chunks:
+      self.add([c])
+
+  def add(self, chunks: list[dict]) -> None:
+    for c in chunks:
+      self.chunks.append(c)
+      for total, l2 in zip(c.get("TOTAL", ()), c.get("L2_raw", ())):
+        within, kept_within = l2 <= self.eps, self.l2 <= self.eps
+        better = (np.isfinite(total) & np.isfinite(l2)
+                  & ((within & ~kept_within) | ((within == kept_within) & (total < self.total))))
+        self.total = np.where(better, total, self.total)
+        self.l2 = np.where(better, l2, self.l2)
+
+  def kept(self) -> tuple[np.ndarray, np.ndarray]:
+    return self.total, self.l2

@@ -15,6 +15,13 @@ from pulse_jax.checkpoint import GeneratorWeights, load_weights, sha256_file
 
 DEFAULT_MODEL = "dcgan-digiface"
 BUILTIN = {DEFAULT_MODEL: ("gan_face_generate", "weights.tar")}
+# Search settings tuned per built-in model: option name (pulse_jax.options) -> value. A job
+# uses each option as given (flag / keyword), else the preset of the model --weights names,
+# else the global default; report.json and summary.json record the preset and each value's
+# source. A converted --weights directory (e.g. StyleGAN FFHQ) gets the reference's defaults.
+PRESETS: dict[str, dict] = {
+    DEFAULT_MODEL: {"steps": 100, "restarts": 16},  # the README's command (to be measured)
+}
 INSTALL_HINT = "pip install --no-deps gan-face-generate==1.1.1"
 
 

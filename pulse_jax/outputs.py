@@ -31,7 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from pulse_jax import responsible_use
+from pulse_jax import options, responsible_use
 from pulse_jax.render import to_uint8
 
 from pulse_jax.run_files import (FRAMES, GIF, INDEX, INPUT_PNG, LATENTS, NOT_WITHIN_EPS,  # noqa: F401
@@ -42,8 +42,7 @@ OWNED_PATTERNS = (INPUT_PNG, "hr_*.png", "lr_*.png", LATENTS, TRACE, REPORT, NOT
 TMP_PATTERN = ".*.tmp-*"   # `atomic_path` temporaries a killed run may leave
 # Settings that change the speed or memory of a run but not its results: a re-run may change
 # them and still keep the complete outputs of an earlier run (see `resume_differences`).
-RESULT_NEUTRAL_SETTINGS = ("batch_size", "chunk_size", "micro_batches", "memory_budget_gb",
-                           "remat")
+RESULT_NEUTRAL_SETTINGS = options.result_neutral()
 
 
 def planned_files(output_dir: str, stem: str, duplicates: int, save_intermediate: bool) -> list[str]:

@@ -159,7 +159,7 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
 
 def main(argv):
   from pulse_jax import compile_cache
-  from pulse_jax.run import quiet_logging
+  from pulse_jax.cli import quiet_logging
   quiet_logging()
   compile_cache.enable()
   if len(argv) > 1:
@@ -185,5 +185,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from pulse_jax.run import run_command
+  from pulse_jax.cli import run_command
   run_command(main, define_flags, "pulse_jax.render")

@@ -73,14 +73,23 @@ class SearchCheckpoints:
           "--checkpoint_dir (or delete it) to start over.")
     return meta
 
-  def save(self, step: int, state, trace: dict[str, np.ndarray], rows: int) -> None:
-    """Saves (blocking) `state` and the host `trace` {name: [step, N real rows]} at `step`."""
+  def save(self, step: int, state, trace: dict[str, np.ndarray], rows: int,
+           blocking: bool = True) -> None:
+    """Saves `state` and the host `trace` {name: [step, N real rows]} at `step`.
+
+    blocking=False: returns once orbax holds the data (device-to-host copy) and writes the
+    files in the background (the next save or `wait_until_finished` waits for them); `state`
+    must then not be donated or deleted meanwhile (the driver passes a copy)."""
     import orbax.checkpoint as ocp
     meta = {"format": FORMAT, "settings": self.settings, "rows": int(rows), "step": int(step)}
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         trace=ocp.args.StandardSave({k: np.asarray(v) for k, v in trace.items()}),
         meta=ocp.args.JsonSave(meta)), force=True)
+    if blocking:
+      self._manager.wait_until_finished()
+
+  def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
 
   def restore_latest(self, abstract_state, rows: int, real_rows: int):

@@ -253,21 +253,22 @@ def _where_rows(pred: jax.Array, a, b):
                       a, b)
 
 
-@functools.partial(jax.jit, static_argnames=("problem",), donate_argnames=("state",))
-def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
-              mask: jax.Array | None = None,
-              fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
-  """Runs `problem.chunk_size` steps (masked past `config.steps`).
+def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.Array,
+                mask: jax.Array | None = None,
+                fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
+  """`problem.chunk_size` steps on prepared weights (`problem.generator.prepare(params)`,
+  computed once per search by the driver). Steps past `config.steps` do no work: each step is a
+  `lax.cond` on `state.step < steps`, so the last, partly masked chunk costs only its real
+  steps, and every chunk is still the same compiled program.
 
-  params: generator parameters (replicated); ref: [N, C', h, w] target LR images in [0, 1];
-  mask: optional [N, 1, h, w] loss weights (0 on padding and unknown pixels); fwd_arrays:
-  the forward model's shared arrays (replicated).
+  ref: [N, C', h, w] target LR images in [0, 1]; mask: optional [N, 1, h, w] loss weights (0 on
+  padding and unknown pixels); fwd_arrays: the forward model's shared arrays (replicated).
   Returns the new state and the trace {'TOTAL', term names..., 'L2_raw': [chunk, N],
-  'active': [chunk] bool} of the losses at each step's variables before its update.
+  'active': [chunk] bool} of the losses at each step's variables before its update (zeros where
+  not active).
   """
   opt = problem.optimizer()
   steps = problem.config.steps
-  prepared = problem.generator.prepare(params)  # once per chunk, outside the step loop
 
   def loss_fn(vars, fixed_noise, ref, mask):
     total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, fixed_noise, ref, mask,
@@ -279,45 +280,74 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
     (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(vars, fixed_noise, ref, mask)
     return aux, grads
 
-  def step(s: SearchState, _):
+  def update(s: SearchState):
     (total, terms, l2_raw), grads = map_restarts(problem, losses_and_grads, s.vars,
                                                  s.fixed_noise, ref, mask)
-    active = s.step < steps
-    improved = active & _better(total, l2_raw, s.best_total, s.best_l2, problem.config.eps)
+    improved = _better(total, l2_raw, s.best_total, s.best_l2, problem.config.eps)
     updates, opt_state = opt.update(grads, s.opt_state, s.vars)
-    new_vars = optax.apply_updates(s.vars, updates)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
     s = SearchState(
-        step=s.step + active.astype(jnp.int32),
-        vars=keep(new_vars, s.vars),
+        step=s.step + 1,
+        vars=optax.apply_updates(s.vars, updates),
         fixed_noise=s.fixed_noise,
-        opt_state=keep(opt_state, s.opt_state),
+        opt_state=opt_state,
         best_vars=_where_rows(improved, s.vars, s.best_vars),
         best_total=jnp.where(improved, total, s.best_total),
         best_terms=_where_rows(improved, terms, s.best_terms),
         best_l2=jnp.where(improved, l2_raw, s.best_l2),
         best_step=jnp.where(improved, s.step + 1, s.best_step),
-        min_l2=jnp.where(active, jnp.fmin(s.min_l2, l2_raw), s.min_l2))  # NaN-proof
-    trace = {"TOTAL": total, "L2_raw": l2_raw, "active": active, **terms}
-    return s, trace
+        min_l2=jnp.fmin(s.min_l2, l2_raw))  # NaN-proof
+    return s, {"TOTAL": total, "L2_raw": l2_raw, "active": jnp.ones((), bool), **terms}
+
+  def skip(s: SearchState):
+    trace = jax.eval_shape(update, s)[1]
+    return s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), trace)
+
+  def step(s: SearchState, _):
+    return jax.lax.cond(s.step < steps, update, skip, s)
 
   return jax.lax.scan(step, state, None, length=problem.chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("problem",))
-def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
-                mask: jax.Array | None = None, fwd_arrays: dict | None = None) -> dict:
-  """HR and LR images of each restart's best iterate, recomputed from its variables.
+@functools.partial(jax.jit, static_argnames=("problem",), donate_argnames=("state",))
+def run_chunk_prepared(problem: Problem, prepared: dict, state: SearchState, ref: jax.Array,
+                       mask: jax.Array | None = None,
+                       fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
+  """`chunk_steps` jitted, the state donated."""
+  return chunk_steps(problem, prepared, state, ref, mask, fwd_arrays)
 
-  Returns {'hr': [N, C, H, W], 'lr': [N, C, h, w]} in [0, 1] (clamped) and the losses of
+
+@functools.partial(jax.jit, static_argnames=("problem",), donate_argnames=("state",))
+def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
+              mask: jax.Array | None = None,
+              fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
+  """`chunk_steps` from stored parameters (prepared inside the program, outside its step
+  loop): params: generator parameters (replicated)."""
+  return chunk_steps(problem, problem.generator.prepare(params), state, ref, mask, fwd_arrays)
+
+
+def best_images(problem: Problem, prepared: dict, state: SearchState, ref: jax.Array,
+                mask: jax.Array | None = None, fwd_arrays: dict | None = None) -> dict:
+  """HR and LR images of each restart's best iterate, recomputed from its variables, on
+  prepared weights.
+
+  Returns {'hr': [N, C, H, W], 'lr': [N, C', h, w]} in [0, 1] (clamped) and the losses of
   that iterate ('total', 'l2_raw', term names: [N]).
   """
-  prepared = problem.generator.prepare(params)
   total, terms, l2_raw, hr, lr = map_restarts(
       problem, lambda v, f, r, m: evaluate(problem, prepared, v, f, r, m, fwd_arrays),
       state.best_vars, state.fixed_noise, ref, mask, exact=False)
   return {"hr": jnp.clip(hr, 0.0, 1.0), "lr": jnp.clip(lr, 0.0, 1.0), "total": total,
           "l2_raw": l2_raw, **terms}
+
+
+render_best_prepared = jax.jit(best_images, static_argnames=("problem",))
+
+
+@functools.partial(jax.jit, static_argnames=("problem",))
+def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
+                mask: jax.Array | None = None, fwd_arrays: dict | None = None) -> dict:
+  """`best_images` from stored parameters (params: generator parameters)."""
+  return best_images(problem, problem.generator.prepare(params), state, ref, mask, fwd_arrays)
 
 
 def start_values_of(problem: Problem, state: SearchState) -> dict:

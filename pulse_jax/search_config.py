@@ -1,59 +1,43 @@
-"""Options of the PULSE search: the reference's names and defaults, validated."""
+"""Options of the PULSE search: the reference's names and defaults, validated.
+
+The fields, their defaults and their checks are the options of scope "search" in
+`pulse_jax.options` (the one definition of every option, also behind the flags of
+`python -m pulse_jax.run` and the keywords of `pulse_jax.upsample`).
+"""
 from __future__ import annotations
 
 import dataclasses
-import math
 
-NOISE_TYPES = ("zero", "fixed", "trainable")
-OPT_NAMES = ("sgd", "adam", "sgdm", "adamax")
-LR_SCHEDULES = ("fixed", "linear1cycle", "linear1cycledrop")
+from pulse_jax import options
+from pulse_jax.options import LR_SCHEDULES, NOISE_TYPES, OPT_NAMES  # noqa: F401  (re-exported)
+
+_f = options.config_field
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
   """Static configuration of one compiled search (hashable: a jit static argument)."""
-  loss_str: str = "100*L2+0.05*GEOCROSS"
-  eps: float = 2e-3
-  noise_type: str = "trainable"
-  num_trainable_noise_layers: int = 5
-  bad_noise_layers: str = "17"
-  tile_latent: bool = False
-  opt_name: str = "adam"
-  learning_rate: float = 0.4
-  steps: int = 100
-  lr_schedule: str = "linear1cycledrop"
-  seed: int = 0
+  loss_str: str = _f("loss_str")
+  eps: float = _f("eps")
+  noise_type: str = _f("noise_type")
+  num_trainable_noise_layers: int = _f("num_trainable_noise_layers")
+  bad_noise_layers: str = _f("bad_noise_layers")
+  tile_latent: bool = _f("tile_latent")
+  opt_name: str = _f("opt_name")
+  learning_rate: float = _f("learning_rate")
+  steps: int = _f("steps")
+  lr_schedule: str = _f("lr_schedule")
+  seed: int = _f("seed")
 
   def __post_init__(self):
-    from pulse_jax.losses import parse_loss_str
-    parse_loss_str(self.loss_str)  # raises a clear ValueError on a bad string
-    if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps >= 0):
-      raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}.")
-    if self.noise_type not in NOISE_TYPES:
-      raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {self.noise_type!r}.")
-    if self.opt_name not in OPT_NAMES:
-      raise ValueError(f"opt_name must be one of {OPT_NAMES}, got {self.opt_name!r}.")
-    if self.lr_schedule not in LR_SCHEDULES:
-      raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
-    if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-      raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
-    if not (isinstance(self.steps, int) and self.steps >= 1):
-      raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}.")
-    if self.num_trainable_noise_layers < 0:
-      raise ValueError("num_trainable_noise_layers must be >= 0, got "
-                       f"{self.num_trainable_noise_layers}.")
-    self.bad_layers()  # parse check
+    options.check_config(self)  # ValueError naming the field: 'steps must be an integer >= 1 ...'
 
   def bad_layers(self) -> tuple[int, ...]:
     """`bad_noise_layers` ('17', '16.17', or '' for none) as layer indices."""
-    s = self.bad_noise_layers.strip()
-    if not s:
-      return ()
     try:
-      return tuple(int(p) for p in s.split("."))
-    except ValueError:
-      raise ValueError(f"bad_noise_layers must be layer indices joined by '.', e.g. '17' or "
-                       f"'16.17' (or '' for none), got {self.bad_noise_layers!r}.") from None
+      return options.bad_layers(self.bad_noise_layers)
+    except ValueError as e:
+      raise ValueError(f"bad_noise_layers {e}") from None
 
   def check_layers(self, num_layers: int) -> None:
     """Raises when a layer index is out of range for a generator with `num_layers` noise maps."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import time
 import socket
 import subprocess
 import sys
@@ -144,6 +145,13 @@ def main(argv=None):
 
   def progress(info):
     if a.die_at_step and info.step >= a.die_at_step:
+      # Checkpoints are written in the background: die once the one at this step is on disk
+      # (orbax renames its temporary folder into place when the write is complete).
+      final = os.path.join(a.checkpoint_dir or "", str(info.step))
+      for _ in range(600):
+        if not a.checkpoint_dir or os.path.isdir(final):
+          break
+        time.sleep(0.05)
       os.kill(os.getpid(), signal.SIGKILL)
 
   out = {}

@@ -1,10 +1,13 @@
 """python -m weights_convert --source=FILE [--source=FILE ...] --out=DIR
 
 Converts official StyleGAN weights (the PULSE reference's synthesis.pt / mapping.pt /
-gaussian_fit.pt, or NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl) or the
+gaussian_fit.pt, or NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl), NVIDIA's StyleGAN2 /
+2-ADA / 3 network pickles (PyTorch, e.g. stylegan2-ffhq-1024x1024.pkl, or TensorFlow
+StyleGAN2, e.g. stylegan2-ffhq-config-f.pkl; one network, --network) or the
 gan-face-generate DCGAN's weights.tar into a pulse-jax weights directory (orbax
 checkpoint + metadata.json). The kind of each file is detected from its content.
-No code from any file is run: pickles are read with an allow-list unpickler. No file can
+No code from any file is run: pickles are read with an allow-list unpickler (the source code
+NVIDIA's pickles embed is never executed; only the chosen network's tensors are read). No file can
 make the conversion allocate much more than its own size: tensors that do not fit their
 storage, sizes the file's bytes cannot back and compressed torch records are refused with an
 error naming the file and the tensor (see weights_convert/limits.py).
@@ -26,6 +29,8 @@ flags.DEFINE_integer("gaussian_fit_samples", 1_000_000,
 flags.DEFINE_integer("gaussian_fit_seed", 0, "Seed of the Gaussian fit's samples.")
 flags.DEFINE_float("instance_norm_eps", None, "Override the instance-norm epsilon (default 1e-5, "
                    "the PULSE reference's; NVIDIA's TF code uses 1e-8).")
+flags.DEFINE_string("network", "G_ema", "For NVIDIA network pickles: the network to convert "
+                    "(G_ema, the one to sample from; or G).")
 flags.DEFINE_integer("resolution", None, "Override the detected resolution (checked against the "
                      "tensors).")
 
@@ -41,7 +46,7 @@ def main(argv):
   try:
     convert_and_save(FLAGS.source, FLAGS.out, overrides=overrides, overwrite=FLAGS.overwrite,
                      gaussian_fit_samples=FLAGS.gaussian_fit_samples,
-                     gaussian_fit_seed=FLAGS.gaussian_fit_seed)
+                     gaussian_fit_seed=FLAGS.gaussian_fit_seed, network=FLAGS.network)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"weights_convert: error: {e}", file=sys.stderr)
     return 1

@@ -6,7 +6,13 @@ tensor names inside), never from its name:
     torch state dicts (zip or legacy torch format);
   - 'stylegan_tf': NVIDIA's official TF pickle (G, D, Gs) - Gs's synthesis,
     mapping and dlatent_avg are taken;
-  - 'dcgan': the `weights.tar` of the `gan-face-generate` wheel.
+  - 'dcgan': the `weights.tar` of the `gan-face-generate` wheel;
+  - 'nvidia_stylegan2' / 'nvidia_stylegan3': NVIDIA's PyTorch network pickles
+    (stylegan2-ada-pytorch, stylegan3; `torch_utils.persistence` objects) - one network,
+    G_ema by default, is read (`nvidia_pickle`);
+  - 'stylegan2_tf': NVIDIA's TF StyleGAN2 pickle (G, D, Gs) - Gs (or G), renamed to the
+    PyTorch names.
+The NVIDIA kinds convert on their own into kind 'stylegan2' / 'stylegan3' weights.
 Several files may be combined into one StyleGAN checkpoint (synthesis + mapping
 + Gaussian fit).
 """
@@ -88,27 +94,36 @@ def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
       "gan-face-generate's weights.tar.")
 
 
-def read_source(path: str) -> Source:
+NVIDIA_KINDS = ("nvidia_stylegan2", "stylegan2_tf", "nvidia_stylegan3")
+
+
+def read_source(path: str, network: str = "G_ema") -> Source:
   """Reads and classifies one weights file (no code from the file is ever run).
 
   The readers refuse a file that describes more data than its bytes hold, so no file makes
   this allocate much more than its own size (`weights_convert.limits`); a `MemoryError`
-  becomes a `WeightFileError` (a `ValueError`) naming the file.
+  becomes a `WeightFileError` (a `ValueError`) naming the file. `network` picks the network
+  of a NVIDIA pickle ('G_ema', 'G'); other files ignore it.
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path}: no such file.")
   try:
-    return _read_source(path)
+    return _read_source(path, network)
   except MemoryError as e:
     from weights_convert.limits import out_of_memory
     raise out_of_memory(path, "it", e) from e
 
 
-def _read_source(path: str) -> Source:
+def _read_source(path: str, network: str) -> Source:
+  from weights_convert import nvidia_pickle
   from weights_convert.torch_files import read_torch_file
   container = _container(path)
   if container == "torch":
     kind, content = _classify_torch(path, read_torch_file(path))
+  elif nvidia_pickle.pickle_kind(path) == "persistence":
+    content = nvidia_pickle.read_network(path, network)
+    kind = ("nvidia_stylegan3" if content.class_name == "training.networks_stylegan3.Generator"
+            else "nvidia_stylegan2")
   else:
     from weights_convert.tf_pickle import read_tf_network_pickle
     nets = read_tf_network_pickle(path)
@@ -117,8 +132,46 @@ def _read_source(path: str) -> Source:
     if "synthesis" not in comps:
       raise ValueError(f"{path}: a StyleGAN TF pickle must hold (G, D, Gs) with Gs having a "
                        f"'synthesis' component; found components {sorted(comps)}.")
-    kind, content = "stylegan_tf", gs
+    if nvidia_pickle.is_stylegan2_tf(gs):
+      kind, content = "stylegan2_tf", nvidia_pickle.network_from_tf(nets, path, network)
+    else:
+      kind, content = "stylegan_tf", gs
   return Source(os.path.abspath(path), kind, content, sha256_file(path))
+
+
+def _convert_nvidia(src: Source, network: str, meta: dict, log: Callable[[str], None],
+                    gaussian_fit_samples: int = 1_000_000,
+                    gaussian_fit_seed: int = 0) -> GeneratorWeights:
+  """A NVIDIA StyleGAN2 / StyleGAN3 generator (`NetworkData`) -> 'stylegan2' / 'stylegan3'."""
+  data = src.content
+  if src.kind == "nvidia_stylegan3":
+    try:
+      from weights_convert import tables_stylegan3
+    except ImportError as e:
+      raise ValueError(f"{src.path}: a StyleGAN3 generator; converting StyleGAN3 is not yet "
+                       f"supported by this pulse-jax ({e}).") from e
+    kind, (cfg, params) = "stylegan3", tables_stylegan3.from_network(data)
+  elif data.class_name == "training.networks_stylegan2.Generator":
+    from weights_convert import tables_stylegan2
+    kind, (cfg, params) = "stylegan2", tables_stylegan2.params_from_network(data)
+  else:
+    raise ValueError(f"{src.path}: network {network!r} is a {data.class_name}, not a StyleGAN2 "
+                     "or StyleGAN3 generator; pass --network=G_ema (or G).")
+  meta["network"] = {"name": network, "class_name": data.class_name,
+                     "init_kwargs": data.init_kwargs}
+  log(f"{src.path}: {network} is a {data.class_name}, {len(data.tensors)} tensors")
+  if gaussian_fit_samples > 0 and not getattr(cfg, "c_dim", 0):
+    from pulse_jax.generators import family
+    log(f"computing the PULSE prior: a Gaussian fit of the mapping's last pre-activation "
+        f"({gaussian_fit_samples} samples, seed {gaussian_fit_seed})")
+    params["gaussian_fit"] = family(kind).fit_prior(params, cfg, num_samples=gaussian_fit_samples,
+                                                    seed=gaussian_fit_seed)
+    meta["gaussian_fit"] = {"how": "computed", "of": "mapping pre-activation",
+                            "samples": gaussian_fit_samples, "seed": gaussian_fit_seed}
+  elif getattr(cfg, "c_dim", 0):
+    log(f"note: a conditional model ({cfg.c_dim} classes): no PULSE prior is fitted, so it can "
+        "be rendered (pulse_jax.render) but not searched.")
+  return GeneratorWeights(kind, cfg, params, meta)
 
 
 def _infer_stylegan_config(path: str, resolution: int, channels: list[int],
@@ -171,10 +224,14 @@ def _tf_synthesis_arch(src: Source, overrides) -> StyleGANConfig:
 
 def convert_sources(paths: list[str], *, overrides: dict | None = None,
                     gaussian_fit_samples: int = 1_000_000, gaussian_fit_seed: int = 0,
+                    network: str = "G_ema",
                     log: Callable[[str], None] = print) -> GeneratorWeights:
-  """Reads, checks and maps every source into one `GeneratorWeights`."""
+  """Reads, checks and maps every source into one `GeneratorWeights`.
+
+  `network`: which network of a NVIDIA network pickle to convert ('G_ema' or 'G').
+  """
   overrides = dict(overrides or {})
-  sources = [read_source(p) for p in paths]
+  sources = [read_source(p, network) for p in paths]
   by_kind: dict[str, Source] = {}
   for s in sources:
     log(f"{s.path}: detected {s.kind}")
@@ -185,6 +242,17 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
       raise ValueError(f"{s.path} and {clash[0].path} both provide {part_kind}; pass one.")
     by_kind[s.kind] = s
   meta = {"sources": [s.describe() for s in sources]}
+
+  nvidia = [s for s in sources if s.kind in NVIDIA_KINDS]
+  if nvidia:
+    if len(sources) != 1:
+      raise ValueError("A NVIDIA network pickle converts on its own; do not combine it with "
+                       f"other sources ({[s.path for s in sources]}).")
+    if overrides:
+      raise ValueError(f"{sorted(overrides)} apply to StyleGAN v1 sources only; a NVIDIA "
+                       "network pickle records its own architecture.")
+    return _convert_nvidia(nvidia[0], network, meta, log, gaussian_fit_samples,
+                           gaussian_fit_seed)
 
   if "dcgan" in by_kind:
     if len(sources) != 1:
@@ -245,12 +313,13 @@ def max_abs(tree) -> float:
 
 def convert_and_save(paths: list[str], out: str, *, overrides: dict | None = None,
                      overwrite: bool = False, gaussian_fit_samples: int = 1_000_000,
-                     gaussian_fit_seed: int = 0, log: Callable[[str], None] = print) -> str:
+                     gaussian_fit_seed: int = 0, network: str = "G_ema",
+                     log: Callable[[str], None] = print) -> str:
   """Converts `paths` into the weights directory `out`, then reloads it and checks it matches."""
   import jax
   from pulse_jax.checkpoint import load_weights, save_weights
   weights = convert_sources(paths, overrides=overrides, gaussian_fit_samples=gaussian_fit_samples,
-                            gaussian_fit_seed=gaussian_fit_seed, log=log)
+                            gaussian_fit_seed=gaussian_fit_seed, network=network, log=log)
   import pulse_jax
   weights.metadata["pulse_jax_version"] = pulse_jax.__version__
   directory = save_weights(out, weights, overwrite=overwrite)

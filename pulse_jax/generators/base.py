@@ -58,6 +58,15 @@ class Family(abc.ABC):
     """Rows of the search variable: 1 when tiled (one vector for every style row)."""
     return 1 if tile_latent else self.num_ws(config)
 
+  def search_defaults(self, config) -> dict:
+    """Search options whose default differs for this family (used when not given)."""
+    return {}
+
+  def fit_prior(self, params: dict, config, *, num_samples: int, seed: int,
+                progress=None) -> dict:
+    """The prior's 'gaussian_fit' part from the 'mapping' part (at conversion)."""
+    raise ValueError(f"{self.kind}: no prior fit from a mapping network.")
+
   def notes(self, config) -> list[str]:
     """Facts about this family a run should print (e.g. options that do not apply)."""
     return []

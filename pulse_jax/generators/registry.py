@@ -5,8 +5,10 @@ from __future__ import annotations
 from pulse_jax.generators.base import Family
 from pulse_jax.generators.dcgan import DCGAN
 from pulse_jax.generators.stylegan1 import StyleGAN1
+from pulse_jax.generators.stylegan2 import StyleGAN2
+from pulse_jax.generators.stylegan3 import StyleGAN3
 
-FAMILIES: dict[str, Family] = {f.kind: f for f in (StyleGAN1(), DCGAN())}
+FAMILIES: dict[str, Family] = {f.kind: f for f in (StyleGAN1(), DCGAN(), StyleGAN2(), StyleGAN3())}
 
 
 def family(kind: str) -> Family:

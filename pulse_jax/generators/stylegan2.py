@@ -1,0 +1,82 @@
+"""StyleGAN2 and StyleGAN2-ADA (NVIDIA's networks_stylegan2.py): networks in
+`pulse_jax.stylegan2`; name tables in `weights_convert/tables_stylegan2.py`.
+
+Parts: 'synthesis', 'mapping' and 'gaussian_fit' {'mean', 'std'} [w_dim] (the prior, fitted at
+conversion: `generators.nvidia_prior`). Noise layers: one per synthesis conv (17 at 1024 px),
+unit-variance maps scaled by each layer's learned noise_strength, as NVIDIA's; without noise
+arrays a render uses the model's own noise_const maps (NVIDIA's noise_mode='const').
+Everything runs in float32 (the pickles' fp16 layers included, as NVIDIA's code on the CPU).
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from pulse_jax import stylegan2 as net
+from pulse_jax.generators import nvidia_prior
+from pulse_jax.generators.base import Family
+
+
+class StyleGAN2(Family):
+  kind = "stylegan2"
+  required_parts = ("synthesis", "gaussian_fit")
+  has_wplus = True
+  uses_noise_options = True
+
+  def config_from_dict(self, d):
+    return net.Stylegan2Config.from_dict(d)
+
+  def part_shapes(self, config, part):
+    if part == "gaussian_fit":
+      return {"mean": self.vector((config.w_dim,)), "std": self.vector((config.w_dim,))}
+    return net.part_shapes(config, part)
+
+  def resolution(self, config):
+    return config.img_resolution
+
+  def num_channels(self, config):
+    return config.img_channels
+
+  def num_ws(self, config):
+    return config.num_ws
+
+  def w_dim(self, config):
+    return config.w_dim
+
+  def noise_shapes(self, config):
+    return tuple(tuple(s) for s in net.noise_shapes(config)) if config.use_noise else ()
+
+  def search_defaults(self, config) -> dict:
+    """The reference zeroes the noise of the last 1024 px conv (v1 layer 17): here the last."""
+    n = len(self.noise_shapes(config))
+    return {"bad_noise_layers": str(n - 1) if n else ""}
+
+  def synthesize(self, prepared, config, ws, noise, dtype, remat):
+    noise = list(noise) if noise else None
+    return net.synthesize(prepared["synthesis"], config, ws.astype(jnp.float32), noise=noise,
+                          noise_mode="none" if noise is None else "const")
+
+  def prior(self, params, config, x):
+    return nvidia_prior.prior(net, params, x)
+
+  def fit_prior(self, params, config, *, num_samples, seed, progress=None):
+    return nvidia_prior.fit_pre_activation(net, params["mapping"], config,
+                                           num_samples=num_samples, seed=seed, progress=progress)
+
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+    c = _one_hot(config, z.shape[0], class_index)
+    return net.mapping(params, config, z, c, truncation_psi=truncation_psi,
+                       truncation_cutoff=None)
+
+  def const_noise(self, params, config, batch):
+    return net.const_noise(params, config, batch) if config.use_noise else None
+
+
+def _one_hot(config, batch: int, class_index):
+  if not config.c_dim:
+    if class_index is not None:
+      raise ValueError("class_index given, but this model is unconditional (c_dim=0).")
+    return None
+  if class_index is None or not 0 <= int(class_index) < config.c_dim:
+    raise ValueError(f"this model is conditional with {config.c_dim} classes: pass a class "
+                     f"index in 0..{config.c_dim - 1} (got {class_index!r}).")
+  return jnp.broadcast_to(jnp.eye(config.c_dim)[int(class_index)], (batch, config.c_dim))

@@ -1,0 +1,263 @@
+"""The inputs of a job: listed (--input), aligned (--align), loaded and fitted to the generator.
+
+Each input is an `Item` that carries its file, its loaded image or its error, and its outcome.
+In-memory pictures (`pulse_jax.upsample` with a PIL image or an array) go through the same
+loading as files (`picture_items`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+from pulse_jax import inputs as inputs_lib
+from pulse_jax.errors import UsageError
+
+SAMPLES = ("astronaut_8x8.png", "astronaut_16x16.png")
+
+
+def sample_paths() -> list[pathlib.Path]:
+  """The shipped sample inputs (used when --input is not given)."""
+  import pulse_jax.samples
+  root = pathlib.Path(pulse_jax.samples.__file__).parent
+  return [root / name for name in SAMPLES]
+
+
+@dataclasses.dataclass
+class Item:
+  """One input through the run: its file, its loaded image or its error, its outcome."""
+  path: str
+  stem: str
+  image: inputs_lib.InputImage | None = None
+  status: str = "pending"      # within_eps | not_within_eps | failed | skipped
+  message: str = ""
+  best_l2: float | None = None
+  init: dict | None = None
+  kept: bool = False           # complete outputs of an earlier run with the same settings
+  label: str | None = None     # how an in-memory picture is named (its `path` is a temporary)
+
+  def fail(self, message: str) -> None:
+    self.status, self.message = "failed", message
+
+  def keep(self, report: dict) -> None:
+    """Takes the outcome from the report of an earlier run's complete outputs."""
+    self.kept = True
+    self.status = report.get("status", "not_within_eps")
+    self.best_l2 = (report.get("best") or {}).get("l2")
+    if self.status != "within_eps":
+      self.message = (f"not within eps: closest L2 {report.get('closest_l2') or float('nan'):.4g}"
+                      f" > eps {report.get('eps')}")
+
+  def to_dict(self, output_dir: str | None) -> dict:
+    d = {"input": self.path, "stem": self.stem, "status": self.status, "message": self.message,
+         "best_l2": self.best_l2}
+    if self.status in ("within_eps", "not_within_eps"):
+      d["output_dir"] = os.path.join(output_dir, self.stem) if output_dir else None
+      d["kept"] = self.kept
+    return d
+
+
+def collect(o, generator, *, files=None, log, warn, aligned_dir: str | None) -> tuple[list, list]:
+  """(items, skipped files): the inputs listed (`files`, default --input), aligned into
+  `aligned_dir` with --align, and loaded; each bad input is reported at once (and again in the
+  summary). Items already loaded (in-memory pictures) are kept as they are."""
+  skipped = []
+  if files is None:
+    if o.input is None:
+      files = sample_paths()
+      log(f"no --input: searching the shipped samples {', '.join(str(p) for p in files)}")
+    else:
+      try:
+        files, skipped = inputs_lib.list_inputs(o.input)
+      except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    for s in skipped:
+      log(f"skipping {s} (not an image file extension)")
+    if not files:
+      raise UsageError(f"--input: no image files found in {o.input}")
+    items = [Item(str(f), stem) for f, stem in zip(files, inputs_lib.unique_stems(files))]
+  else:
+    items = list(files)
+  if o.align:
+    items = align_items(o, items, generator.resolution, aligned_dir, log, warn)
+  for it in items:
+    if it.status == "failed" or it.image is not None:
+      continue
+    try:
+      it.image = inputs_lib.load_image(it.path, generator.resolution, fit=o.fit,
+                                       background=o.alpha_background, stem=it.stem,
+                                       channels=generator.num_channels)
+      for n in it.image.notes:
+        log(f"{it.path}: note: {n}")
+    except inputs_lib.InputError as e:
+      it.fail(str(e))
+  return items, skipped
+
+
+def report_bad(items: list[Item], log, warn) -> None:
+  bad = [it for it in items if it.status == "failed"]
+  for it in bad:
+    warn(f"error: {it.message}")
+  if bad:
+    log(f"{len(bad)} of {len(items)} input(s) cannot be searched (listed above)"
+        + ("; searching the others" if len(bad) < len(items) else ""))
+
+
+# ----------------------------------------------------------------------------- in-memory pictures
+
+def picture_items(sources: list, folder: str) -> list[Item]:
+  """Items of `pulse_jax.upsample`'s inputs: a path (a file, or a folder: its image files),
+  a PIL image, or an array [H, W], [H, W, C] or [C, H, W] (uint8, or float in [0, 1]).
+
+  Pictures are written losslessly (PNG) into `folder` (a temporary one) and loaded from there
+  like any file, so that they are searched exactly as the same picture in a file; their
+  labels ('<array 0>', '<PIL image 1>') replace the temporary names in messages and reports.
+  """
+  entries = []  # (path or None, label or None, picture or None)
+  for i, s in enumerate(sources):
+    if isinstance(s, (str, os.PathLike)):
+      p = pathlib.Path(s)
+      if p.is_dir():
+        found, _ = inputs_lib.list_inputs(p)
+        entries += [(f, None, None) for f in found]
+      elif p.exists():
+        entries.append((p, None, None))
+      else:
+        raise UsageError(f"--input: no such file or folder: {p}")
+    else:
+      kind = "PIL image" if hasattr(s, "getbands") else "array"
+      entries.append((pathlib.Path(f"input_{i}.png"), f"<{kind} {i}>", s))
+  if not entries:
+    raise UsageError(f"--input: no image files found in {sources}")
+  items = []
+  for (path, label, picture), stem in zip(entries, inputs_lib.unique_stems(
+      [e[0] for e in entries])):
+    if picture is None:
+      items.append(Item(str(path), stem))
+      continue
+    tmp = os.path.join(folder, f"{stem}.png")
+    to_pil_image(picture, label).save(tmp, format="PNG")
+    items.append(Item(tmp, stem, label=label))
+  return items
+
+
+def to_pil_image(picture, label: str = "the picture"):
+  """A PIL image as is; an array [H, W], [H, W, C] or [C, H, W] (C in 1, 3, 4; integers in
+  0..255, or floats in [0, 1], rounded to 8 bits as an image file holds them) as a PIL image.
+  InputError for anything else."""
+  from PIL import Image
+  if hasattr(picture, "getbands"):
+    return picture
+  a = _channels_last(np.asarray(picture))
+  if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4))) or a.size == 0:
+    raise inputs_lib.InputError(f"{label}: an array of shape {a.shape} is not an image; "
+                                "expected [H, W], [H, W, C] or [C, H, W] with C = 1, 3 or 4.")
+  if a.dtype.kind in "iu" and a.dtype != np.uint8:
+    if a.min() < 0 or a.max() > 255:
+      raise inputs_lib.InputError(f"{label}: integer pixels must be in 0..255 (got "
+                                  f"{a.min()}..{a.max()}).")
+    a = a.astype(np.uint8)
+  elif a.dtype.kind == "f":
+    f = a.astype(np.float64)
+    if not (np.isfinite(f).all() and f.min() >= 0.0 and f.max() <= 1.0):
+      raise inputs_lib.InputError(f"{label}: a {a.dtype} array must hold values in [0, 1] "
+                                  f"(got {np.nanmin(f):g}..{np.nanmax(f):g}); pass uint8 for "
+                                  "0..255.")
+    a = np.round(f * 255.0).astype(np.uint8)
+  elif a.dtype != np.uint8:
+    raise inputs_lib.InputError(f"{label}: arrays of {a.dtype} are not images; pass uint8, or "
+                                "floats in [0, 1].")
+  if a.ndim == 3 and a.shape[-1] == 1:
+    a = a[:, :, 0]
+  return Image.fromarray(a, "L" if a.ndim == 2 else {3: "RGB", 4: "RGBA"}[a.shape[-1]])
+
+
+def _channels_last(a: np.ndarray) -> np.ndarray:
+  """[C, H, W] -> [H, W, C]; [H, W, C] and [H, W] as they are. When both read as images
+  (C = 1, 3 or 4 first and last), the square one wins, [H, W, C] on a tie."""
+  if a.ndim != 3 or a.shape[0] not in (1, 3, 4):
+    return a
+  if a.shape[-1] not in (1, 3, 4) or (a.shape[1] == a.shape[2] and a.shape[0] != a.shape[1]):
+    return np.moveaxis(a, 0, -1)
+  return a
+
+
+def relabel(items: list[Item]) -> None:
+  """In-memory pictures: their labels for the temporary names, in paths and messages."""
+  for it in items:
+    if it.label is None:
+      continue
+    it.message = it.message.replace(it.path, it.label)
+    if it.image is not None:
+      it.image.path = it.label
+    it.path = it.label
+
+
+# ----------------------------------------------------------------------------- --align
+
+def align_items(o, items: list[Item], generator_size: int, out_dir: str, log,
+                warn) -> list[Item]:
+  """--align: each raw photo -> its aligned N x N crops under `out_dir` (OUTPUT_DIR/aligned/).
+
+  The crops are made in a temporary folder and moved into place: a crop that exists with the
+  same bytes (the same command run again) is fine, one with other bytes needs --overwrite.
+  """
+  try:
+    from pulse_jax import align
+    from pulse_jax.face_landmarks import AlignDependencyError, FaceLandmarker
+  except ImportError as e:
+    raise UsageError(f"--align needs dlib: pip install 'pulse-jax[align]' ({e})") from None
+  size = o.align_size or max(generator_size // 8, 1)
+  if generator_size % size:
+    raise UsageError(f"--align_size: {size} does not divide the generator size "
+                     f"{generator_size}; valid: {inputs_lib.valid_sizes(generator_size)}")
+  out_dir = pathlib.Path(out_dir)
+  try:
+    landmarker = FaceLandmarker(None)
+  except AlignDependencyError as e:
+    raise UsageError(f"--align: {e}") from None
+  out = []
+  for it in items:
+    f, stem = it.path, it.stem
+    with tempfile.TemporaryDirectory(prefix=".align-", dir=_made(out_dir)) as tmp:
+      try:
+        res = align.align_file(f, tmp, size, generator_size, landmarker=landmarker, stem=stem)
+      except AlignDependencyError as e:
+        raise UsageError(f"--align: {e}") from None
+      lr_paths = [_place(p, tmp, out_dir, o.overwrite) for p in res.lr_paths]
+      for p in res.hr_paths:
+        _place(p, tmp, out_dir, o.overwrite)
+    name = it.label or f
+    for w_ in res.warnings:
+      warn(f"{name}: {w_}")
+    if not lr_paths:
+      out.append(Item(str(f), stem, status="failed", label=it.label,
+                      message=f"{name}: alignment found no usable face ({res.status}: "
+                              f"{res.message}; " + "; ".join(fr.reason for fr in res.faces
+                                                             if fr.reason) + ")"))
+      continue
+    log(f"aligned {name}: {res.message} -> " + ", ".join(lr_paths))
+    out += [Item(p, pathlib.Path(p).stem) for p in lr_paths]
+  return out
+
+
+def _made(d: pathlib.Path) -> pathlib.Path:
+  d.mkdir(parents=True, exist_ok=True)
+  return d
+
+
+def _place(path: str, tmp: str, out_dir: pathlib.Path, overwrite: bool) -> str:
+  """Moves `path` (under `tmp`) to the same place under `out_dir`; returns where it went."""
+  dest = out_dir / os.path.relpath(path, tmp)
+  if dest.exists() and not overwrite:
+    if dest.read_bytes() != pathlib.Path(path).read_bytes():
+      raise UsageError(f"{dest} exists with other pixels (an aligned crop of an earlier run with "
+                       "other inputs or options); pass --overwrite to replace it, or choose "
+                       "another --output_dir.")
+    return str(dest)
+  _made(dest.parent)
+  os.replace(path, dest)
+  return str(dest)
