@@ -454,6 +454,11 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     chunk_fn, chunk_compile_s = _chunk_program(problem, mesh, weights, state, dev["ref"],
                                                mask_dev, fwd, prepared=overlap)
     compile_s += chunk_compile_s
+    tail = (steps - done) % chunk_size
+    if tail and overlap:  # the last chunk runs exactly the steps left: no masked steps
+      tail_fn, tail_compile_s = _chunk_program(dataclasses.replace(problem, chunk_size=tail),
+                                               mesh, weights, state, dev["ref"], mask_dev, fwd)
+      compile_s += tail_compile_s
     margs = (mask_dev,) if mask_dev is not None else ()
   search_t = time.perf_counter()
   tracker = _KeptTracker(n, config.eps, trace_host)
@@ -475,7 +480,8 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
       progress(info)
 
   while done < steps:
-    state, trace = chunk_fn(weights, state, dev["ref"], fwd, *margs)
+    fn = tail_fn if overlap and steps - done < chunk_size else chunk_fn
+    state, trace = fn(weights, state, dev["ref"], fwd, *margs)
     prev, done = done, min(done + chunk_size, steps)
     frames_dev = snapshot = None
     if progress is not None and frames:  # dispatched now, read one chunk later
