@@ -29,12 +29,14 @@ from pulse_jax.job_generator import Model
 class Result:
   """The outcome of one input.
 
-  images: the HR images (PIL), best first (`keep` of them); lr_images: each one down-sampled
-  as the search compared it with the input; l2: their L2 (mean squared error against the
-  input); within_eps: whether some restart reached eps (`report['within_eps']`); report: the
-  input's report (the report.json the command writes: restarts, settings, options and their
-  sources, timings); latents: every restart's best iterate, the latents.npz arrays (None for
-  outputs kept from an earlier run); output_dir: where its files are (None: not written).
+  images: the HR images (PIL), best first (`keep` of them); lr_images: each one through the
+  forward model D, as the search compared it with the input (down-sampled; blurred, gray, ...
+  with the forward options: docs/forward.md); l2: their L2 (mean squared error against the
+  input, over the known pixels with mask=); within_eps: whether some restart reached eps
+  (`report['within_eps']`); report: the input's report (the report.json the command writes:
+  restarts, settings, options and their sources, forward model, timings); latents: every
+  restart's best iterate, the latents.npz arrays (None for outputs kept from an earlier run);
+  output_dir: where its files are (None: not written).
   """
   input: str
   images: list
@@ -79,7 +81,9 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
   written). log / warn: receive the progress lines and notes / the warnings (default: stdout /
   stderr; quiet=True drops the progress lines). options: any option of `python -m
   pulse_jax.run` by its flag name (restarts=16, steps=300, eps=5e-3, seed=1, ...; keep=K is
-  --duplicates); unknown keywords raise TypeError naming the valid ones.
+  --duplicates; the forward model: blur_sigma=, blur_kernel=, downsample=, grayscale=,
+  mask= (a file or folder), noise_sigma=); unknown keywords raise TypeError naming the valid
+  ones.
 
   Raises UsageError for a bad option or set-up, InputError for an input that cannot be
   searched (before anything is searched), and a failed search's own exception.

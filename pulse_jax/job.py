@@ -4,6 +4,7 @@ searched with progress lines, outputs and summary written. `run_job(RunOptions(.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -16,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from pulse_jax import compile_cache, gallery, init_values, inputs as inputs_lib
-from pulse_jax import job_generator, job_inputs, job_outputs, outputs, run_options
+from pulse_jax import job_generator, job_inputs, job_outputs, options, outputs, run_options
+from pulse_jax.errors import UsageError
 from pulse_jax.job_inputs import Item
 from pulse_jax.run_options import RunOptions
 
@@ -66,7 +68,12 @@ def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list 
   loss_str, notes = job_generator.loss_for_generator(o.loss_str, generator)
   config = o.search_config(loss_str)
   job_generator.check_layers(config, generator)
-  for n in notes + job_generator.generator_notes(o, generator):
+  forward = forward_model(o, generator)
+  # --noise_sigma: the eps test and the L2 clamp use max(eps, noise_sigma^2).
+  config = dataclasses.replace(config, eps=forward.effective_eps(config.eps))
+  eps_note = forward.eps_note(o.eps)
+  for n in notes + job_generator.generator_notes(o, generator) + (
+      [f"note: {eps_note}"] if eps_note else []):
     log(n)
 
   with contextlib.ExitStack() as stack:
@@ -74,26 +81,49 @@ def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list 
                else stack.enter_context(tempfile.TemporaryDirectory(prefix="pulse_jax-align-")))
     items, skipped = job_inputs.collect(o, generator, files=items, log=log, warn=warn,
                                         aligned_dir=aligned)
+    job_inputs.apply_forward(o, items, forward, log)
     if o.init is not None:
       init_values.attach_init(o, items, generator, config, log)
     job_inputs.relabel(items)
     if strict and any(it.status == "failed" for it in items):
       raise inputs_lib.InputError("; ".join(it.message for it in items if it.status == "failed"))
     job_inputs.report_bad(items, log, warn)
-    return _search_and_summarise(o, model, generator, config, items, skipped, on_result,
-                                 strict, writer, log, warn, t_start)
+    return _search_and_summarise(o, model, generator, config, forward, items, skipped,
+                                 on_result, strict, writer, log, warn, t_start)
 
 
-def _search_and_summarise(o, model, generator, config, items, skipped, on_result, strict,
-                          writer, log, warn, t_start) -> dict:
+def forward_model(o: RunOptions, generator):
+  """The run's `pulse_jax.forward.ForwardModel` (factor 1: each batch sets its own) from the
+  forward options, checked against the generator's HR images; UsageError naming the flag (a
+  bad or too large --blur_kernel, --grayscale with a generator of 2 or 4+ channels)."""
+  from pulse_jax.forward import ForwardModel
+  try:
+    forward = ForwardModel.from_options(**options.values_of(o, "forward"))
+    g = generator.resolution
+    forward.check_hr_shape((generator.num_channels, g, g))
+  except ValueError as e:  # KernelError included; the messages name the flag
+    m = str(e)
+    raise UsageError(m if m.startswith("--") else f"forward model: {m}") from None
+  return forward
+
+
+def forward_setting(forward) -> dict:
+  """The forward model as the run's settings record it (compared when a run is started
+  again): `describe()` without what depends on the input size (factor, operators)."""
+  return {k: v for k, v in forward.describe().items() if k not in ("factor", "operators")}
+
+
+def _search_and_summarise(o, model, generator, config, forward, items, skipped, on_result,
+                          strict, writer, log, warn, t_start) -> dict:
   todo = [it for it in items if it.image is not None and it.status != "failed"]
   settings = run_options.settings(o, config, generator)
+  settings["forward"] = forward_setting(forward)
   winfo = job_generator.weights_info(model)
   ctx = job_outputs.Context(
       o=o, generator=generator, config=config, settings=settings,
       record=run_options.record(o, generator), winfo=winfo,
       env={"versions": outputs.versions(), "device": outputs.device_info()},
-      write=writer and o.output_dir is not None, log=log, warn=warn)
+      write=writer and o.output_dir is not None, log=log, warn=warn, forward=forward)
   summary_path = (os.path.join(o.output_dir, outputs.SUMMARY) if o.output_dir is not None
                   else None)
   if o.output_dir is not None:
@@ -218,6 +248,7 @@ class Job:
     progress.batch_label = label
     progress.batch_work = len(batch) * o.restarts
     ref = np.stack([it.image.pixels for it in batch])
+    # Loss masks: --fit=pad's padding times --mask's known pixels (`job_inputs.apply_forward`).
     mask = (np.stack([it.image.mask for it in batch]) if batch[0].image.mask is not None
             else None)
     frames: dict[int, list] = {i: [] for i in range(len(batch))}
@@ -227,7 +258,8 @@ class Job:
           self.generator, self.params, ref, config=self.config, restarts=o.restarts,
           image_keys=[it.image.image_key for it in batch],
           start=init_values.batch_start(batch, self.generator, self.config, o.restarts),
-          mask=mask, keep=o.duplicates, chunk_size=o.chunk_size, micro_batches=o.micro_batches,
+          mask=mask, forward=self.ctx.forward_for(batch[0].image.size), keep=o.duplicates,
+          chunk_size=o.chunk_size, micro_batches=o.micro_batches,
           memory_budget_bytes=int(o.memory_budget_gb * 2**30) or None, progress=progress,
           frames=o.save_intermediate, checkpoint_dir=self._checkpoint_dir(batch),
           checkpoint_every=o.checkpoint_every, log=lambda s: self.log(f"{label}: {s}"))

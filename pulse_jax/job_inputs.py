@@ -7,6 +7,7 @@ loading as files (`picture_items`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 import tempfile
@@ -38,6 +39,7 @@ class Item:
   init: dict | None = None
   kept: bool = False           # complete outputs of an earlier run with the same settings
   label: str | None = None     # how an in-memory picture is named (its `path` is a temporary)
+  mask_info: dict | None = None  # --mask: {'file', 'sha256', 'known_pixels', 'pixels'} (reports)
 
   def fail(self, message: str) -> None:
     self.status, self.message = "failed", message
@@ -87,14 +89,76 @@ def collect(o, generator, *, files=None, log, warn, aligned_dir: str | None) -> 
     if it.status == "failed" or it.image is not None:
       continue
     try:
+      # --grayscale: RGB first, so that the target is the BT.601 luminance (`apply_forward`).
       it.image = inputs_lib.load_image(it.path, generator.resolution, fit=o.fit,
                                        background=o.alpha_background, stem=it.stem,
-                                       channels=generator.num_channels)
+                                       channels=3 if o.grayscale else generator.num_channels)
       for n in it.image.notes:
         log(f"{it.path}: note: {n}")
     except inputs_lib.InputError as e:
       it.fail(str(e))
   return items, skipped
+
+
+# ----------------------------------------------------------------------------- forward model
+
+def apply_forward(o, items: list[Item], forward, log) -> None:
+  """Fits the loaded inputs to the forward model (`pulse_jax.forward`; docs/forward.md).
+
+  --grayscale: the target is one channel (a gray input kept exactly, a colour one converted
+  to luminance, with a note). --mask: each input's known pixels (`forward.mask`) become its
+  loss mask (times --fit=pad's padding mask); a missing, unreadable or wrong-size mask, or one
+  without a known pixel, fails that input only (the others are searched). UsageError for
+  --mask with --align (masks have the size of the input files, not of the aligned crops).
+  """
+  loaded = [it for it in items if it.image is not None and it.status != "failed"]
+  if forward.grayscale:
+    for it in loaded:
+      _gray_target(it, forward, log)
+  if o.mask:
+    if o.align:
+      raise UsageError("--mask: cannot be combined with --align (a mask has the size of its "
+                       "input file; --align searches new crops of it)")
+    _attach_masks(o.mask, loaded, log)
+
+
+def _gray_target(it: Item, forward, log) -> None:
+  image = it.image
+  was_gray = image.pixels.shape[0] == 1 or all(
+      np.array_equal(image.pixels[0], image.pixels[c]) for c in range(1, image.pixels.shape[0]))
+  image.pixels, notes = forward.prepare_target(image.pixels)
+  if was_gray:  # searched as the one channel it has, not as RGB
+    image.notes = [n for n in image.notes if not (n.startswith("grayscale image")
+                                                  and n.endswith("converted to RGB"))]
+    notes = ["gray input searched as one channel (--grayscale)"]
+  image.notes += notes
+  for n in notes:
+    log(f"{it.path}: note: {n}")
+
+
+def _attach_masks(mask_arg, items: list[Item], log) -> None:
+  from pulse_jax.forward import mask as mask_lib
+  paths = [it.path for it in items]
+  try:
+    files, errors = mask_lib.mask_files(paths, mask_arg)
+  except FileNotFoundError as e:
+    raise UsageError(str(e)) from None
+  for it, key in zip(items, inputs_lib.unique_stems(paths)):
+    try:
+      if key in errors:
+        raise errors[key]
+      file = files[key]
+      known = mask_lib.load_mask(file, it.image.original_size)
+      known, notes = mask_lib.fit_to_input(known, it.image, source=f"--mask {file}")
+    except mask_lib.MaskError as e:
+      it.fail(f"{it.path}: {e}")
+      continue
+    it.image.mask = known
+    it.image.notes += notes
+    it.mask_info = {"file": str(file), "sha256": hashlib.sha256(known.tobytes()).hexdigest(),
+                    "known_pixels": int(known.sum()), "pixels": int(known.size)}
+    for n in notes:
+      log(f"{it.path}: note: {n}")
 
 
 def report_bad(items: list[Item], log, warn) -> None:

@@ -17,7 +17,8 @@ from pulse_jax.errors import UsageError
 @dataclasses.dataclass
 class Context:
   """What a job's outputs depend on. write: whether files are written (process 0 of a job with
-  an output folder); record: `run_options.record` (preset, options and their sources)."""
+  an output folder); record: `run_options.record` (preset, options and their sources);
+  forward: the run's `pulse_jax.forward.ForwardModel` (factor 1; `forward_for` a size)."""
   o: object
   generator: object
   config: object
@@ -28,6 +29,12 @@ class Context:
   write: bool
   log: Callable[[str], None]
   warn: Callable[[str], None]
+  forward: object = None
+
+  def forward_for(self, size: int):
+    """The forward model of inputs of `size` x `size` (factor generator size / size)."""
+    from pulse_jax.forward import ForwardModel
+    return (self.forward or ForwardModel()).with_factor(self.generator.resolution // size)
 
 
 # ----------------------------------------------------------------------------- earlier runs
@@ -72,7 +79,7 @@ def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
     if report is None:
       log(f"{d}: incomplete outputs of an interrupted run: searching this input again")
       continue
-    diffs = outputs.resume_differences(report, identity, it.image)
+    diffs = outputs.resume_differences(report, identity, it.image, mask=it.mask_info)
     if diffs:
       clashes.append(f"{d} (other settings: {_first(diffs)})")
     else:
@@ -139,6 +146,8 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
       files=files, settings=ctx.settings, weights=ctx.winfo, env=ctx.env, timings=timings,
       advice_text=advice)
   report.update(ctx.record)
+  forward = ctx.forward_for(it.image.size)
+  report.update(forward=forward.describe(), eps_note=forward.eps_note(o.eps), mask=it.mask_info)
   if ctx.write:
     _write_files(ctx, it, result, i, frames, files, advice, report)
   return report
@@ -198,6 +207,7 @@ def summary(ctx: Context, job, items: list, skipped, num_batches: int, summary_p
       "not_within_eps": len(searched) - len(ok), "failed": len(failed), "skipped": len(skipped),
       "kept": len(searched) - len(ran),
       "success_rate": len(ok) / len(searched) if searched else 0.0, "eps": config.eps,
+      "eps_note": ctx.forward.eps_note(o.eps) if ctx.forward is not None else None,
       "seconds_per_image": job.searched_s / len(ran) if ran else None,
       "restart_steps_per_s": job.restart_steps / job.search_s if job.search_s > 0 else 0.0,
       "compile_s": job.compile_s, "search_s": job.search_s,

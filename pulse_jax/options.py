@@ -42,7 +42,7 @@ NOISE_TYPES = ("zero", "fixed", "trainable")
 OPT_NAMES = ("sgd", "adam", "sgdm", "adamax")
 LR_SCHEDULES = ("fixed", "linear1cycle", "linear1cycledrop")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-SOURCES = ("given", "preset", "default")  # where a value used by a job came from
+SOURCES = ("given", "preset", "family", "default")  # where a value used by a job came from
 SCOPES = ("search", "job", "cli")
 
 
@@ -66,6 +66,14 @@ HAS_NOISE = Applies(lambda g: bool(g.noise_shapes), "has no noise inputs")
 HAS_STYLE_ROWS = Applies(lambda g: g.latent_layers(True) != g.latent_layers(False),
                          "has a single latent vector (nothing to tile)")
 HAS_COMPUTE_DTYPE = Applies(_uses_compute_dtype, "computes in float32 only")
+
+
+def _uses_remat(g) -> bool:
+  from pulse_jax import job_generator
+  return job_generator.uses_remat(g)
+
+
+HAS_REMAT = Applies(_uses_remat, "has no rematerialisation policies")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -317,7 +325,7 @@ DEVICE = (
            choices=COMPUTE_DTYPES, applies=HAS_COMPUTE_DTYPE),
     Option("remat", bool, False,
            "Recompute StyleGAN activations in the backward pass (less memory, more time).",
-           applies=HAS_COMPUTE_DTYPE, affects_result=False),
+           applies=HAS_REMAT, affects_result=False),
     Option("chunk_size", int, 25,
            "Steps per compiled chunk: one progress line (and intermediate frame) per chunk.",
            check=at_least(1), affects_result=False),
@@ -350,6 +358,61 @@ INPUTS = (
            check=at_least(1), optional=True),
 )
 
+# The forward model D (pulse_jax.forward; docs/forward.md). Names, defaults, choices and help
+# are those of `pulse_jax.forward.OPTIONS` (which imports jax: duplicated here so that this
+# module stays cheap; tests/test_forward_run.py checks that the two agree).
+
+def _noise_sigma(v):
+  if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+    raise ValueError(f"must be a finite number in [0, 1] (got {v!r})")
+
+
+def _optional_path(v):
+  if v != "" and not os.path.exists(v):
+    raise ValueError(f"no such file or folder: {v}")
+
+
+def _kernel_file(v):
+  """Reads the kernel (once more when the job builds its forward model: small files), so that
+  a bad kernel is a usage error before anything is loaded."""
+  if v == "":
+    return
+  from pulse_jax.forward.blur import KernelError, load_kernel  # jax: only when given
+  try:
+    load_kernel(v)
+  except KernelError as e:
+    m = str(e)
+    head = f"--blur_kernel={v}: "
+    raise ValueError(f"{v}: {m[len(head):]}" if m.startswith(head) else m) from None
+
+
+FORWARD = (
+    Option("blur_sigma", float, 0.0,
+           "Gaussian blur of the HR image before down-sampling: sigma in HR pixels (radius "
+           "ceil(3 sigma), reflect boundary); 0: none.",
+           check=finite(0.0)),
+    Option("blur_kernel", os.PathLike, None,
+           "A blur kernel applied after --blur_sigma: a .npy 2-D array or a grayscale image, "
+           "normalised to sum 1; true convolution, reflect boundary.",
+           check=_kernel_file, optional=True),
+    Option("downsample", str, "bicubic",
+           "Down-sampler by the factor generator size / input size: bicubic (the reference's) "
+           "or area (mean of each factor x factor block).",
+           choices=("bicubic", "area")),
+    Option("grayscale", bool, False,
+           "Compare luminance only (ITU-R BT.601 0.299 R + 0.587 G + 0.114 B): the model and "
+           "the target have one channel."),
+    Option("mask", os.PathLike, None,
+           "Known-pixel masks (white = known, threshold 0.5), the size of the input: one file "
+           "for every input, or a folder matched to the inputs by file stem. The loss and the "
+           "eps test use only the known pixels.",
+           check=_optional_path, optional=True),
+    Option("noise_sigma", float, 0.0,
+           "Std of the noise the input carries, in [0, 1] units: the model is unchanged, the "
+           "eps test uses max(eps, noise_sigma^2).",
+           check=_noise_sigma),
+)
+
 # Multi-device / multi-host (see pulse_jax.distributed).
 CLUSTER = (
     Option("coordinator_address", str, None,
@@ -376,6 +439,7 @@ CLUSTER = (
 # group name -> its options, in --helpfull order. Add a group here (see the module docstring).
 GROUPS: dict[str, tuple[Option, ...]] = {
     "job": JOB, "search": SEARCH, "run": RUN, "device": DEVICE, "inputs": INPUTS,
+    "forward": FORWARD,
     "cluster": CLUSTER,
 }
 

@@ -3,7 +3,9 @@
 Per input, under OUTPUT_DIR/<stem>/ (R = --restarts, K = --duplicates, best first):
   input.png            the search target as searched (after conversion and --fit)
   hr_<k>.png           the K best restarts' high-resolution images (k = 0..K-1)
-  lr_<k>.png           the same iterates down-sampled (what was compared with input.png)
+  lr_<k>.png           the same iterates through the forward model D (docs/forward.md; the
+                       reference's bicubic down-sampling by default): what was compared with
+                       input.png (one channel with --grayscale)
   latents.npz          every restart's best iterate, row r = restart r: 'latent' [R, l, D] and
                        'noise_<i>' [R, 1, r, r] (start-values format: pass back as --init to
                        continue every restart), 'kept' [K] the restarts of hr_<k>.png (best
@@ -131,15 +133,20 @@ def result_identity(settings: dict, weights: dict) -> dict:
           "weights": jsonable(w)}
 
 
-def resume_differences(report: dict, identity: dict, inp) -> list[str]:
+def resume_differences(report: dict, identity: dict, inp,
+                       mask: dict | None = None) -> list[str]:
   """Why a complete output folder (its `report`) is not this command's result for `inp`
-  (an `inputs.InputImage`): differing settings, weights or input pixels; [] when it is."""
+  (an `inputs.InputImage`): differing settings, weights, input pixels or --mask of the input
+  (`mask`: its report entry, {'sha256': ...} or None); [] when it is."""
   before = result_identity(report.get("settings") or {}, report.get("weights") or {})
   diffs = differences(before, identity)
   was = report.get("input") or {}
   for k in ("image_key", "size"):
     if was.get(k) != inp.describe()[k]:
       diffs.append(f"input.{k} (earlier run: {was.get(k)!r}, now: {inp.describe()[k]!r})")
+  was_mask, now_mask = ((m or {}).get("sha256") for m in (report.get("mask"), mask))
+  if was_mask != now_mask:
+    diffs.append(f"mask.sha256 (earlier run: {was_mask!r}, now: {now_mask!r})")
   return diffs
 
 
