@@ -1,8 +1,8 @@
 """The generator of a job: loading what --weights names, and what the job asks about its family.
 
 Every question the job asks about the generator's family is a small function here
-(`uses_compute_dtype`, `loss_for_generator`, `check_layers`, `generator_notes`), to be answered
-by the generator interface (`pulse_jax.generators`) as it grows.
+(`uses_compute_dtype`, `uses_remat`, `loss_for_generator`, `check_layers`, `generator_notes`),
+answered by the generator interface (`pulse_jax.generators`), never by testing the kind.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ class Model:
 
   @property
   def resolution(self) -> int:
-    return int(self.weights.config.resolution)
+    from pulse_jax.generators import family
+    return int(family(self.kind).resolution(self.weights.config))
 
   @property
   def params(self) -> dict:
@@ -77,9 +78,20 @@ def weights_info(model: Model) -> dict:
 # ----------------------------------------------------------------------------- family questions
 
 def uses_compute_dtype(generator) -> bool:
-  """Whether --compute_dtype and --remat change how `generator` computes (the DCGAN always
-  computes in float32)."""
-  return generator.kind != "dcgan"
+  """Whether --compute_dtype changes how `generator` computes (`Family.supports_compute_dtype`:
+  StyleGAN v1 only; the DCGAN, StyleGAN2 and StyleGAN3 always compute in float32)."""
+  return bool(_family(generator).supports_compute_dtype)
+
+
+def uses_remat(generator) -> bool:
+  """Whether --remat changes how `generator` computes (`Family.supports_remat`)."""
+  return bool(_family(generator).supports_remat)
+
+
+def _family(generator):
+  """The `generators.Family` of a generator (anything with the weights' `kind`)."""
+  from pulse_jax.generators import family
+  return family(generator.kind)
 
 
 def loss_for_generator(loss_str: str, generator) -> tuple[str, list[str]]:

@@ -1,14 +1,21 @@
 """python -m pulse_jax.render --latents=FILE.npz --out=PATH [--weights=DIR] [--rows=kept]
 
 Renders latents with a converted generator (default: the built-in DCGAN, as pulse_jax.run),
-to compare pulse-jax with the reference on the same weights, or to re-render a saved search
-result (a run's OUTPUT_DIR/<stem>/latents.npz).
+to compare pulse-jax with the reference (or NVIDIA's code) on the same weights, or to re-render
+a saved search result (a run's OUTPUT_DIR/<stem>/latents.npz).
 
-Latents npz keys:
+Latents npz keys (exactly one of dlatents, latent, z):
   dlatents   [B, L, D] W+ vectors fed to the synthesis network as they are, or
   latent     [B, l, D] the search's standard-normal variable (l = L, or 1 when tiled), mapped
-             through the prior first (the Gaussian fit for StyleGAN; the DCGAN's z as is);
-  noise_<i>  [B, 1, r, r] noise maps (zeros where absent; StyleGAN only);
+             through the prior first (the Gaussian fit for StyleGAN; the DCGAN's z as is), or
+  z          [B, z_dim] mapped through the model's mapping network (NVIDIA's G.mapping), with
+             --truncation_psi / --truncation_cutoff (rows below the cutoff; default all) and,
+             for a conditional model, --class_index;
+  noise_<i>  [B, 1, r, r] the unit noise map of noise layer i (models with noise inputs). When
+             the npz has noise maps (a run's latents.npz), layers without one are zero, as the
+             search zeroed them; when it has none, --noise_mode decides: 'const' (default) the
+             model's own constant maps (NVIDIA's noise_mode='const'; zeros for a model without
+             them, e.g. StyleGAN v1), 'none' zeros (NVIDIA's noise_mode='none');
   kept, rank a run's latents.npz: the restarts of its hr_<k>.png, best first, and each row's
              rank. --rows=kept (the default) renders the kept rows in that order (so PATH_<k>.png
              is hr_<k>.png), --rows=all every row, --rows=3,0 the rows given.
@@ -29,6 +36,8 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 META = ("kept", "rank")  # a run's latents.npz arrays that are not latents
+LATENT_KEYS = ("dlatents", "latent", "z")
+NOISE_MODES = ("const", "none")
 
 
 def define_flags() -> None:
@@ -43,6 +52,17 @@ def define_flags() -> None:
                       "first; every row when the npz has no 'kept'), 'all', or row indices "
                       "joined by ',' (e.g. '3,0').")
   flags.DEFINE_boolean("overwrite", False, "Replace existing output files.")
+  flags.DEFINE_enum("noise_mode", "const", list(NOISE_MODES), "Noise when the npz has no "
+                    "noise_<i> arrays: const (the model's own constant noise maps, NVIDIA's "
+                    "noise_mode='const') or none (no noise).")
+  flags.DEFINE_float("truncation_psi", 1.0, "With 'z': truncation towards the average w "
+                     "(NVIDIA's truncation_psi; 1: none).")
+  flags.DEFINE_integer("truncation_cutoff", None, "With 'z' and --truncation_psi: truncate "
+                       "the W+ rows below this index only (NVIDIA's truncation_cutoff; "
+                       "default: every row).", lower_bound=0)
+  flags.DEFINE_integer("class_index", None, "With 'z' and a conditional model: the class "
+                       "(0..classes - 1) fed to the mapping network as a one-hot label.",
+                       lower_bound=0)
 
 
 def load_latents(path: str) -> dict:
@@ -51,7 +71,7 @@ def load_latents(path: str) -> dict:
       return {k: np.asarray(z[k]) for k in z.files}
   except Exception as e:  # corrupt / not an npz
     raise ValueError(f"{path}: cannot read latents ({e}); expected an .npz written by numpy.savez "
-                     "with 'dlatents' or 'latent'.") from None
+                     "with 'dlatents', 'latent' or 'z'.") from None
 
 
 def parse_rows(rows: str) -> str | list[int]:
@@ -84,38 +104,76 @@ def select_rows(latents: dict, rows: str = "kept") -> dict:
   return {k: v[idx] for k, v in arrays.items()}
 
 
-def render_arrays(generator, params: dict, latents: dict) -> np.ndarray:
-  """Raw generator output [B, C, H, W] float32 (unclamped) for a latents dict."""
-  import jax
+def styles(generator, params: dict, latents: dict, *, truncation_psi: float = 1.0,
+           truncation_cutoff: int | None = None, class_index: int | None = None):
+  """The style input ws [B, L, D] of a latents dict: 'dlatents' as is, 'latent' through the
+  prior, 'z' through the mapping network (see the module docstring); ValueError otherwise."""
   import jax.numpy as jnp
-  if "dlatents" in latents:
-    w = jnp.asarray(latents["dlatents"], jnp.float32)
-  elif "latent" in latents:
+  found = [k for k in LATENT_KEYS if k in latents]
+  if len(found) != 1:
+    raise ValueError(f"latents need exactly one of 'dlatents', 'latent' or 'z'; found "
+                     f"{sorted(latents)}.")
+  key = found[0]
+  if key != "z" and (truncation_psi != 1.0 or truncation_cutoff is not None
+                     or class_index is not None):
+    raise ValueError(f"--truncation_psi, --truncation_cutoff and --class_index apply to 'z' "
+                     f"(mapped by the mapping network), not to '{key}'.")
+  a = jnp.asarray(latents[key], jnp.float32)
+  if key == "dlatents":
+    return a
+  if key == "latent":
     missing = [p for p in generator.required_parts() if p not in params]
     if missing:
       raise ValueError(f"'latent' is the search variable: mapping it needs {missing}, which "
-                       "these weights lack; render 'dlatents' instead.")
-    w = generator.latent_to_w(params, jnp.asarray(latents["latent"], jnp.float32))
-  else:
-    raise ValueError(f"latents need 'dlatents' or 'latent'; found {sorted(latents)}.")
+                       "these weights lack; render 'dlatents' or 'z' instead.")
+    return generator.latent_to_w(params, a)
+  if a.ndim != 2:
+    raise ValueError(f"'z' must be [B, z_dim], got shape {tuple(a.shape)}.")
+  return generator.mapping(params, a, truncation_psi, class_index, truncation_cutoff)
+
+
+def noise_maps(generator, params: dict, latents: dict, batch: int,
+               noise_mode: str = "const") -> list:
+  """One [B, 1, r, r] unit noise map per noise layer: the npz's noise_<i> (zeros for layers it
+  lacks), or, when it has none, the model's constant maps ('const') or zeros ('none')."""
+  import jax.numpy as jnp
+  if noise_mode not in NOISE_MODES:
+    raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}.")
+  shapes = generator.noise_shapes
+  given = any(f"noise_{i}" in latents for i in range(len(shapes)))
+  if not given and noise_mode == "const":
+    const = generator.const_noise(params, batch)
+    if const is not None:
+      return [jnp.asarray(n, jnp.float32) for n in const]
+  noise = []
+  for i, shape in enumerate(shapes):
+    a = latents.get(f"noise_{i}")
+    if a is None:
+      a = np.zeros((batch,) + shape, np.float32)
+    if a.shape != (batch,) + shape:
+      raise ValueError(f"noise_{i} has shape {a.shape}, expected {(batch,) + shape}.")
+    noise.append(jnp.asarray(a, jnp.float32))
+  return noise
+
+
+def render_arrays(generator, params: dict, latents: dict, *, noise_mode: str = "const",
+                  truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                  class_index: int | None = None) -> np.ndarray:
+  """Raw generator output [B, C, H, W] float32 (unclamped) for a latents dict."""
+  import jax
+  w = styles(generator, params, latents, truncation_psi=truncation_psi,
+             truncation_cutoff=truncation_cutoff, class_index=class_index)
   b = w.shape[0]
   expected = (generator.num_layers, generator.latent_dim)
   if w.ndim != 3 or tuple(w.shape[1:]) != expected:
     raise ValueError(f"latents have shape {tuple(w.shape)}; this generator needs [B, "
                      f"{expected[0]}, {expected[1]}].")
-  noise = []
-  for i, shape in enumerate(generator.noise_shapes):
-    a = latents.get(f"noise_{i}")
-    if a is None:
-      a = np.zeros((b,) + shape, np.float32)
-    if a.shape != (b,) + shape:
-      raise ValueError(f"noise_{i} has shape {a.shape}, expected {(b,) + shape}.")
-    noise.append(jnp.asarray(a, jnp.float32))
-  unknown = [k for k in latents if k not in ("dlatents", "latent")
+  unknown = [k for k in latents if k not in LATENT_KEYS
              and not (k.startswith("noise_") and k[6:].isdigit()
                       and int(k[6:]) < len(generator.noise_shapes))]
   if unknown:
     raise ValueError(f"unexpected arrays in latents: {unknown}.")
+  noise = noise_maps(generator, params, latents, b, noise_mode)
   fn = jax.jit(lambda p, w, n: generator.render(p, w, n))
   return np.asarray(fn(params, w, noise))
 
@@ -148,13 +206,14 @@ def write_images(raw: np.ndarray, out: str, overwrite: bool = False) -> list[str
 
 
 def render_file(weights: str | None, latents_path: str, out: str, overwrite: bool = False,
-                rows: str = "kept") -> list[str]:
-  """Renders `rows` (`select_rows`) of an npz with `weights` (None: the built-in default)."""
+                rows: str = "kept", **options) -> list[str]:
+  """Renders `rows` (`select_rows`) of an npz with `weights` (None: the built-in default);
+  options: `render_arrays`' noise_mode, truncation_psi, truncation_cutoff, class_index."""
   from pulse_jax import generators, models
   w = models.load(weights, log=lambda s: None)
   g = generators.Generator(w.kind, w.config)  # rendering needs no prior unless 'latent' is given
   latents = select_rows(load_latents(latents_path), rows)
-  return write_images(render_arrays(g, w.params, latents), out, overwrite)
+  return write_images(render_arrays(g, w.params, latents, **options), out, overwrite)
 
 
 def main(argv):
@@ -176,7 +235,10 @@ def main(argv):
     print(f"pulse_jax.render: error: {e}", file=sys.stderr)
     return 2
   try:
-    for p in render_file(FLAGS.weights, FLAGS.latents, FLAGS.out, FLAGS.overwrite, FLAGS.rows):
+    for p in render_file(FLAGS.weights, FLAGS.latents, FLAGS.out, FLAGS.overwrite, FLAGS.rows,
+                         noise_mode=FLAGS.noise_mode, truncation_psi=FLAGS.truncation_psi,
+                         truncation_cutoff=FLAGS.truncation_cutoff,
+                         class_index=FLAGS.class_index):
       print(f"wrote {p}")
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"pulse_jax.render: error: {e}", file=sys.stderr)

@@ -3,8 +3,11 @@
 A `RunOptions` holds the options as given: `given_names()` are the keywords it was built with
 (from the command line: the flags given). `resolve` makes the options a job runs with: each
 given option as given, else the built-in model's preset (`pulse_jax.models.PRESETS`, looked up
-by the --weights name; a converted weights directory has none), else the global default;
-`sources` says which ('given', 'preset' or 'default') and `record` puts both in the reports.
+by the --weights name; a converted weights directory has none), else the generator family's
+default for that architecture (`Family.search_defaults`, read from a converted directory's
+metadata.json: e.g. StyleGAN2 zeroes its LAST noise layer where v1's default '17' names layer
+17), else the global default; `sources` says which ('given', 'preset', 'family' or 'default')
+and `record` puts both in the reports.
 """
 from __future__ import annotations
 
@@ -33,8 +36,9 @@ def _init(self, **values) -> None:
     setattr(self, o.name, values[o.name] if o.name in values else o.default)
   self._given = frozenset(values)
   self._baseline = {o.name: o.default for o in options.run_options()}  # the values not given
-  self.sources = {}      # by `resolve`: name -> 'given' | 'preset' | 'default'
+  self.sources = {}      # by `resolve`: name -> 'given' | 'preset' | 'family' | 'default'
   self.preset = None     # by `resolve`: the preset's model name, or None
+  self.family = None     # by `resolve`: the kind whose family defaults apply, or None
 
 
 def _given_names(self) -> frozenset:
@@ -89,12 +93,42 @@ def preset_for(model_name) -> tuple[str | None, dict]:
   return name, preset
 
 
-def resolve(o: RunOptions, model_name=None) -> RunOptions:
-  """The options a job runs with (see the module docstring), with `sources` and `preset`.
+def family_defaults_for(model_name) -> tuple[str | None, dict]:
+  """(kind, values) of `Family.search_defaults` for the converted weights directory that
+  `--weights=model_name` names; (None, {}) for a built-in model (its preset plays that role),
+  a name that is not a weights directory or unreadable metadata (loading reports those)."""
+  import json
+  from pulse_jax import models
+  name = os.fspath(model_name) if model_name else models.DEFAULT_MODEL
+  path = os.path.join(name, "metadata.json")
+  if name in models.BUILTIN or not os.path.isfile(path):
+    return None, {}
+  try:
+    with open(path) as f:
+      meta = json.load(f)
+    from pulse_jax.generators import family
+    fam = family(meta["kind"])
+    values = dict(fam.search_defaults(fam.config_from_dict(meta["config"])))
+  except (OSError, ValueError, KeyError, TypeError):
+    return None, {}
+  for k in values:
+    o = options.OPTIONS.get(k)
+    if o is None or o.scope == "cli" or not o.presettable:
+      raise ValueError(f"{type(fam).__name__}.search_defaults: {k!r} is not an option a "
+                       "family may set.")
+  return fam.kind, values
 
-  model_name: the model whose preset applies (default: `o.weights`, None: the built-in default).
+
+def resolve(o: RunOptions, model_name=None) -> RunOptions:
+  """The options a job runs with (see the module docstring), with `sources`, `preset` and
+  `family`.
+
+  model_name: the model whose preset and family defaults apply (default: `o.weights`, None:
+  the built-in default).
   """
-  name, preset = preset_for(o.weights if model_name is None else model_name)
+  model_name = o.weights if model_name is None else model_name
+  name, preset = preset_for(model_name)
+  kind, fam = family_defaults_for(model_name)
   given = o.given_names()
   values, sources = {}, {}
   for opt in options.run_options():
@@ -102,6 +136,8 @@ def resolve(o: RunOptions, model_name=None) -> RunOptions:
       values[opt.name], sources[opt.name] = getattr(o, opt.name), "given"
     elif opt.name in preset:
       values[opt.name], sources[opt.name] = preset[opt.name], "preset"
+    elif opt.name in fam:
+      values[opt.name], sources[opt.name] = fam[opt.name], "family"
     else:
       values[opt.name], sources[opt.name] = opt.default, "default"
   r = RunOptions(**{n: v for n, v in values.items() if n in given})
@@ -109,6 +145,7 @@ def resolve(o: RunOptions, model_name=None) -> RunOptions:
     setattr(r, n, v)
   r._baseline = dict(values)
   r.sources, r.preset = sources, name
+  r.family = kind if any(s == "family" for s in sources.values()) else None
   return r
 
 
@@ -127,6 +164,8 @@ def check_options(o: RunOptions) -> None:
   """Raises UsageError naming every bad option ('--flag: what is wrong; --flag2: ...');
   otherwise normalises the values (ints, floats, str paths)."""
   why = {n: f"(the {o.preset} preset)" for n, s in o.sources.items() if s == "preset"}
+  why.update({n: f"(the {o.family} family default)" for n, s in o.sources.items()
+              if s == "family"})
   values, found = options.problems({n: getattr(o, n) for n in NAMES}, why=why)
   if not found:
     try:  # a rule of SearchConfig over several options
@@ -142,7 +181,7 @@ def check_options(o: RunOptions) -> None:
 # ----------------------------------------------------------------------------- reports
 
 def source_of(o: RunOptions, name: str) -> str:
-  """'given', 'preset' or 'default' (before `resolve`: 'given' or 'default')."""
+  """'given', 'preset', 'family' or 'default' (before `resolve`: 'given' or 'default')."""
   if o.sources:
     return o.sources[name]
   return "given" if name in o.given_names() else "default"

@@ -375,6 +375,38 @@ def mapping(params: dict, config: Stylegan3Config, z: jax.Array, c: jax.Array | 
 
 # ----------------------------------------------------------------------------- synthesis ops
 
+def _conv_plain(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      precision=HIGHEST)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  """Stride-1 NHWC / HWIO conv whose input gradient is a plain conv of the same layouts with
+  the flipped, transposed kernel: JAX's own transpose rule gives a conv in swapped layouts,
+  which XLA:CPU runs on a slow generic path inside the search's `lax.scan` (as
+  `pulse_jax.layers.conv_nhwc`, at Precision.HIGHEST here)."""
+  return _conv_plain(x, kernel, padding)
+
+
+def _conv_fwd(x, kernel, padding):
+  return _conv_plain(x, kernel, padding), (x, kernel)
+
+
+def _conv_bwd(padding, res, g):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  (t, b), (l, r) = padding
+  kernel_t = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+  dx = _conv_plain(g, kernel_t, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)))
+  _, kernel_vjp = jax.vjp(lambda w: _conv_plain(x, w, padding), kernel)  # unused by a search
+  return dx, kernel_vjp(g)[0]
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
 def _depthwise(x: jax.Array, taps: jax.Array, strides: tuple[int, int]) -> jax.Array:
   """Valid correlation of every channel with `taps` [kh, kw]. x: [B, H, W, C] (NHWC)."""
   c = x.shape[-1]
@@ -393,17 +425,83 @@ def upfirdn2d(x: jax.Array, f: jax.Array | None, up: int = 1, down: int = 1,
   x: [B, H, W, C] -> [B, H', W', C], H' = (H up + y0 + y1 - kh) // down + 1.
   """
   px0, px1, py0, py1 = padding
+  if f is not None and jnp.ndim(f) == 1:  # separable: shifted slices per axis, by phase
+    g = jnp.asarray(f, jnp.float32)[::-1] * math.sqrt(gain)
+    x = _fir_axis(x, g, up, down, py0, py1, axis=1)
+    return _fir_axis(x, g, up, down, px0, px1, axis=2)
   if up > 1 or any(padding):
     x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (py0, py1 + up - 1, up - 1),
                                                (px0, px1 + up - 1, up - 1), (0, 0, 0)))
   if f is None:
     return x[:, ::down, ::down]
-  f = jnp.asarray(f, jnp.float32)
-  if f.ndim == 1:
-    f = f[::-1] * math.sqrt(gain)
-    x = _depthwise(x, f[None, :], (1, down))
-    return _depthwise(x, f[:, None], (down, 1))
-  return _depthwise(x, f[::-1, ::-1] * gain, (down, down))
+  return _depthwise(x, jnp.asarray(f, jnp.float32)[::-1, ::-1] * gain, (down, down))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _fir_axis(x: jax.Array, g: jax.Array, up: int, down: int, p0: int, p1: int,
+              axis: int) -> jax.Array:
+  """`upfirdn2d` along one axis: zero-insert `up`, pad (p0, p1), correlate with g [k], keep
+  every `down`-th. Computed as a sum of k shifted (strided) slices of x, each output phase
+  (j mod up) with only the taps that meet input pixels, so no zero is multiplied and no
+  depthwise convolution is run (XLA:CPU runs those slowly, inside the search's loop most).
+  Its input gradient is the adjoint resampling (NVIDIA's upfirdn2d backward: flipped taps,
+  up and down swapped), computed the same way."""
+  return _fir_axis_impl(x, g, up, down, p0, p1, axis)
+
+
+def _fir_axis_fwd(x, g, up, down, p0, p1, axis):
+  return _fir_axis_impl(x, g, up, down, p0, p1, axis), (x, g)
+
+
+def _fir_axis_bwd(up, down, p0, p1, axis, res, dy):
+  x, g = res
+  n, k, out_len = x.shape[axis], g.shape[0], dy.shape[axis]
+  q0 = k - 1 - p0
+  q1 = n * up - up + 1 - out_len * down + p0
+  dx = _fir_axis_impl(dy, g[::-1], down, up, q0, q1, axis)
+  _, g_vjp = jax.vjp(lambda g: _fir_axis_impl(x, g, up, down, p0, p1, axis), g)  # unused
+  return dx, g_vjp(dy)[0]
+
+
+_fir_axis.defvjp(_fir_axis_fwd, _fir_axis_bwd)
+
+
+def _fir_axis_impl(x: jax.Array, g: jax.Array, up: int, down: int, p0: int, p1: int,
+                   axis: int) -> jax.Array:
+  n, k = x.shape[axis], g.shape[0]
+  length = n * up + p0 + p1  # the zero-inserted, padded signal
+  out_len = (length - k) // down + 1
+  if out_len < 1:
+    raise ValueError(f"upfirdn2d: a signal of {length} is shorter than the {k}-tap filter.")
+  # output j reads v[j * down + t] = x[(j * down + t - p0) / up] (zero off the grid / outside)
+  period = up // math.gcd(up, down)  # outputs j and j + period meet the same taps
+  count = -(-out_len // period)
+  step = down * period // up  # input pixels between outputs j and j + period
+  phases = []
+  for r in range(period):
+    terms = [(t, (r * down + t - p0) // up) for t in range(k) if (r * down + t - p0) % up == 0]
+    lo = min((i for _, i in terms), default=0)
+    hi = max((i + (count - 1) * step for _, i in terms), default=0)
+    before, after = max(-lo, 0), max(hi - (n - 1), 0)
+    xp = jax.lax.pad(x, jnp.zeros((), x.dtype),
+                     [(before, after, 0) if a == axis else (0, 0, 0) for a in range(x.ndim)])
+    acc = None
+    for t, i in terms:
+      start = i + before
+      sl = jax.lax.slice_in_dim(xp, start, start + (count - 1) * step + 1, step, axis=axis)
+      term = sl * g[t]
+      acc = term if acc is None else acc + term
+    if acc is None:
+      shape = list(x.shape)
+      shape[axis] = count
+      acc = jnp.zeros(shape, x.dtype)
+    phases.append(acc)
+  if period == 1:
+    y = phases[0]
+  else:
+    y = jnp.stack(phases, axis=axis + 1)
+    y = y.reshape(x.shape[:axis] + (count * period,) + x.shape[axis + 1:])
+  return jax.lax.slice_in_dim(y, 0, out_len, axis=axis)
 
 
 def filtered_lrelu(x: jax.Array, fu: jax.Array | None, fd: jax.Array | None, b: jax.Array,
@@ -469,9 +567,7 @@ def _synthesis_layer(p: dict, spec: LayerSpec, config: Stylegan3Config, x: jax.A
   if k == 1:
     x = jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0], precision=HIGHEST)
   else:
-    x = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((k - 1, k - 1), (k - 1, k - 1)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     precision=HIGHEST)
+    x = _conv(x, kernel, ((k - 1, k - 1), (k - 1, k - 1)))
   x = x * (out_scale[:, None, None, :] if out_scale.ndim else out_scale)
   return filtered_lrelu(x, p.get("up_filter"), p.get("down_filter"), p["bias"],
                         up=spec.up_factor, down=spec.down_factor, padding=spec.padding,

@@ -96,9 +96,16 @@ class Generator:
     return jnp.broadcast_to(w, (w.shape[0], self.num_layers, w.shape[2]))
 
   def mapping(self, params: dict, z: jax.Array, truncation_psi: float = 1.0,
-              class_index: int | None = None) -> jax.Array:
-    """The family's mapping network: z [N, z_dim] -> w [N, num_layers, D]."""
-    return self.family.mapping(params, self.config, z, truncation_psi, class_index)
+              class_index: int | None = None,
+              truncation_cutoff: int | None = None) -> jax.Array:
+    """The family's mapping network: z [N, z_dim] -> w [N, num_layers, D] (`Family.mapping`)."""
+    return self.family.mapping(params, self.config, z, truncation_psi, class_index,
+                               truncation_cutoff)
+
+  @property
+  def num_classes(self) -> int:
+    """Classes of a conditional model (0: unconditional)."""
+    return self.family.num_classes(self.config)
 
   def const_noise(self, params: dict, batch: int) -> list[jax.Array] | None:
     return self.family.const_noise(params, self.config, batch)
@@ -134,6 +141,14 @@ def from_weights(weights, compute_dtype: str = "float32", remat: str | bool = "n
   """A `Generator` for a loaded `pulse_jax.checkpoint.GeneratorWeights`."""
   g = Generator(weights.kind, weights.config, compute_dtype, remat)
   missing = [p for p in g.required_parts() if p not in weights.params]
+  if missing and g.num_classes and "gaussian_fit" in missing:
+    n = g.num_classes
+    raise ValueError(
+        f"a conditional {g.kind} model ({n} classes, c_dim={n}): the PULSE search needs a "
+        "latent prior, which this pulse-jax fits for unconditional models only (its prior "
+        "would have to be fitted per class). What works with these weights: rendering, "
+        "python -m pulse_jax.render --weights=DIR --latents=FILE.npz with 'z' and "
+        f"--class_index=0..{n - 1}, or with 'dlatents' (W+).")
   if missing:
     hint = (" A StyleGAN search needs the Gaussian fit: convert with gaussian_fit.pt or the "
             "mapping network among the --source files." if "gaussian_fit" in missing else "")

@@ -26,6 +26,8 @@ class Family(abc.ABC):
   has_wplus: bool = False              # whether GEOCROSS (distances between styles) applies
   # Search options that have a meaning for this family (the reports list only those).
   uses_noise_options: bool = False
+  supports_compute_dtype: bool = False  # --compute_dtype changes how `synthesize` computes
+  supports_remat: bool = False          # --remat changes how `synthesize` computes
 
   # ----- architecture -----
   @abc.abstractmethod
@@ -86,9 +88,16 @@ class Family(abc.ABC):
     """PULSE's latent prior: standard-normal x [N, l, w_dim] -> ws [N, l, w_dim] (l = 1 or
     num_ws; the caller broadcasts l = 1)."""
 
+  def num_classes(self, config) -> int:
+    """Classes of a conditional model (NVIDIA's c_dim); 0 for an unconditional one."""
+    return 0
+
   def mapping(self, params: dict, config, z: jax.Array, truncation_psi: float = 1.0,
-              class_index: int | None = None) -> jax.Array:
-    """z [N, z_dim] -> ws [N, num_ws, w_dim] through the mapping network (render --z)."""
+              class_index: int | None = None,
+              truncation_cutoff: int | None = None) -> jax.Array:
+    """z [N, z_dim] -> ws [N, num_ws, w_dim] through the mapping network (render's 'z');
+    truncation towards the average w on the rows below `truncation_cutoff` (None: all);
+    `class_index` picks the class of a conditional model (required there, refused elsewhere)."""
     raise ValueError(f"{self.kind} weights carry no mapping network: render 'dlatents' or "
                      "'latent' instead of 'z'.")
 

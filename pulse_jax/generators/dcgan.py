@@ -43,7 +43,10 @@ class DCGAN(Family):
   def prior(self, params, config, x):
     return x
 
-  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None,
+              truncation_cutoff=None):
     if truncation_psi != 1.0:
       raise ValueError("the DCGAN has no truncation (no mapping network).")
+    if class_index is not None:
+      raise ValueError("class_index given, but the DCGAN is unconditional.")
     return z.reshape(z.shape[0], 1, -1)

@@ -17,6 +17,8 @@ class StyleGAN1(Family):
   required_parts = ("synthesis", "gaussian_fit")
   has_wplus = True
   uses_noise_options = True
+  supports_compute_dtype = True
+  supports_remat = True
 
   def config_from_dict(self, d):
     return stylegan.StyleGANConfig.from_dict(d)
@@ -57,12 +59,19 @@ class StyleGAN1(Family):
   def prior(self, params, config, x):
     return latent_to_w(x, params["gaussian_fit"])
 
-  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None,
+              truncation_cutoff=None):
+    if class_index is not None:
+      raise ValueError("class_index given, but StyleGAN v1 models are unconditional.")
     if "mapping" not in params:
       return super().mapping(params, config, z, truncation_psi, class_index)
     w = stylegan.MappingNetwork(config).apply({"params": params["mapping"]}, z)
-    if truncation_psi != 1.0:
-      if "dlatent_avg" not in params:
-        raise ValueError("truncation needs dlatent_avg, which these weights lack.")
-      w = params["dlatent_avg"] + truncation_psi * (w - params["dlatent_avg"])
-    return jnp.broadcast_to(w[:, None], (w.shape[0], config.num_layers, w.shape[-1]))
+    ws = jnp.broadcast_to(w[:, None], (w.shape[0], config.num_layers, w.shape[-1]))
+    if truncation_psi == 1.0:
+      return ws
+    if "dlatent_avg" not in params:
+      raise ValueError("truncation needs dlatent_avg, which these weights lack.")
+    avg = params["dlatent_avg"]
+    rows = jnp.arange(config.num_layers)[None, :, None] < (
+        config.num_layers if truncation_cutoff is None else truncation_cutoff)
+    return jnp.where(rows, avg + truncation_psi * (ws - avg), ws)

@@ -46,9 +46,17 @@ class StyleGAN2(Family):
     return tuple(tuple(s) for s in net.noise_shapes(config)) if config.use_noise else ()
 
   def search_defaults(self, config) -> dict:
-    """The reference zeroes the noise of the last 1024 px conv (v1 layer 17): here the last."""
+    """The reference's noise defaults mapped onto this architecture: it zeroes the noise of
+    the last (1024 px) conv, v1's layer 17 of 18; StyleGAN2 has 2 log2(res) - 3 noise layers
+    (17 at 1024, 0..16), so the LAST one here. The first 5 stay trainable (4x4 to 16x16, as
+    v1's), fewer when the model has fewer."""
     n = len(self.noise_shapes(config))
-    return {"bad_noise_layers": str(n - 1) if n else ""}
+    if not n:  # use_noise=False: the noise options do not apply
+      return {}
+    out = {"bad_noise_layers": str(n - 1)}
+    if n < 5:
+      out["num_trainable_noise_layers"] = n
+    return out
 
   def synthesize(self, prepared, config, ws, noise, dtype, remat):
     noise = list(noise) if noise else None
@@ -62,10 +70,14 @@ class StyleGAN2(Family):
     return nvidia_prior.fit_pre_activation(net, params["mapping"], config,
                                            num_samples=num_samples, seed=seed, progress=progress)
 
-  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+  def num_classes(self, config):
+    return config.c_dim
+
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None,
+              truncation_cutoff=None):
     c = _one_hot(config, z.shape[0], class_index)
     return net.mapping(params, config, z, c, truncation_psi=truncation_psi,
-                       truncation_cutoff=None)
+                       truncation_cutoff=truncation_cutoff)
 
   def const_noise(self, params, config, batch):
     return net.const_noise(params, config, batch) if config.use_noise else None
@@ -74,9 +86,9 @@ class StyleGAN2(Family):
 def _one_hot(config, batch: int, class_index):
   if not config.c_dim:
     if class_index is not None:
-      raise ValueError("class_index given, but this model is unconditional (c_dim=0).")
+      raise ValueError("--class_index given, but this model is unconditional (c_dim=0).")
     return None
   if class_index is None or not 0 <= int(class_index) < config.c_dim:
-    raise ValueError(f"this model is conditional with {config.c_dim} classes: pass a class "
-                     f"index in 0..{config.c_dim - 1} (got {class_index!r}).")
+    raise ValueError(f"this model is conditional with {config.c_dim} classes: pass its class "
+                     f"(render: --class_index) in 0..{config.c_dim - 1} (got {class_index!r}).")
   return jnp.broadcast_to(jnp.eye(config.c_dim)[int(class_index)], (batch, config.c_dim))

@@ -53,6 +53,11 @@ class StyleGAN3(Family):
     return nvidia_prior.fit_pre_activation(net, params["mapping"], config,
                                            num_samples=num_samples, seed=seed, progress=progress)
 
-  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None):
+  def num_classes(self, config):
+    return config.c_dim
+
+  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None,
+              truncation_cutoff=None):
     c = _one_hot(config, z.shape[0], class_index)
-    return net.mapping(params, config, z, c, truncation_psi=truncation_psi)
+    return net.mapping(params, config, z, c, truncation_psi=truncation_psi,
+                       truncation_cutoff=truncation_cutoff)

@@ -1,0 +1,160 @@
+"""`python -m pulse_jax.render` on converted StyleGAN2 / StyleGAN3 directories reproduces
+NVIDIA's own outputs (../shared/fixtures/stylegan2_3, made by NVIDIA's code on the CPU):
+'dlatents' with the model's const noise (no noise arrays) and with --noise_mode=none, 'z'
+through the mapping with truncation; and conditional models: rendered with --class_index,
+refused by the search with a message naming the classes.
+
+Tolerance: 1e-5 of the output range (measured 4-5e-7 for SG2, float32 both)."""
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import fixture_path
+from pulse_jax import generators, render
+from pulse_jax import stylegan2 as sg2
+from pulse_jax.checkpoint import load_weights
+from pulse_jax.errors import UsageError
+from pulse_jax.run import RunOptions, run_job
+from test_families_run import healthy_sg2
+
+TOL = 1e-5
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "pulse_jax.render", *map(str, args)],
+                        capture_output=True, text=True, timeout=600)
+
+
+def _rel(a, b) -> float:
+  return float(np.abs(np.asarray(a) - b).max() / np.ptp(b))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+  """The fixtures converted by the CLI, no prior (rendering needs none)."""
+  d = tmp_path_factory.mktemp("w")
+
+  def convert(name):
+    out = d / name
+    if (out / "metadata.json").exists():
+      return out
+    proc = subprocess.run([sys.executable, "-m", "weights_convert",
+                           f"--source={fixture_path(f'stylegan2_3/{name}.pkl')}", f"--out={out}",
+                           "--gaussian_fit_samples=0"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+  return convert
+
+
+def _render(tmp_path, weights, arrays: dict, *flags) -> np.ndarray:
+  np.savez(tmp_path / "in.npz", **arrays)
+  out = tmp_path / "out.npz"
+  proc = _cli(f"--weights={weights}", f"--latents={tmp_path / 'in.npz'}", f"--out={out}",
+              "--rows=all", "--overwrite", *flags)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with np.load(out) as z:
+    return z["image"]
+
+
+def test_sg2_cli_reproduces_nvidia(converted, tmp_path):
+  weights = converted("sg2_tiny64")
+  ref = np.load(fixture_path("stylegan2_3/sg2_tiny64.npz"))
+  assert _rel(_render(tmp_path, weights, {"dlatents": ref["ws"]}), ref["image_const"]) < TOL
+  assert _rel(_render(tmp_path, weights, {"dlatents": ref["ws"]}, "--noise_mode=none"),
+              ref["image_none"]) < TOL
+  trunc = _render(tmp_path, weights, {"z": ref["z"]}, "--truncation_psi=0.7",
+                  "--truncation_cutoff=8")  # the fixture's cutoff (fixtures.json)
+  assert _rel(trunc, ref["image_trunc"]) < TOL
+
+
+def test_sg2_256_conv_clamp_and_fp16_declared(converted):
+  """sg2_tiny256 (conv_clamp 256, num_fp16_res 4 run in float32), through render_file's
+  functions in process."""
+  w = load_weights(str(converted("sg2_tiny256")))
+  g = generators.Generator(w.kind, w.config)
+  ref = np.load(fixture_path("stylegan2_3/sg2_tiny256.npz"))
+  assert _rel(render.render_arrays(g, w.params, {"dlatents": ref["ws"]}), ref["image_const"]) < TOL
+  assert _rel(render.render_arrays(g, w.params, {"dlatents": ref["ws"]}, noise_mode="none"),
+              ref["image_none"]) < TOL
+  assert _rel(render.render_arrays(g, w.params, {"z": ref["z"]}, truncation_psi=0.7,
+                                   truncation_cutoff=8), ref["image_trunc"]) < TOL
+  # the model's const noise is NVIDIA's: noise_<i> = noise_const * noise_strength
+  const = g.const_noise(w.params, 1)
+  strength = ref["noise_strength"]
+  for i, n in enumerate(const):
+    np.testing.assert_allclose(np.asarray(n) * strength[i], ref[f"noise_{i}"], rtol=1e-6,
+                               atol=1e-7)
+
+
+def test_sg3_cli_reproduces_nvidia(converted, tmp_path):
+  weights = converted("sg3t_tiny64")
+  ref = np.load(fixture_path("stylegan2_3/sg3t_tiny64.npz"))
+  assert _rel(_render(tmp_path, weights, {"z": ref["z"]}), ref["image"]) < TOL
+  assert _rel(_render(tmp_path, weights, {"z": ref["z"]}, "--truncation_psi=0.7"),
+              ref["image_trunc"]) < TOL
+
+
+def test_sg3r_in_process(converted):
+  w = load_weights(str(converted("sg3r_tiny64")))
+  g = generators.Generator(w.kind, w.config)
+  ref = np.load(fixture_path("stylegan2_3/sg3r_tiny64.npz"))
+  assert _rel(render.render_arrays(g, w.params, {"dlatents": ref["ws"]}), ref["image"]) < TOL
+  assert _rel(render.render_arrays(g, w.params, {"z": ref["z"]}, truncation_psi=0.7),
+              ref["image_trunc"]) < TOL
+
+
+def test_render_flag_errors(converted, tmp_path):
+  weights = converted("sg2_tiny64")
+  ref = np.load(fixture_path("stylegan2_3/sg2_tiny64.npz"))
+  np.savez(tmp_path / "ws.npz", dlatents=ref["ws"])
+  proc = _cli(f"--weights={weights}", f"--latents={tmp_path / 'ws.npz'}",
+              f"--out={tmp_path / 'o.npz'}", "--truncation_psi=0.7")
+  assert proc.returncode == 1 and "apply to 'z'" in proc.stderr, proc.stderr
+  np.savez(tmp_path / "z.npz", z=ref["z"])
+  proc = _cli(f"--weights={weights}", f"--latents={tmp_path / 'z.npz'}",
+              f"--out={tmp_path / 'o.npz'}", "--class_index=0")
+  assert proc.returncode == 1 and "unconditional" in proc.stderr, proc.stderr
+  proc = _cli(f"--weights={weights}", f"--latents={tmp_path / 'z.npz'}",
+              f"--out={tmp_path / 'o.npz'}", "--noise_mode=random")
+  assert proc.returncode == 2, proc.stderr
+
+
+# ----------------------------------------------------------------------------- conditional
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+  """A random tiny conditional StyleGAN2 (3 classes), saved with save_weights (no prior)."""
+  return healthy_sg2(tmp_path_factory.mktemp("cond") / "weights", c_dim=3, seed=1)
+
+
+def test_conditional_renders_each_class(conditional, tmp_path):
+  w = load_weights(str(conditional))
+  z = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
+  images = [_render(tmp_path, conditional, {"z": z}, f"--class_index={k}") for k in (0, 2)]
+  for k, img in zip((0, 2), images):
+    c = jnp.broadcast_to(jnp.eye(3)[k], (2, 3))
+    ws = sg2.mapping(w.params, w.config, jnp.asarray(z), c)
+    want = np.asarray(sg2.synthesize(w.params, w.config, ws, noise_mode="const"))
+    assert _rel(img, want) < TOL
+  assert np.abs(images[0] - images[1]).max() > 1e-3  # the class matters
+  np.savez(tmp_path / "z.npz", z=z)
+  proc = _cli(f"--weights={conditional}", f"--latents={tmp_path / 'z.npz'}",
+              f"--out={tmp_path / 'o.npz'}")
+  assert proc.returncode == 1 and "3 classes" in proc.stderr and "0..2" in proc.stderr, proc.stderr
+  proc = _cli(f"--weights={conditional}", f"--latents={tmp_path / 'z.npz'}",
+              f"--out={tmp_path / 'o.npz'}", "--class_index=3")
+  assert proc.returncode == 1 and "3 classes" in proc.stderr, proc.stderr
+
+
+def test_conditional_search_is_refused_naming_the_classes(conditional, tmp_path):
+  from PIL import Image
+  Image.new("RGB", (8, 8), (120, 80, 60)).save(tmp_path / "x.png")
+  with pytest.raises(UsageError, match=r"--weights=.*conditional stylegan2 model \(3 classes"
+                                       r".*--class_index=0\.\.2"):
+    run_job(RunOptions(weights=str(conditional), input=str(tmp_path / "x.png"),
+                       output_dir=str(tmp_path / "out"), steps=1, restarts=1),
+            log=lambda s: None, warn=lambda s: None)
