@@ -300,3 +300,37 @@ def test_micro_batches_give_the_same_search(base, tmp_path):
   assert rep["timings"]["micro_batches"] == 2
   np.testing.assert_allclose(_trace_l2(tmp_path, "t8"), _trace_l2(kw["output_dir"], "t8"),
                              rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("family", ["stylegan2", "stylegan3"])
+def test_forward_operators_on_every_family(healthy, tmp_path, family):
+  """Blur + area down-sampling + grayscale + a half-known mask, on a StyleGAN2 and a StyleGAN3:
+  the target is D(a sample of the model); the search runs through the same D: a 1-channel LR
+  written that is D of the HR written, the forward model in the report, within eps."""
+  from pulse_jax.forward import ForwardModel
+  weights = healthy["weights"] if family == "stylegan2" else healthy_sg3(tmp_path / "w3")
+  w = load_weights(str(weights))
+  g = generators.from_weights(w)
+  x = jax.random.normal(jax.random.PRNGKey(7), (1, g.num_layers, g.latent_dim))
+  hr = (g.render(w.params, g.latent_to_w(w.params, x), []) + 1.0) / 2.0
+  fwd = ForwardModel.from_options(factor=g.resolution // 8, blur_sigma=1.0, downsample="area",
+                                  grayscale=True)
+  lr = np.asarray(fwd.apply(jnp.clip(hr, 0, 1), fwd.arrays()))[0, 0]
+  Image.fromarray(np.round(lr * 255).astype(np.uint8)).save(tmp_path / "t.png")
+  mask = np.zeros((8, 8), np.uint8)
+  mask[:, :4] = 255
+  Image.fromarray(mask).save(tmp_path / "m.png")
+  s, lines = _job(weights=str(weights), input=str(tmp_path / "t.png"), restarts=2, steps=20,
+                  chunk_size=10, blur_sigma=1.0, downsample="area", grayscale=True,
+                  mask=str(tmp_path / "m.png"), output_dir=str(tmp_path / "out"))
+  assert s["exit_code"] == 0, lines
+  rep = _report(tmp_path / "out", "t")
+  assert rep["forward"]["grayscale"] and rep["forward"]["downsample"] == "area"
+  with Image.open(tmp_path / "out" / "t" / "lr_0.png") as im:
+    assert im.mode == "L" and im.size == (8, 8)
+  assert rep["within_eps"] and rep["best"]["l2"] <= rep["eps"]
+  # The LR written is D(the HR written): the search ran through this forward model.
+  hr0 = np.asarray(Image.open(tmp_path / "out" / "t" / "hr_0.png"), np.float32) / 255.0
+  d_hr = np.asarray(fwd.apply(jnp.asarray(hr0.transpose(2, 0, 1)[None]), fwd.arrays()))[0, 0]
+  lr0 = np.asarray(Image.open(tmp_path / "out" / "t" / "lr_0.png"), np.float32) / 255.0
+  assert np.abs(d_hr - lr0).max() <= 1.5 / 255, np.abs(d_hr - lr0).max()
