@@ -186,7 +186,12 @@ def measure_jax(spec: dict) -> dict:
 
   if chosen is not None:  # its compile time includes lowering; inputs laid out as it expects
     (compiled, compile_s), lower_s = chosen, 0.0
-    params, state, ref = jax.device_put((params, state, ref), compiled.input_shardings[0])
+    # the driver's chunk program runs on weights prepared once per search, plus the forward
+    # model's (here empty) arrays
+    weights = driver._prepare_program(problem.generator, mesh)(params)  # pylint: disable=protected-access
+    weights, state, ref, fwd = jax.device_put((weights, state, ref, {}),
+                                              compiled.input_shardings[0])
+    chunk = lambda state: compiled(weights, state, ref, fwd)
   else:
     t = time.perf_counter()
     lowered = search.run_chunk.lower(problem, params, state, ref)
@@ -194,6 +199,7 @@ def measure_jax(spec: dict) -> dict:
     t = time.perf_counter()
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t
+    chunk = lambda state: compiled(params, state, ref)
   mem = {}
   try:
     ma = compiled.memory_analysis()
@@ -214,7 +220,7 @@ def measure_jax(spec: dict) -> dict:
 
   def run():
     nonlocal state
-    state, trace = compiled(params, state, ref)
+    state, trace = chunk(state)
     jax.block_until_ready((state, trace))
     return trace
 

@@ -40,21 +40,27 @@ from absl import app, flags
 from experiments import measure
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("nvidia_dir", None, "Checkout of NVlabs/stylegan3 (or stylegan2-ada-pytorch) "
-                    "whose training/networks_stylegan2.py is imported (never copied). None: "
-                    "measure pulse-jax only.")
-flags.DEFINE_integer("resolution", 1024, "Generator resolution.")
-flags.DEFINE_integer("channel_base", 32768, "StyleGAN2 channel_base (32768: config-F).")
-flags.DEFINE_integer("channel_max", 512, "StyleGAN2 channel_max (512: config-F).")
-flags.DEFINE_integer("restarts", 1, "Restarts per step (the batch).")
-flags.DEFINE_integer("lr_size", 32, "LR target size (factor = resolution / lr_size).")
-flags.DEFINE_integer("steps", 2, "Steps per timed round (pulse-jax: one chunk of this many).")
-flags.DEFINE_integer("rounds", 2, "Timed rounds per side; the best is reported.")
-flags.DEFINE_integer("seed", 0, "Seed of the random weights, target and start values.")
-flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(__file__), "results"),
-                    "Where the .json and .md results go ('' : not written).")
-flags.DEFINE_string("tag", None, "File name stem (default sg2_step_<platform>_<date>).")
-flags.DEFINE_multi_string("note", [], "A line for the results' notes (repeatable).")
+
+
+def define_flags() -> None:
+  """The flags of this script (defined only when it runs as a script, so that importing it
+  next to experiments.benchmark defines no clashing flags)."""
+  flags.DEFINE_string("nvidia_dir", None, "Checkout of NVlabs/stylegan3 (or stylegan2-ada-pytorch) "
+                      "whose training/networks_stylegan2.py is imported (never copied). None: "
+                      "measure pulse-jax only.")
+  flags.DEFINE_integer("resolution", 1024, "Generator resolution.")
+  flags.DEFINE_integer("channel_base", 32768, "StyleGAN2 channel_base (32768: config-F).")
+  flags.DEFINE_integer("channel_max", 512, "StyleGAN2 channel_max (512: config-F).")
+  flags.DEFINE_integer("restarts", 1, "Restarts per step (the batch).")
+  flags.DEFINE_integer("lr_size", 32, "LR target size (factor = resolution / lr_size).")
+  flags.DEFINE_integer("steps", 2, "Steps per timed round (pulse-jax: one chunk of this many).")
+  flags.DEFINE_integer("rounds", 2, "Timed rounds per side; the best is reported.")
+  flags.DEFINE_integer("seed", 0, "Seed of the random weights, target and start values.")
+  flags.DEFINE_string("out_dir", os.path.join(os.path.dirname(__file__), "results"),
+                      "Where the .json and .md results go ('' : not written).")
+  flags.DEFINE_string("tag", None, "File name stem (default sg2_step_<platform>_<date>).")
+  flags.DEFINE_multi_string("note", [], "A line for the results' notes (repeatable).")
+
 
 NOISE_TRAINABLE = 5  # the reference's default: the first 5 noise layers are optimised
 
@@ -455,4 +461,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

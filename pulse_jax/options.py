@@ -245,7 +245,7 @@ JOB = (
            "An input image (anything Pillow reads: PNG, JPEG, WebP, BMP, ...) or a folder of "
            "them. Square, with the generator size an integer multiple of its size (else see "
            "--fit). Default: the shipped samples pulse_jax/samples/astronaut_8x8.png and "
-           "astronaut_16x16.png.",
+           "hopper_4x4.png.",
            optional=True, api=False, setting=False, presettable=False),
     Option("output_dir", os.PathLike, "runs",
            "Where OUTPUT_DIR/<input stem>/ folders and summary.json are written.",

@@ -7,7 +7,7 @@ restart's latents (re-render with pulse_jax.render, or continue with --init) and
 then print and write the run summary (OUTPUT_DIR/summary.json). See docs/run.md.
 
 With no --weights the built-in 64x64 DCGAN face model is used; with no --input the shipped
-samples (pulse_jax/samples/astronaut_8x8.png and astronaut_16x16.png).
+samples (pulse_jax/samples/astronaut_8x8.png and hopper_4x4.png).
 
 Run the same command again after an interruption: inputs whose outputs are complete are kept,
 the others are searched again (from their newest checkpoint with --checkpoint_dir).

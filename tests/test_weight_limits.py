@@ -266,7 +266,10 @@ for name, reader, path in json.loads(sys.argv[1]):
         from weights_convert import WeightFileError
         result = {"error": type(e).__name__, "message": str(e), "ok_type": isinstance(e, WeightFileError)}
     result["seconds"] = time.perf_counter() - start
-    result["max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: this process's own peak (ru_maxrss would include the forking parent's RSS,
+    # which Linux carries across exec: a large pytest process would count).
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+    result["max_rss"] = int(hwm.split()[1]) * 1024
     out[name] = result
 print(json.dumps(out))
 """
@@ -310,15 +313,39 @@ def test_hostile_files_are_small(hostile_dir):
     assert max(sizes.values()) < 1 << 20, sizes
 
 
+# `python -m weights_convert ARGS` that writes its own peak RSS (VmHWM, kB) at exit to the file
+# $HWM_FILE (ru_maxrss would include the forking parent's RSS, which Linux carries across exec).
+_CLI_WRAPPER = r"""
+import atexit, os, runpy, sys
+def _hwm():
+    with open("/proc/self/status") as f, open(os.environ["HWM_FILE"], "w") as out:
+        out.write([l for l in f if l.startswith("VmHWM:")][0].split()[1])
+atexit.register(_hwm)
+sys.argv = ["weights_convert"] + sys.argv[1:]
+runpy.run_module("weights_convert", run_name="__main__", alter_sys=True)
+"""
+
+
+class _Usage:
+    def __init__(self, rusage, hwm_kib: int):
+        self.ru_utime, self.ru_stime = rusage.ru_utime, rusage.ru_stime
+        self.ru_maxrss = hwm_kib  # KiB, like ru_maxrss
+
+
 def _run_cli(args):
-    """``python -m weights_convert ARGS`` under the limits: (returncode, stderr, rusage)."""
-    with open(os.devnull, "wb") as null, subprocess.Popen(
-            [sys.executable, "-m", "weights_convert", *args], cwd=REPO, stdout=null,
-            stderr=subprocess.PIPE, preexec_fn=_limit_child) as proc:
-        err = proc.stderr.read().decode("utf-8", "replace")
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage
+    """``python -m weights_convert ARGS`` under the limits: (returncode, stderr, usage) with
+    usage.ru_maxrss the child's own peak (KiB) and its CPU times."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        env = {**os.environ, "HWM_FILE": hwm.name}
+        with open(os.devnull, "wb") as null, subprocess.Popen(
+                [sys.executable, "-c", _CLI_WRAPPER, *args], cwd=REPO, stdout=null, env=env,
+                stderr=subprocess.PIPE, preexec_fn=_limit_child) as proc:
+            err = proc.stderr.read().decode("utf-8", "replace")
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        text = open(hwm.name).read().strip()
+    return proc.returncode, err, _Usage(usage, int(text) if text else 1 << 40)
 
 
 # The CLI starts in ~1 s (imports), so it runs the issue's cases, not all of them.
