@@ -82,7 +82,9 @@ def test_same_images_and_l2_as_the_command(g, cli_run, tmp_path, monkeypatch):
           == {k: v for k, v in rep["options"].items() if k not in skip})
   assert rep["preset"] == r.report["preset"] == "dcgan-digiface"
   assert rep["options"]["steps"] == {"value": 6, "source": "given"}
-  assert rep["options"]["lr_schedule"] == {"value": "linear1cycledrop", "source": "default"}
+  assert rep["options"]["lr_schedule"] == {"value": "linear1cycledrop", "source": "preset"}
+  assert rep["options"]["learning_rate"] == {"value": 0.3, "source": "given"}
+  assert {o["source"] for o in rep["options"].values()} == {"given", "preset", "default"}
   assert "noise_type" not in rep["options"] and "noise_type" not in rep["settings"]
   summary = json.loads((cli_run / "summary.json").read_text())
   assert summary["preset"] == "dcgan-digiface" and summary["options"] == rep["options"]

@@ -49,7 +49,7 @@ def test_flags_are_the_registry():
     if o.choices:
       assert list(f.parser.enum_values) == list(o.choices)
   assert fv["steps"].parser.lower_bound == 1 and fv["micro_batches"].parser.lower_bound == 0
-  assert "dcgan-digiface 100" in fv["steps"].help  # the presets are documented in --help
+  assert "dcgan-digiface 400" in fv["steps"].help  # the presets are documented in --help
 
 
 def test_api_keywords_are_the_registry():
@@ -97,8 +97,10 @@ def test_presets_are_valid_options_of_built_in_models():
     _, found = options.problems(dict(preset))
     assert not found, (name, found)
     assert all(options.get(k).presettable for k in preset)
-  # the README's command: the built-in model's preset (until measured values replace them)
-  assert models.PRESETS[models.DEFAULT_MODEL] == {"steps": 100, "restarts": 16}
+  # the README's command: the built-in model's measured preset (docs/presets.md)
+  assert models.PRESETS[models.DEFAULT_MODEL] == {
+      "steps": 400, "restarts": 12, "learning_rate": 1.6, "lr_schedule": "linear1cycledrop",
+      "opt_name": "adam", "loss_str": "100*L2"}
 
 
 def test_sources_given_preset_default(monkeypatch):
@@ -127,7 +129,7 @@ def test_reports_list_the_options_that_apply():
   r = resolve(RunOptions(noise_type="zero"))
   rec = run_options.record(r, DCGAN)
   assert rec["preset"] == "dcgan-digiface"
-  assert rec["options"]["steps"] == {"value": 100, "source": "preset"}
+  assert rec["options"]["steps"] == {"value": 400, "source": "preset"}
   assert not {"noise_type", "num_trainable_noise_layers", "bad_noise_layers", "tile_latent",
               "compute_dtype", "remat"} & set(rec["options"])
   full = run_options.record(r, STYLEGAN)["options"]

@@ -26,9 +26,9 @@ def _report(out) -> dict:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-  """100 steps, 2 restarts."""
+  """100 steps, 2 restarts, the reference's learning rate (not the DCGAN preset's)."""
   out = tmp_path_factory.mktemp("base")
-  _job(output_dir=str(out), steps=100)
+  _job(output_dir=str(out), steps=100, learning_rate=0.4)
   return out
 
 
