@@ -13,13 +13,11 @@ import jax.numpy as jnp
 
 from pulse_jax import stylegan2 as net
 from pulse_jax.generators import nvidia_prior
-from pulse_jax.generators.base import Family
 
 
-class StyleGAN2(Family):
+class StyleGAN2(nvidia_prior.NvidiaFamily):
   kind = "stylegan2"
-  required_parts = ("synthesis", "gaussian_fit")
-  has_wplus = True
+  net = net
   uses_noise_options = True
 
   def config_from_dict(self, d):
@@ -29,18 +27,6 @@ class StyleGAN2(Family):
     if part == "gaussian_fit":
       return {"mean": self.vector((config.w_dim,)), "std": self.vector((config.w_dim,))}
     return net.part_shapes(config, part)
-
-  def resolution(self, config):
-    return config.img_resolution
-
-  def num_channels(self, config):
-    return config.img_channels
-
-  def num_ws(self, config):
-    return config.num_ws
-
-  def w_dim(self, config):
-    return config.w_dim
 
   def noise_shapes(self, config):
     return tuple(tuple(s) for s in net.noise_shapes(config)) if config.use_noise else ()
@@ -63,32 +49,6 @@ class StyleGAN2(Family):
     return net.synthesize(prepared["synthesis"], config, ws.astype(jnp.float32), noise=noise,
                           noise_mode="none" if noise is None else "const")
 
-  def prior(self, params, config, x):
-    return nvidia_prior.prior(net, params, x)
-
-  def fit_prior(self, params, config, *, num_samples, seed, progress=None):
-    return nvidia_prior.fit_pre_activation(net, params["mapping"], config,
-                                           num_samples=num_samples, seed=seed, progress=progress)
-
-  def num_classes(self, config):
-    return config.c_dim
-
-  def mapping(self, params, config, z, truncation_psi=1.0, class_index=None,
-              truncation_cutoff=None):
-    c = _one_hot(config, z.shape[0], class_index)
-    return net.mapping(params, config, z, c, truncation_psi=truncation_psi,
-                       truncation_cutoff=truncation_cutoff)
-
   def const_noise(self, params, config, batch):
     return net.const_noise(params, config, batch) if config.use_noise else None
 
-
-def _one_hot(config, batch: int, class_index):
-  if not config.c_dim:
-    if class_index is not None:
-      raise ValueError("--class_index given, but this model is unconditional (c_dim=0).")
-    return None
-  if class_index is None or not 0 <= int(class_index) < config.c_dim:
-    raise ValueError(f"this model is conditional with {config.c_dim} classes: pass its class "
-                     f"(render: --class_index) in 0..{config.c_dim - 1} (got {class_index!r}).")
-  return jnp.broadcast_to(jnp.eye(config.c_dim)[int(class_index)], (batch, config.c_dim))
