@@ -37,7 +37,7 @@ LOAD_FROM_BYTES = stand_in("torch.storage", "_load_from_bytes")
 FLOAT_STORAGE = stand_in("torch", "FloatStorage")
 EASYDICT = stand_in("dnnlib.util", "EasyDict")
 BUFFERS = ("resample_filter", "noise_const", "w_avg")
-SG2_SOURCE = "# a made-up module source\ndef modulated_conv2d(): pass\nclass Generator: pass\n"
+SG2_SOURCE = "# a made-up module source\nclass SynthesisBlock(): pass\nclass Generator: pass\n"
 
 
 # ----------------------------------------------------------------------------- writers
@@ -286,7 +286,7 @@ def test_embedded_module_source_is_never_run(tmp_path):
   """A pickle whose module_src would write a file (then raise) loads without running it."""
   marker = tmp_path / "ran"
   src = (f"open({str(marker)!r}, 'w').close()\nraise SystemExit('payload')\n"
-         "def modulated_conv2d(): pass\n")
+         "class SynthesisBlock(): pass\n")
   _, kwargs, tensors = _tiny_generator()
   path = _write_nvidia_pickle(tmp_path / "net.pkl",
                               {"G_ema": _module("Generator", tensors, kwargs, source=src)})
@@ -373,7 +373,7 @@ def test_converter_refuses_mixing_and_discriminators(tmp_path):
   pkl = str(fixture_path("stylegan2_3/sg2_tiny64.pkl"))
   with pytest.raises(ValueError, match="converts on its own|both provide"):
     convert_sources([pkl, pkl], gaussian_fit_samples=4096, log=lambda s: None)
-  with pytest.raises(ValueError, match="Discriminator, not a StyleGAN2"):
+  with pytest.raises(ValueError, match="Discriminator, not a generator this converter reads"):
     convert_sources([pkl], network="D", gaussian_fit_samples=4096, log=lambda s: None)
   with pytest.raises(ValueError, match="StyleGAN v1 sources only"):
     convert_sources([pkl], overrides={"resolution": 64}, gaussian_fit_samples=4096, log=lambda s: None)
@@ -403,3 +403,52 @@ def test_pickle_kind(tmp_path):
   assert nvidia_pickle.pickle_kind(plain) == "pickle"
   with pytest.raises(WeightFileError, match="legacy torch.save file, not a NVIDIA"):
     nvidia_pickle.read_network(legacy)
+
+
+def test_a_new_nvidia_family_is_its_module_table_and_registry_line(tmp_path, monkeypatch):
+  """Issue 12's rule for converters: a family defined here (a StyleGAN2 subclass under another
+  kind), its name table (a module with GENERATOR_CLASS, SOURCE_MARK, from_network) and its
+  registry entry are all it takes for a pickle of its class to be detected, converted, saved,
+  loaded and rendered; nothing in weights_convert or pulse_jax names it."""
+  import sys
+  import types
+  from pulse_jax import generators
+  from pulse_jax.checkpoint import load_weights
+  from pulse_jax.generators import registry
+  from pulse_jax.generators.stylegan2 import StyleGAN2
+  from weights_convert.convert import convert_and_save
+
+  table = types.ModuleType("fancy_tables")
+  table.GENERATOR_CLASS = "training.networks_fancy.Generator"
+  table.SOURCE_MARK = "class FancyBlock("
+  table.from_network = tables_stylegan2.from_network  # the architecture is StyleGAN2's
+  monkeypatch.setitem(sys.modules, "fancy_tables", table)
+
+  class Fancy(StyleGAN2):
+    kind = "fancy"
+    nvidia_table = "fancy_tables"
+
+  monkeypatch.setitem(registry.FAMILIES, "fancy", Fancy())
+  config, kwargs, tensors = _tiny_generator()
+  source = "# a made-up module source\nclass FancyBlock(): pass\nclass Generator: pass\n"
+  path = _write_nvidia_pickle(tmp_path / "fancy.pkl", {
+      "G_ema": _module("Generator", tensors, kwargs, source=source)})
+  assert nvidia_pickle.read_network(path).class_name == "training.networks_fancy.Generator"
+  out = convert_and_save([str(path)], str(tmp_path / "w"), gaussian_fit_samples=4096,
+                         log=lambda s: None)
+  weights = load_weights(out)
+  meta = json.loads((tmp_path / "w" / "metadata.json").read_text())
+  assert weights.kind == meta["kind"] == "fancy"
+  assert meta["sources"][0]["kind"] == "nvidia_fancy"
+  g = generators.from_weights(weights)
+  ws = jnp.zeros((1, g.family.num_ws(g.config), config.w_dim))
+  img = g.render(weights.params, ws, g.family.const_noise(weights.params, g.config, 1))
+  want = sg2.synthesize(weights.params, weights.config, ws)
+  np.testing.assert_allclose(np.asarray(img), np.asarray(want), rtol=1e-6, atol=1e-6)
+  # A class no registered family reads is refused by name, listing the ones that are read.
+  other = _write_nvidia_pickle(tmp_path / "other.pkl", {
+      "G_ema": _module("Generator", tensors, kwargs, source="class Unheard(): pass\n")})
+  from weights_convert.convert import convert_sources
+  with pytest.raises(ValueError, match=r"<unknown module>.Generator, not a generator this "
+                                       r"converter reads \(.*training.networks_fancy.Generator"):
+    convert_sources([str(other)], gaussian_fit_samples=4096, log=lambda s: None)

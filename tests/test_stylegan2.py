@@ -33,7 +33,7 @@ def _rel(got, ref) -> float:
 def _load(name: str):
   pkl = fixture_path(f"stylegan2_3/{name}.pkl")
   ref = dict(np.load(fixture_path(f"stylegan2_3/{name}.npz")))
-  config, params = tables_stylegan2.params_from_network(read_network(pkl))
+  config, params = tables_stylegan2.from_network(read_network(pkl))
   return config, params, ref
 
 

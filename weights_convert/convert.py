@@ -7,12 +7,13 @@ tensor names inside), never from its name:
   - 'stylegan_tf': NVIDIA's official TF pickle (G, D, Gs) - Gs's synthesis,
     mapping and dlatent_avg are taken;
   - 'dcgan': the `weights.tar` of the `gan-face-generate` wheel;
-  - 'nvidia_stylegan2' / 'nvidia_stylegan3': NVIDIA's PyTorch network pickles
+  - 'nvidia_<family>' (nvidia_stylegan2, nvidia_stylegan3): NVIDIA's PyTorch network pickles
     (stylegan2-ada-pytorch, stylegan3; `torch_utils.persistence` objects) - one network,
-    G_ema by default, is read (`nvidia_pickle`);
+    G_ema by default, is read (`nvidia_pickle`); the family is the one whose name table reads
+    that network's class (`nvidia_tables`, from the generator registry);
   - 'stylegan2_tf': NVIDIA's TF StyleGAN2 pickle (G, D, Gs) - Gs (or G), renamed to the
     PyTorch names.
-The NVIDIA kinds convert on their own into kind 'stylegan2' / 'stylegan3' weights.
+The NVIDIA kinds convert on their own into that family's weights.
 Several files may be combined into one StyleGAN checkpoint (synthesis + mapping
 + Gaussian fit).
 """
@@ -94,7 +95,11 @@ def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
       "gan-face-generate's weights.tar.")
 
 
-NVIDIA_KINDS = ("nvidia_stylegan2", "stylegan2_tf", "nvidia_stylegan3")
+NVIDIA_PREFIX = "nvidia_"
+
+
+def _is_nvidia(kind: str) -> bool:
+  return kind.startswith(NVIDIA_PREFIX) or kind == "stylegan2_tf"
 
 
 def read_source(path: str, network: str = "G_ema") -> Source:
@@ -121,9 +126,10 @@ def _read_source(path: str, network: str) -> Source:
   if container == "torch":
     kind, content = _classify_torch(path, read_torch_file(path))
   elif nvidia_pickle.pickle_kind(path) == "persistence":
+    from weights_convert import nvidia_tables
     content = nvidia_pickle.read_network(path, network)
-    kind = ("nvidia_stylegan3" if content.class_name == "training.networks_stylegan3.Generator"
-            else "nvidia_stylegan2")
+    found = nvidia_tables.for_class(content.class_name)
+    kind = NVIDIA_PREFIX + (found[0] if found else "network")
   else:
     from weights_convert.tf_pickle import read_tf_network_pickle
     nets = read_tf_network_pickle(path)
@@ -142,35 +148,32 @@ def _read_source(path: str, network: str) -> Source:
 def _convert_nvidia(src: Source, network: str, meta: dict, log: Callable[[str], None],
                     gaussian_fit_samples: int = 1_000_000,
                     gaussian_fit_seed: int = 0) -> GeneratorWeights:
-  """A NVIDIA StyleGAN2 / StyleGAN3 generator (`NetworkData`) -> 'stylegan2' / 'stylegan3'."""
+  """A NVIDIA generator (`NetworkData`) -> the weights of the family whose name table reads
+  its class (`nvidia_tables`)."""
+  from pulse_jax.generators import family
+  from weights_convert import nvidia_tables
   data = src.content
-  if src.kind == "nvidia_stylegan3":
-    try:
-      from weights_convert import tables_stylegan3
-    except ImportError as e:
-      raise ValueError(f"{src.path}: a StyleGAN3 generator; converting StyleGAN3 is not yet "
-                       f"supported by this pulse-jax ({e}).") from e
-    kind, (cfg, params) = "stylegan3", tables_stylegan3.from_network(data)
-  elif data.class_name == "training.networks_stylegan2.Generator":
-    from weights_convert import tables_stylegan2
-    kind, (cfg, params) = "stylegan2", tables_stylegan2.params_from_network(data)
-  else:
-    raise ValueError(f"{src.path}: network {network!r} is a {data.class_name}, not a StyleGAN2 "
-                     "or StyleGAN3 generator; pass --network=G_ema (or G).")
+  found = nvidia_tables.for_class(data.class_name)
+  if found is None:
+    raise ValueError(f"{src.path}: network {network!r} is a {data.class_name}, not a generator "
+                     f"this converter reads ({', '.join(nvidia_tables.generator_classes())}); "
+                     "pass --network=G_ema (or G).")
+  kind, table = found
+  cfg, params = table.from_network(data)
   meta["network"] = {"name": network, "class_name": data.class_name,
                      "init_kwargs": data.init_kwargs}
   log(f"{src.path}: {network} is a {data.class_name}, {len(data.tensors)} tensors")
-  if gaussian_fit_samples > 0 and not getattr(cfg, "c_dim", 0):
-    from pulse_jax.generators import family
+  classes = family(kind).num_classes(cfg)
+  if gaussian_fit_samples > 0 and not classes:
     log(f"computing the PULSE prior: a Gaussian fit of the mapping's last pre-activation "
         f"({gaussian_fit_samples} samples, seed {gaussian_fit_seed})")
     params["gaussian_fit"] = family(kind).fit_prior(params, cfg, num_samples=gaussian_fit_samples,
                                                     seed=gaussian_fit_seed)
     meta["gaussian_fit"] = {"how": "computed", "of": "mapping pre-activation",
                             "samples": gaussian_fit_samples, "seed": gaussian_fit_seed}
-  elif getattr(cfg, "c_dim", 0):
-    log(f"note: a conditional model ({cfg.c_dim} classes): no PULSE prior is fitted, so it can "
-        "be rendered (pulse_jax.render) but not searched.")
+  elif classes:
+    log(f"note: a conditional model ({classes} classes): no PULSE prior is fitted here; "
+        "pulse_jax.run fits one for the class given with --class_index.")
   return GeneratorWeights(kind, cfg, params, meta)
 
 
@@ -243,7 +246,7 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
     by_kind[s.kind] = s
   meta = {"sources": [s.describe() for s in sources]}
 
-  nvidia = [s for s in sources if s.kind in NVIDIA_KINDS]
+  nvidia = [s for s in sources if _is_nvidia(s.kind)]
   if nvidia:
     if len(sources) != 1:
       raise ValueError("A NVIDIA network pickle converts on its own; do not combine it with "

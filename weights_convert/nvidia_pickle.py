@@ -52,18 +52,11 @@ __all__ = ["NetworkData", "PERSISTENCE_GLOBAL", "is_stylegan2_tf", "network_from
            "pickle_kind", "read_network", "tf_init_kwargs"]
 
 PERSISTENCE_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
-SG2_GENERATOR = "training.networks_stylegan2.Generator"
 _WHAT = "NVIDIA network pickles"
 _HINT = ("Only torch_utils.persistence objects holding tensors, numpy scalars and plain Python "
          "values are read (their embedded source code is never run). If this is a trusted file "
          "of another kind, re-save its G_ema state_dict with torch; otherwise it is not a "
          "StyleGAN network pickle.")
-# Marks in the embedded module source -> the module NVIDIA's repos define it in.
-_MODULE_MARKS = (
-    ("class SynthesisInput(", "training.networks_stylegan3"),
-    ("def modulated_conv2d(", "training.networks_stylegan2"),
-    ("class AugmentPipe(", "training.augment"),
-)
 _GENERATOR_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 _MAX_DEPTH = 64
 
@@ -396,10 +389,11 @@ def _init_kwargs(path: str, network: str, obj: PersistentObject) -> dict:
 
 
 def _class_name(obj: PersistentObject) -> str:
-  for mark, module in _MODULE_MARKS:
-    if mark in obj.module_src:
-      return f"{module}.{obj.class_name}"
-  return f"<unknown module>.{obj.class_name}"
+  """'<module>.<class>': the module found from marks in the embedded source (searched, never
+  run; `nvidia_tables.module_marks`: each known module's own line)."""
+  from weights_convert.nvidia_tables import module_marks
+  found = sorted({module for mark, module in module_marks() if mark in obj.module_src})
+  return f"{found[0] if len(found) == 1 else '<unknown module>'}.{obj.class_name}"
 
 
 # ----------------------------------------------------------------------------- TensorFlow
@@ -488,7 +482,7 @@ def network_from_tf(nets: Any, path: str, network: str = "G_ema") -> NetworkData
   if not is_stylegan2_tf(net):
     raise WeightFileError(f"{describe(path)}: {network!r} is not a StyleGAN2 generator (no "
                           "modulated convs; a StyleGAN v1 TF pickle converts as 'stylegan_tf')")
-  from weights_convert.tables_stylegan2 import TF_TRANSFORMS, TF_UNUSED, tf_table
+  from weights_convert.tables_stylegan2 import GENERATOR_CLASS, TF_TRANSFORMS, TF_UNUSED, tf_table
   kwargs = tf_init_kwargs(path, net.static_kwargs)
   table = tf_table(kwargs)
   variables = net.flat_variables()
@@ -506,4 +500,4 @@ def network_from_tf(nets: Any, path: str, network: str = "G_ema") -> NetworkData
   for e in table:
     a = filt if e.tf is None else TF_TRANSFORMS[e.transform](np.asarray(variables[e.tf]))
     tensors[e.torch] = np.array(a, dtype=np.float32, order="C")  # keeps 0-d shapes
-  return NetworkData(SG2_GENERATOR, kwargs, tensors, path)
+  return NetworkData(GENERATOR_CLASS, kwargs, tensors, path)

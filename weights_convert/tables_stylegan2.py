@@ -25,6 +25,9 @@ import numpy as np
 from pulse_jax import stylegan2
 from pulse_jax.upfirdn import setup_filter
 
+GENERATOR_CLASS = "training.networks_stylegan2.Generator"  # stylegan2-ada-pytorch: training.networks
+SOURCE_MARK = "class SynthesisBlock("  # in networks_stylegan2.py (and networks.py), not in SG3's
+
 TRANSFORMS = {
     "copy": lambda a: a,
     "transpose": lambda a: a.T,  # FC [out, in] -> [in, out]
@@ -233,7 +236,7 @@ def tf_table(init_kwargs: dict) -> list[TFName]:
   return out
 
 
-def params_from_network(data, config: stylegan2.Stylegan2Config | None = None) -> tuple:
+def from_network(data, config: stylegan2.Stylegan2Config | None = None) -> tuple:
   """(config, params) of a ``nvidia_pickle.NetworkData`` of a StyleGAN2 generator."""
   config = config or stylegan2.Stylegan2Config.from_init_kwargs(data.init_kwargs)
   return config, apply_table(torch_table(config), data.tensors, data.source, config)

@@ -16,6 +16,7 @@ from pulse_jax.stylegan3 import Stylegan3Config
 from weights_convert.tables import Entry, apply_table
 
 GENERATOR_CLASS = "training.networks_stylegan3.Generator"
+SOURCE_MARK = "class SynthesisInput("  # the Fourier-feature input: networks_stylegan3.py only
 
 
 def generator_table(config: Stylegan3Config) -> list[Entry]:

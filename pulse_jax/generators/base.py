@@ -28,6 +28,9 @@ class Family(abc.ABC):
   uses_noise_options: bool = False
   supports_compute_dtype: bool = False  # --compute_dtype changes how `synthesize` computes
   supports_remat: bool = False          # --remat changes how `synthesize` computes
+  # Module of the name table that converts this family's NVIDIA network pickles
+  # (GENERATOR_CLASS, SOURCE_MARK, from_network: `weights_convert.nvidia_tables`); '' if none.
+  nvidia_table: str = ""
 
   # ----- architecture -----
   @abc.abstractmethod

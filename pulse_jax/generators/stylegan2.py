@@ -17,6 +17,7 @@ from pulse_jax.generators import nvidia_prior
 
 class StyleGAN2(nvidia_prior.NvidiaFamily):
   kind = "stylegan2"
+  nvidia_table = "weights_convert.tables_stylegan2"
   net = net
   uses_noise_options = True
 

@@ -14,6 +14,7 @@ from pulse_jax.generators import nvidia_prior
 
 class StyleGAN3(nvidia_prior.NvidiaFamily):
   kind = "stylegan3"
+  nvidia_table = "weights_convert.tables_stylegan3"
   net = net
 
   def config_from_dict(self, d):
