@@ -324,7 +324,8 @@ DEVICE = (
            "Generator arithmetic (StyleGAN); losses and optimiser stay float32.",
            choices=COMPUTE_DTYPES, applies=HAS_COMPUTE_DTYPE),
     Option("remat", bool, False,
-           "Recompute StyleGAN activations in the backward pass (less memory, more time).",
+           "Recompute StyleGAN activations in the backward pass: ~0.4x the memory per restart "
+           "at 1024 px (docs/scaling.md), one more forward pass per step.",
            applies=HAS_REMAT, affects_result=False),
     Option("chunk_size", int, 25,
            "Steps per compiled chunk: one progress line (and intermediate frame) per chunk.",

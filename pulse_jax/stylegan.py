@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from pulse_jax import layers
+from pulse_jax import remat as remat_lib
 
 FUSED_MIN_RESOLUTION = 128  # output resolution from which up-sampling is a fused transposed conv
 
@@ -197,6 +198,9 @@ def _epilogue(x, w, dlatent, noise, eps: float, blur: bool):
   dtype = x.dtype
   c = x.shape[-1]
   x = x + w["bias"]
+  # Tied to x: else XLA hoists noise_weight x noise (fixed noise maps are loop-invariant) out
+  # of the search loop as a [B, H, W, C] buffer per layer, ~190 MB per restart at 1024 px.
+  noise = remat_lib.depend_on(noise, x)
   x = x + w["noise_weight"] * jnp.transpose(noise, (0, 2, 3, 1)).astype(dtype)
   x = layers.instance_norm(layers.leaky_relu(x), eps)
   style = jnp.dot(dlatent.astype(w["style_kernel"].dtype), w["style_kernel"]) + w["style_bias"]  # [B, 2C]
@@ -205,20 +209,27 @@ def _epilogue(x, w, dlatent, noise, eps: float, blur: bool):
   return x * scale + shift
 
 
-def _block(config: StyleGANConfig, block: int, remat: str, x, w, dlatents, noise0, noise1):
-  """One resolution: layers 2*block and 2*block + 1. x: [B, H, W, C] or None (block 0)."""
+def _recomputed_epilogue(x, w, dlatent, noise, eps: float, blur: bool):
+  """`_epilogue` saving only its inputs (the conv output) for the backward pass."""
+  fn = lambda w, x, dlatent, noise: _epilogue(x, w, dlatent, noise, eps, blur)
+  return remat_lib.recompute_in_backward(fn)(w, x, dlatent, noise)
+
+
+def _block(config: StyleGANConfig, block: int, remat: str, w, x, styles, noise0, noise1):
+  """One resolution: layers 2*block and 2*block + 1. w: prepared `block_<block>`; x:
+  [B, H, W, C] or None (block 0); styles: [B, 2, D] (those layers' dlatents)."""
   i0, i1 = 2 * block, 2 * block + 1
   epilogue = _epilogue
-  if remat == "epilogue":  # keep only conv outputs; recompute the elementwise chain
-    epilogue = jax.checkpoint(epilogue, static_argnums=(4, 5))
+  if remat in ("epilogue", "block"):  # keep only conv outputs; recompute the elementwise chain
+    epilogue = _recomputed_epilogue
   if block == 0:
-    x = jnp.broadcast_to(w["const"], (dlatents.shape[0],) + w["const"].shape[1:])
-    x = epilogue(x, w[f"layer_{i0}"], dlatents[:, i0], noise0, config.instance_norm_eps, False)
+    x = jnp.broadcast_to(w["const"], (styles.shape[0],) + w["const"].shape[1:])
+    x = epilogue(x, w[f"layer_{i0}"], styles[:, 0], noise0, config.instance_norm_eps, False)
   else:
     x = layers.upsample_conv2d_prepared(x, w[f"conv_{i0}"])
-    x = epilogue(x, w[f"layer_{i0}"], dlatents[:, i0], noise0, config.instance_norm_eps, True)
+    x = epilogue(x, w[f"layer_{i0}"], styles[:, 0], noise0, config.instance_norm_eps, True)
   x = layers.conv2d_prepared(x, w[f"conv_{i1}"])
-  return epilogue(x, w[f"layer_{i1}"], dlatents[:, i1], noise1, config.instance_norm_eps, False)
+  return epilogue(x, w[f"layer_{i1}"], styles[:, 1], noise1, config.instance_norm_eps, False)
 
 
 def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
@@ -229,7 +240,9 @@ def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
   (float64 when `dtype` is float64: the verification mode, under jax x64).
   remat: 'none'; 'epilogue' keeps only each conv's output for the backward pass and recomputes
   the elementwise chain after it (bias, noise, LeakyReLU, instance norm, style); 'block'
-  recomputes each whole block.
+  recomputes each whole block, and each chain inside it. Both recompute only once the
+  backward pass reaches them (`remat.recompute_in_backward`), so one block's activations are
+  alive at a time: 417 MiB per restart at 1024 px instead of 1092 (docs/scaling.md).
   """
   cfg = config
   if dlatents.ndim != 3 or dlatents.shape[1:] != (cfg.num_layers, cfg.dlatent_size):
@@ -243,8 +256,9 @@ def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
   for b in range(cfg.resolution_log2 - 1):
     block = functools.partial(_block, cfg, b, remat)
     if remat == "block":
-      block = jax.checkpoint(block)
-    x = block(x, prepared[f"block_{b}"], dlatents, noise[2 * b], noise[2 * b + 1])
+      block = remat_lib.recompute_in_backward(block)
+    x = block(prepared[f"block_{b}"], x, dlatents[:, 2 * b:2 * b + 2], noise[2 * b],
+              noise[2 * b + 1])
   rgb = layers.conv2d_prepared(x, prepared["torgb"]).astype(accum_dtype(dtype))
   rgb = rgb + prepared["torgb_bias"]
   return jnp.transpose(rgb, (0, 3, 1, 2))
