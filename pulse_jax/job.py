@@ -65,6 +65,7 @@ def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list 
 
   model = model or job_generator.load_model(o.weights, log)
   generator = model.generator(o.compute_dtype, o.remat)
+  params = job_generator.search_params(model, generator, o.class_index)
   loss_str, notes = job_generator.loss_for_generator(o.loss_str, generator)
   config = o.search_config(loss_str)
   job_generator.check_layers(config, generator)
@@ -88,7 +89,7 @@ def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list 
     if strict and any(it.status == "failed" for it in items):
       raise inputs_lib.InputError("; ".join(it.message for it in items if it.status == "failed"))
     job_inputs.report_bad(items, log, warn)
-    return _search_and_summarise(o, model, generator, config, forward, items, skipped,
+    return _search_and_summarise(o, model, params, generator, config, forward, items, skipped,
                                  on_result, strict, writer, log, warn, t_start)
 
 
@@ -113,8 +114,8 @@ def forward_setting(forward) -> dict:
   return {k: v for k, v in forward.describe().items() if k not in ("factor", "operators")}
 
 
-def _search_and_summarise(o, model, generator, config, forward, items, skipped, on_result,
-                          strict, writer, log, warn, t_start) -> dict:
+def _search_and_summarise(o, model, params, generator, config, forward, items, skipped,
+                          on_result, strict, writer, log, warn, t_start) -> dict:
   todo = [it for it in items if it.image is not None and it.status != "failed"]
   settings = run_options.settings(o, config, generator)
   settings["forward"] = forward_setting(forward)
@@ -136,7 +137,7 @@ def _search_and_summarise(o, model, generator, config, forward, items, skipped, 
         outputs.clear_outputs(o.output_dir, it.stem)
         os.makedirs(os.path.join(o.output_dir, it.stem), exist_ok=True)
 
-  job = Job(ctx, model.params, on_result=on_result, strict=strict)
+  job = Job(ctx, params, on_result=on_result, strict=strict)
   batches = make_batches(todo, o.batch_size)
   job.search(batches)
   summary = job_outputs.summary(ctx, job, items, skipped, len(batches), summary_path, t_start)

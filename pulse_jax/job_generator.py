@@ -110,6 +110,17 @@ def loss_for_generator(loss_str: str, generator) -> tuple[str, list[str]]:
                f"--loss_str={new!r}"]
 
 
+def search_params(model: Model, generator, class_index: int | None) -> dict:
+  """The params the search uses: a conditional model's with its class's prior
+  (UsageError naming --class_index); for other models --class_index is ignored (a note)."""
+  if not generator.num_classes:
+    return model.params
+  try:
+    return generator.search_params(model.params, class_index)
+  except ValueError as e:
+    raise UsageError(f"--class_index: {e}") from None
+
+
 def check_layers(config, generator) -> None:
   """The noise-layer options against the generator's noise layers (UsageError naming the flag)."""
   if not generator.noise_shapes:

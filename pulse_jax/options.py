@@ -74,6 +74,7 @@ def _uses_remat(g) -> bool:
 
 
 HAS_REMAT = Applies(_uses_remat, "has no rematerialisation policies")
+IS_CONDITIONAL = Applies(lambda g: bool(g.num_classes), "is unconditional (no classes)")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -260,6 +261,11 @@ JOB = (
     Option("duplicates", int, 1,
            "Distinct outputs (best restarts) saved per input; at most --restarts.",
            check=at_least(1), api_name="keep"),
+    Option("class_index", int, None,
+           "For a conditional model (NVIDIA c_dim > 0, e.g. cifar10.pkl): the class to search, "
+           "0..c_dim-1 (required there); the search uses that class's prior, fitted at "
+           "conversion.",
+           check=at_least(0), optional=True, applies=IS_CONDITIONAL, presettable=False),
 )
 
 # The reference's search options (names, formats and defaults): SearchConfig's fields.

@@ -10,7 +10,8 @@ Latents npz keys (exactly one of dlatents, latent, z):
              through the prior first (the Gaussian fit for StyleGAN; the DCGAN's z as is), or
   z          [B, z_dim] mapped through the model's mapping network (NVIDIA's G.mapping), with
              --truncation_psi / --truncation_cutoff (rows below the cutoff; default all) and,
-             for a conditional model, --class_index;
+             for a conditional model, --class_index (which also picks the class's prior for
+             'latent');
   noise_<i>  [B, 1, r, r] the unit noise map of noise layer i (models with noise inputs). When
              the npz has noise maps (a run's latents.npz), layers without one are zero, as the
              search zeroed them; when it has none, --noise_mode decides: 'const' (default) the
@@ -60,9 +61,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("truncation_cutoff", None, "With 'z' and --truncation_psi: truncate "
                        "the W+ rows below this index only (NVIDIA's truncation_cutoff; "
                        "default: every row).", lower_bound=0)
-  flags.DEFINE_integer("class_index", None, "With 'z' and a conditional model: the class "
-                       "(0..classes - 1) fed to the mapping network as a one-hot label.",
-                       lower_bound=0)
+  flags.DEFINE_integer("class_index", None, "A conditional model's class (0..classes - 1): "
+                       "with 'z' fed to the mapping network as a one-hot label, with 'latent' "
+                       "the class's prior (the --class_index of the run).", lower_bound=0)
 
 
 def load_latents(path: str) -> dict:
@@ -114,10 +115,12 @@ def styles(generator, params: dict, latents: dict, *, truncation_psi: float = 1.
     raise ValueError(f"latents need exactly one of 'dlatents', 'latent' or 'z'; found "
                      f"{sorted(latents)}.")
   key = found[0]
-  if key != "z" and (truncation_psi != 1.0 or truncation_cutoff is not None
-                     or class_index is not None):
-    raise ValueError(f"--truncation_psi, --truncation_cutoff and --class_index apply to 'z' "
-                     f"(mapped by the mapping network), not to '{key}'.")
+  if key != "z" and (truncation_psi != 1.0 or truncation_cutoff is not None):
+    raise ValueError(f"--truncation_psi and --truncation_cutoff apply to 'z' (mapped by the "
+                     f"mapping network), not to '{key}'.")
+  if key == "dlatents" and class_index is not None:
+    raise ValueError("--class_index applies to 'z' and 'latent' (a conditional model's mapping "
+                     "or per-class prior), not to 'dlatents'.")
   a = jnp.asarray(latents[key], jnp.float32)
   if key == "dlatents":
     return a
@@ -126,6 +129,8 @@ def styles(generator, params: dict, latents: dict, *, truncation_psi: float = 1.
     if missing:
       raise ValueError(f"'latent' is the search variable: mapping it needs {missing}, which "
                        "these weights lack; render 'dlatents' or 'z' instead.")
+    if generator.num_classes or class_index is not None:  # the class's prior
+      params = generator.search_params(params, class_index)
     return generator.latent_to_w(params, a)
   if a.ndim != 2:
     raise ValueError(f"'z' must be [B, z_dim], got shape {tuple(a.shape)}.")

@@ -78,10 +78,11 @@ def converted(tmp_path_factory):
   return out
 
 
-def healthy_sg2(directory, c_dim: int = 0, seed: int = 0) -> pathlib.Path:
+def healthy_sg2(directory, c_dim: int = 0, seed: int = 0, fit: bool | None = None) -> pathlib.Path:
   """A tiny StyleGAN2 (32 px, w_dim 64, 7 noise layers) with NVIDIA's initialisation, noise
   strengths 0.2 and the ToRGB weights scaled by 0.3 (images inside [-1, 1]); the prior fitted
-  on 4096 samples unless conditional. Saved with `checkpoint.save_weights`."""
+  on 4096 samples (per class for a conditional model) when `fit` (default: unless
+  conditional). Saved with `checkpoint.save_weights`."""
   cfg = sg2.Stylegan2Config(z_dim=64, w_dim=64, c_dim=c_dim, img_resolution=32,
                             channel_base=256, channel_max=16, mapping_layers=2, num_fp16_res=0)
 
@@ -92,7 +93,7 @@ def healthy_sg2(directory, c_dim: int = 0, seed: int = 0) -> pathlib.Path:
     return v * 0.3 if "torgb" in name and "kernel" in name else v
 
   params = jax.tree_util.tree_map_with_path(adjust, sg2.init_params(jax.random.PRNGKey(seed), cfg))
-  if not c_dim:
+  if (not c_dim) if fit is None else fit:
     params["gaussian_fit"] = generators.family("stylegan2").fit_prior(params, cfg,
                                                                       num_samples=4096, seed=0)
   return pathlib.Path(save_weights(str(directory), GeneratorWeights("stylegan2", cfg, params, {})))

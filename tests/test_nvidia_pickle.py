@@ -222,10 +222,10 @@ def test_tf_stylegan2_pickle_round_trip(tmp_path):
     nvidia_pickle.read_network(path)
 
 
-def _tiny_generator(seed: int = 0) -> tuple[sg2.Stylegan2Config, dict, dict]:
-  config = sg2.Stylegan2Config(z_dim=8, w_dim=8, img_resolution=8, channel_base=32,
+def _tiny_generator(seed: int = 0, c_dim: int = 0) -> tuple[sg2.Stylegan2Config, dict, dict]:
+  config = sg2.Stylegan2Config(z_dim=8, w_dim=8, c_dim=c_dim, img_resolution=8, channel_base=32,
                                channel_max=8, mapping_layers=2, conv_clamp=None)
-  kwargs = {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 8, "img_channels": 3,
+  kwargs = {"z_dim": 8, "c_dim": c_dim, "w_dim": 8, "img_resolution": 8, "img_channels": 3,
             # EasyDict as pickle writes it (NEWOBJ + state), a numpy scalar inside.
             "mapping_kwargs": EASYDICT.new({"num_layers": 2, "lr_multiplier": np.float32(0.01)}),
             "channel_base": 32, "channel_max": 8, "conv_clamp": None}
@@ -452,3 +452,19 @@ def test_a_new_nvidia_family_is_its_module_table_and_registry_line(tmp_path, mon
   with pytest.raises(ValueError, match=r"<unknown module>.Generator, not a generator this "
                                        r"converter reads \(.*training.networks_fancy.Generator"):
     convert_sources([str(other)], gaussian_fit_samples=4096, log=lambda s: None)
+
+
+def test_conditional_pickle_converts_with_a_prior_per_class(tmp_path):
+  """c_dim=3: one Gaussian fit per class ([3, w_dim]), recorded in the metadata."""
+  from weights_convert.convert import convert_sources
+  _, kwargs, tensors = _tiny_generator(c_dim=3)
+  assert "mapping.embed.weight" in tensors
+  path = _write_nvidia_pickle(tmp_path / "cond.pkl", {"G_ema": _module("Generator", tensors, kwargs)})
+  lines = []
+  weights = convert_sources([str(path)], gaussian_fit_samples=2048, log=lines.append)
+  fit = weights.params["gaussian_fit"]
+  assert weights.kind == "stylegan2" and weights.config.c_dim == 3
+  assert fit["mean"].shape == fit["std"].shape == (3, 8)
+  assert weights.metadata["gaussian_fit"]["per_class"] == 3
+  assert any("one fit per class: 3 classes" in line for line in lines)
+  assert np.abs(fit["mean"][0] - fit["mean"][2]).max() > 0

@@ -14,9 +14,10 @@ from pulse_jax.run_options import RunOptions, check_options, resolve
 from pulse_jax.search_config import SearchConfig
 
 DCGAN = types.SimpleNamespace(kind="dcgan", noise_shapes=(), has_wplus=False,
-                              latent_layers=lambda tile: 1)
+                              latent_layers=lambda tile: 1, num_classes=0)
 STYLEGAN = types.SimpleNamespace(kind="stylegan", noise_shapes=((1, 4, 4),) * 18,
-                                 has_wplus=True, latent_layers=lambda tile: 1 if tile else 18)
+                                 has_wplus=True, latent_layers=lambda tile: 1 if tile else 18,
+                                 num_classes=0)
 
 
 def test_search_config_is_the_search_options():
@@ -134,7 +135,9 @@ def test_reports_list_the_options_that_apply():
               "compute_dtype", "remat"} & set(rec["options"])
   full = run_options.record(r, STYLEGAN)["options"]
   assert full["noise_type"] == {"value": "zero", "source": "given"}
-  assert set(full) == set(run_options.NAMES)
+  assert set(full) == set(run_options.NAMES) - {"class_index"}  # StyleGAN v1: unconditional
+  conditional = types.SimpleNamespace(**{**vars(STYLEGAN), "num_classes": 10})
+  assert set(run_options.record(r, conditional)["options"]) == set(run_options.NAMES)
   settings = run_options.settings(r, r.search_config("100*L2"), DCGAN)
   assert settings["loss_str"] == "100*L2" and settings["loss_str_given"] == r.loss_str
   assert "noise_type" not in settings and "steps" in settings and "quiet" not in settings

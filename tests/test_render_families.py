@@ -2,7 +2,8 @@
 NVIDIA's own outputs (../shared/fixtures/stylegan2_3, made by NVIDIA's code on the CPU):
 'dlatents' with the model's const noise (no noise arrays) and with --noise_mode=none, 'z'
 through the mapping with truncation; and conditional models: rendered with --class_index,
-refused by the search with a message naming the classes.
+searched one class at a time with its own prior (--class_index), and refused by the search
+with a message naming the classes when converted without the per-class priors.
 
 Tolerance: 1e-5 of the output range (measured 4-5e-7 for SG2, float32 both)."""
 import subprocess
@@ -158,3 +159,71 @@ def test_conditional_search_is_refused_naming_the_classes(conditional, tmp_path)
     run_job(RunOptions(weights=str(conditional), input=str(tmp_path / "x.png"),
                        output_dir=str(tmp_path / "out"), steps=1, restarts=1),
             log=lambda s: None, warn=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def conditional_fitted(tmp_path_factory):
+  """The same conditional model with its per-class priors (as weights_convert fits them)."""
+  return healthy_sg2(tmp_path_factory.mktemp("condfit") / "weights", c_dim=3, seed=1, fit=True)
+
+
+def test_conditional_prior_is_one_fit_per_class(conditional_fitted):
+  from pulse_jax.generators import nvidia_prior
+  w = load_weights(str(conditional_fitted))
+  fit = w.params["gaussian_fit"]
+  assert fit["mean"].shape == fit["std"].shape == (3, 64)
+  one = nvidia_prior.fit_pre_activation(sg2, w.params["mapping"], w.config, num_samples=4096,
+                                        seed=0, class_index=2)
+  np.testing.assert_array_equal(fit["mean"][2], one["mean"])
+  np.testing.assert_array_equal(fit["std"][2], one["std"])
+  assert np.abs(fit["mean"][0] - fit["mean"][1]).max() > 1e-2  # the class moves the prior
+  g = generators.from_weights(w)
+  with pytest.raises(ValueError, match="select the class first"):
+    g.latent_to_w(w.params, jnp.zeros((1, g.num_layers, 64)))
+
+
+def _search(weights, tmp_path, name, **kw):
+  from PIL import Image
+  Image.new("RGB", (8, 8), (120, 80, 60)).save(tmp_path / "x.png")
+  run_job(RunOptions(weights=str(weights), input=str(tmp_path / "x.png"),
+                     output_dir=str(tmp_path / name), steps=2, restarts=2, chunk_size=2, **kw),
+          log=lambda s: None, warn=lambda s: None)
+  import json
+  return json.loads((tmp_path / name / "x" / "report.json").read_text())
+
+
+def test_conditional_model_is_searched_with_its_class_prior(conditional_fitted, tmp_path):
+  """--class_index=k searches with class k's prior: the kept latent, mapped through that
+  prior and rendered, is the saved image; the run records the class."""
+  from PIL import Image
+  reports = {k: _search(conditional_fitted, tmp_path, f"out{k}", class_index=k) for k in (0, 2)}
+  for k, rep in reports.items():
+    assert rep["options"]["class_index"] == {"value": k, "source": "given"}
+    assert rep["settings"]["class_index"] == k
+    again = render.render_file(str(conditional_fitted), str(tmp_path / f"out{k}" / "x" / "latents.npz"),
+                               str(tmp_path / f"again{k}.png"), class_index=k)
+    saved = np.asarray(Image.open(tmp_path / f"out{k}" / "x" / "hr_0.png"))
+    assert (np.asarray(Image.open(again[0])) == saved).all()
+  assert reports[0]["best"]["l2"] != reports[2]["best"]["l2"]  # same starts, other priors
+  with pytest.raises(ValueError, match=r"conditional with 3 classes.*--class_index in 0\.\.2"):
+    render.render_file(str(conditional_fitted), str(tmp_path / "out0" / "x" / "latents.npz"),
+                       str(tmp_path / "none.png"))
+
+
+@pytest.mark.parametrize("class_index", [None, 3])
+def test_conditional_search_needs_a_valid_class(conditional_fitted, tmp_path, class_index):
+  with pytest.raises(UsageError, match=r"--class_index: this model is conditional with 3 "
+                                       r"classes: .* in 0\.\.2 \(got " + repr(class_index)):
+    _search(conditional_fitted, tmp_path, "out", class_index=class_index)
+
+
+def test_class_index_does_not_apply_to_an_unconditional_model(tmp_path):
+  """A note, as for every option that does not apply; the search runs."""
+  weights = healthy_sg2(tmp_path / "weights")
+  from PIL import Image
+  Image.new("RGB", (8, 8), (120, 80, 60)).save(tmp_path / "x.png")
+  notes = []
+  run_job(RunOptions(weights=str(weights), input=str(tmp_path / "x.png"),
+                     output_dir=str(tmp_path / "out"), steps=1, restarts=1, class_index=1),
+          log=notes.append, warn=notes.append)
+  assert any("is unconditional (no classes): --class_index does not apply" in n for n in notes)

@@ -25,7 +25,7 @@ flags.DEFINE_string("out", None, "Output weights directory.")
 flags.DEFINE_boolean("overwrite", False, "Replace an existing weights directory at --out.")
 flags.DEFINE_integer("gaussian_fit_samples", 1_000_000,
                      "Samples for the Gaussian fit when a mapping network but no gaussian_fit.pt "
-                     "is given (0: skip).")
+                     "is given (0: skip); per class for a conditional NVIDIA model.")
 flags.DEFINE_integer("gaussian_fit_seed", 0, "Seed of the Gaussian fit's samples.")
 flags.DEFINE_float("instance_norm_eps", None, "Override the instance-norm epsilon (default 1e-5, "
                    "the PULSE reference's; NVIDIA's TF code uses 1e-8).")

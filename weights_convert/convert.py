@@ -164,16 +164,16 @@ def _convert_nvidia(src: Source, network: str, meta: dict, log: Callable[[str], 
                      "init_kwargs": data.init_kwargs}
   log(f"{src.path}: {network} is a {data.class_name}, {len(data.tensors)} tensors")
   classes = family(kind).num_classes(cfg)
-  if gaussian_fit_samples > 0 and not classes:
-    log(f"computing the PULSE prior: a Gaussian fit of the mapping's last pre-activation "
-        f"({gaussian_fit_samples} samples, seed {gaussian_fit_seed})")
+  if gaussian_fit_samples > 0:
+    per = (f", one fit per class: {classes} classes x {gaussian_fit_samples} samples (the "
+           "search picks one with --class_index)") if classes else f", {gaussian_fit_samples} samples"
+    log(f"computing the PULSE prior: a Gaussian fit of the mapping's last pre-activation"
+        f"{per}, seed {gaussian_fit_seed}")
     params["gaussian_fit"] = family(kind).fit_prior(params, cfg, num_samples=gaussian_fit_samples,
                                                     seed=gaussian_fit_seed)
     meta["gaussian_fit"] = {"how": "computed", "of": "mapping pre-activation",
-                            "samples": gaussian_fit_samples, "seed": gaussian_fit_seed}
-  elif classes:
-    log(f"note: a conditional model ({classes} classes): no PULSE prior is fitted here; "
-        "pulse_jax.run fits one for the class given with --class_index.")
+                            "samples": gaussian_fit_samples, "seed": gaussian_fit_seed,
+                            **({"per_class": classes} if classes else {})}
   return GeneratorWeights(kind, cfg, params, meta)
 
 

@@ -102,6 +102,10 @@ class Generator:
     return self.family.mapping(params, self.config, z, truncation_psi, class_index,
                                truncation_cutoff)
 
+  def search_params(self, params: dict, class_index: int | None = None) -> dict:
+    """The params a search uses (a conditional model: its class's prior; `Family.search_params`)."""
+    return self.family.search_params(params, self.config, class_index)
+
   @property
   def num_classes(self) -> int:
     """Classes of a conditional model (0: unconditional)."""
@@ -144,9 +148,10 @@ def from_weights(weights, compute_dtype: str = "float32", remat: str | bool = "n
   if missing and g.num_classes and "gaussian_fit" in missing:
     n = g.num_classes
     raise ValueError(
-        f"a conditional {g.kind} model ({n} classes, c_dim={n}): the PULSE search needs a "
-        "latent prior, which this pulse-jax fits for unconditional models only (its prior "
-        "would have to be fitted per class). What works with these weights: rendering, "
+        f"a conditional {g.kind} model ({n} classes, c_dim={n}) converted without its "
+        "per-class priors (by an earlier pulse-jax, or with --gaussian_fit_samples=0): the "
+        "PULSE search needs them. Convert the pickle again (python -m weights_convert), then "
+        f"search one class with --class_index=0..{n - 1}. Rendering works as it is: "
         "python -m pulse_jax.render --weights=DIR --latents=FILE.npz with 'z' and "
         f"--class_index=0..{n - 1}, or with 'dlatents' (W+).")
   if missing:

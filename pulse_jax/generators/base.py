@@ -95,6 +95,14 @@ class Family(abc.ABC):
     """Classes of a conditional model (NVIDIA's c_dim); 0 for an unconditional one."""
     return 0
 
+  def search_params(self, params: dict, config, class_index: int | None = None) -> dict:
+    """The params a search uses: for a conditional model, those of class `class_index`
+    (required there; e.g. its prior's row); elsewhere `class_index` must be None."""
+    if class_index is not None:
+      raise ValueError(f"--class_index={class_index} given, but this {self.kind} model is "
+                       "unconditional.")
+    return params
+
   def mapping(self, params: dict, config, z: jax.Array, truncation_psi: float = 1.0,
               class_index: int | None = None,
               truncation_cutoff: int | None = None) -> jax.Array:

@@ -1,28 +1,31 @@
 """PULSE's prior for NVIDIA's StyleGAN2/3: a Gaussian fit of the mapping network's last layer
 BEFORE its activation (lrelu 0.2 with gain sqrt 2), the analogue of the reference's fit of
 LeakyReLU(5)(w) for StyleGAN v1. The search variable x ~ N(0, I) becomes
-ws = pre_to_w(x * std + mean)."""
+ws = pre_to_w(x * std + mean).
+
+A conditional model (c_dim > 0) gets one fit per class, with c = one-hot(class): 'mean' and
+'std' are [c_dim, w_dim]; a search selects its class's row (`NvidiaFamily.search_params`,
+`pulse_jax.run --class_index`)."""
 from __future__ import annotations
 
 import functools
 
 import jax.numpy as jnp
+import numpy as np
 
 from pulse_jax.gaussian_fit import fit_moments
 from pulse_jax.generators.base import Family
 
 
-def _features(pre_activation, config, params, z):
-  return pre_activation({"mapping": params}, config, z)
+def _features(pre_activation, config, class_index, params, z):
+  return pre_activation({"mapping": params}, config, z, one_hot(config, z.shape[0], class_index))
 
 
 def fit_pre_activation(module, mapping_params, config, *, num_samples: int, seed: int,
-                       progress=None) -> dict:
-  """{'mean', 'std'} [w_dim] of `module.mapping_pre_activation` over seeded z ~ N(0, I)."""
-  if config.c_dim:
-    raise ValueError(f"conditional model (c_dim={config.c_dim}): the PULSE prior is fitted for "
-                     "unconditional models only; a class-conditional search is not supported.")
-  feats = functools.partial(_features, module.mapping_pre_activation, config)
+                       progress=None, class_index: int | None = None) -> dict:
+  """{'mean', 'std'} [w_dim] of `module.mapping_pre_activation` over seeded z ~ N(0, I)
+  (with c = one-hot(class_index) for a conditional model, where it is required)."""
+  feats = functools.partial(_features, module.mapping_pre_activation, config, class_index)
   return fit_moments(feats, mapping_params, config.z_dim, num_samples=num_samples, seed=seed,
                      progress=progress)
 
@@ -30,7 +33,18 @@ def fit_pre_activation(module, mapping_params, config, *, num_samples: int, seed
 def prior(module, params: dict, x):
   """x [N, l, w_dim] standard normal -> ws [N, l, w_dim]."""
   fit = params["gaussian_fit"]
+  if fit["mean"].ndim != 1:
+    raise ValueError("a conditional model's prior holds one fit per class: select the class "
+                     "first (Generator.search_params / --class_index).")
   return module.pre_to_w(x * fit["std"] + fit["mean"])
+
+
+def check_class(config, class_index) -> int:
+  """The class index of a conditional model, checked (ValueError naming the classes)."""
+  if class_index is None or not 0 <= int(class_index) < config.c_dim:
+    raise ValueError(f"this model is conditional with {config.c_dim} classes: pass its class "
+                     f"with --class_index in 0..{config.c_dim - 1} (got {class_index!r}).")
+  return int(class_index)
 
 
 def one_hot(config, batch: int, class_index):
@@ -38,9 +52,7 @@ def one_hot(config, batch: int, class_index):
     if class_index is not None:
       raise ValueError("--class_index given, but this model is unconditional (c_dim=0).")
     return None
-  if class_index is None or not 0 <= int(class_index) < config.c_dim:
-    raise ValueError(f"this model is conditional with {config.c_dim} classes: pass its class "
-                     f"(render: --class_index) in 0..{config.c_dim - 1} (got {class_index!r}).")
+  check_class(config, class_index)
   return jnp.broadcast_to(jnp.eye(config.c_dim)[int(class_index)], (batch, config.c_dim))
 
 
@@ -66,9 +78,32 @@ class NvidiaFamily(Family):
   def prior(self, params, config, x):
     return prior(self.net, params, x)
 
+  def prior_shapes(self, config) -> dict:
+    """The 'gaussian_fit' part: [w_dim] each, [c_dim, w_dim] for a conditional model."""
+    shape = (config.c_dim, config.w_dim) if config.c_dim else (config.w_dim,)
+    return {"mean": self.vector(shape), "std": self.vector(shape)}
+
   def fit_prior(self, params, config, *, num_samples, seed, progress=None):
-    return fit_pre_activation(self.net, params["mapping"], config, num_samples=num_samples,
-                              seed=seed, progress=progress)
+    """The prior fit; for a conditional model one per class (same z draws for each), stacked
+    [c_dim, w_dim]; `progress(done, total)` counts samples over all classes."""
+    fit = functools.partial(fit_pre_activation, self.net, params["mapping"], config,
+                            num_samples=num_samples, seed=seed)
+    if not config.c_dim:
+      return fit(progress=progress)
+    fits = []
+    for k in range(config.c_dim):
+      step = None if progress is None else (
+          lambda done, total, k=k: progress(k * total + done, config.c_dim * total))
+      fits.append(fit(progress=step, class_index=k))
+    return {name: np.stack([f[name] for f in fits]) for name in ("mean", "std")}
+
+  def search_params(self, params, config, class_index=None):
+    """A conditional model's params with the prior of `class_index` (required there)."""
+    if not config.c_dim:
+      return super().search_params(params, config, class_index)
+    k = check_class(config, class_index)
+    fit = params["gaussian_fit"]
+    return {**params, "gaussian_fit": {name: fit[name][k] for name in ("mean", "std")}}
 
   def num_classes(self, config):
     return config.c_dim

@@ -26,7 +26,7 @@ class StyleGAN2(nvidia_prior.NvidiaFamily):
 
   def part_shapes(self, config, part):
     if part == "gaussian_fit":
-      return {"mean": self.vector((config.w_dim,)), "std": self.vector((config.w_dim,))}
+      return self.prior_shapes(config)
     return net.part_shapes(config, part)
 
   def noise_shapes(self, config):

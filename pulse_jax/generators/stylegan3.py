@@ -22,7 +22,7 @@ class StyleGAN3(nvidia_prior.NvidiaFamily):
 
   def part_shapes(self, config, part):
     if part == "gaussian_fit":
-      return {"mean": self.vector((config.w_dim,)), "std": self.vector((config.w_dim,))}
+      return self.prior_shapes(config)
     shapes = net.param_shapes(config)
     if part not in shapes:
       raise ValueError(f"Unknown part {part!r} for a {self.kind} generator; parts: "
