@@ -27,37 +27,37 @@ Multiplier = Callable[[jax.Array], jax.Array]
 
 
 def _cycle(t: jax.Array, period: float) -> jax.Array:
-    return (9.0 * (1.0 - jnp.abs(t / period - 0.5) * 2.0) + 1.0) / 10.0
+  return (9.0 * (1.0 - jnp.abs(t / period - 0.5) * 2.0) + 1.0) / 10.0
 
 
 def lr_multiplier(name: str, steps: int) -> Multiplier:
-    """Return ``mult(step)``, elementwise over an int or float step array (any shape).
+  """Return ``mult(step)``, elementwise over an int or float step array (any shape).
 
-    The result has jax's default float dtype: float32 (float64 under ``jax_enable_x64``).
+  The result has jax's default float dtype: float32 (float64 under ``jax_enable_x64``).
 
-    ``name`` in :data:`SCHEDULES`; ``steps`` (T) a positive int. Jit-able; raises ValueError
-    on an unknown name or a bad ``steps``.
-    """
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown lr schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}")
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    total = float(steps)
+  ``name`` in :data:`SCHEDULES`; ``steps`` (T) a positive int. Jit-able; raises ValueError
+  on an unknown name or a bad ``steps``.
+  """
+  if name not in SCHEDULES:
+    raise ValueError(f"unknown lr schedule {name!r}; valid schedules: {', '.join(SCHEDULES)}")
+  if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+    raise ValueError(f"steps must be a positive integer, got {steps!r}")
+  total = float(steps)
 
-    if name == "fixed":
-        return lambda step: jnp.ones(jnp.shape(step), float)
+  if name == "fixed":
+    return lambda step: jnp.ones(jnp.shape(step), float)
 
-    if name == "linear1cycle":
-        return lambda step: _cycle(jnp.asarray(step).astype(float), total)
+  if name == "linear1cycle":
+    return lambda step: _cycle(jnp.asarray(step).astype(float), total)
 
-    warm = 0.9 * total  # float64, as the reference computes it
-    drop_from = math.ceil(warm)  # integer t: t < warm  <=>  t < ceil(warm)
+  warm = 0.9 * total  # float64, as the reference computes it
+  drop_from = math.ceil(warm)  # integer t: t < warm  <=>  t < ceil(warm)
 
-    def linear1cycledrop(step: jax.Array) -> jax.Array:
-        step = jnp.asarray(step)
-        t = step.astype(float)
-        in_cycle = step < (drop_from if jnp.issubdtype(step.dtype, jnp.integer) else warm)
-        tail = 0.1 + (t - warm) / (0.1 * total) * (1.0 / 1000.0 - 1.0 / 10.0)
-        return jnp.where(in_cycle, _cycle(t, warm), tail)
+  def linear1cycledrop(step: jax.Array) -> jax.Array:
+    step = jnp.asarray(step)
+    t = step.astype(float)
+    in_cycle = step < (drop_from if jnp.issubdtype(step.dtype, jnp.integer) else warm)
+    tail = 0.1 + (t - warm) / (0.1 * total) * (1.0 / 1000.0 - 1.0 / 10.0)
+    return jnp.where(in_cycle, _cycle(t, warm), tail)
 
-    return linear1cycledrop
+  return linear1cycledrop

@@ -23,36 +23,36 @@ NORM_EPS = 1e-9
 
 
 class SphereState(NamedTuple):
-    """``radii``: a pytree like params, each leaf ``[d0, d1, 1, ..., 1]`` (the row radii)."""
+  """``radii``: a pytree like params, each leaf ``[d0, d1, 1, ..., 1]`` (the row radii)."""
 
-    radii: optax.Params
+  radii: optax.Params
 
 
 def row_norm(x: jax.Array) -> jax.Array:
-    """``sqrt(sum over dims >= 2 of x**2 + 1e-9)``, kept as ``[d0, d1, 1, ..., 1]``."""
-    if x.ndim < 2:
-        raise ValueError(f"sphere projection needs leaves with ndim >= 2, got shape {x.shape}")
-    axes = tuple(range(2, x.ndim))
-    return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True) + NORM_EPS)
+  """``sqrt(sum over dims >= 2 of x**2 + 1e-9)``, kept as ``[d0, d1, 1, ..., 1]``."""
+  if x.ndim < 2:
+    raise ValueError(f"sphere projection needs leaves with ndim >= 2, got shape {x.shape}")
+  axes = tuple(range(2, x.ndim))
+  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True) + NORM_EPS)
 
 
 def project_to_initial_sphere() -> optax.GradientTransformation:
-    """Optax transform (chain it last) keeping each row of ``params + update`` on its initial sphere.
+  """Optax transform (chain it last) keeping each row of ``params + update`` on its initial sphere.
 
-    ``init(params)`` stores the radii; ``update(updates, state, params)`` requires ``params``.
-    """
+  ``init(params)`` stores the radii; ``update(updates, state, params)`` requires ``params``.
+  """
 
-    def init_fn(params: optax.Params) -> SphereState:
-        return SphereState(radii=jax.tree.map(row_norm, params))
+  def init_fn(params: optax.Params) -> SphereState:
+    return SphereState(radii=jax.tree.map(row_norm, params))
 
-    def update_fn(updates, state: SphereState, params=None):
-        if params is None:
-            raise ValueError("project_to_initial_sphere needs params: call update(updates, state, params)")
+  def update_fn(updates, state: SphereState, params=None):
+    if params is None:
+      raise ValueError("project_to_initial_sphere needs params: call update(updates, state, params)")
 
-        def project(u, p, r):
-            moved = p + u
-            return (moved / row_norm(moved) * r - p).astype(p.dtype)
+    def project(u, p, r):
+      moved = p + u
+      return (moved / row_norm(moved) * r - p).astype(p.dtype)
 
-        return jax.tree.map(project, updates, params, state.radii), state
+    return jax.tree.map(project, updates, params, state.radii), state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
