@@ -32,36 +32,36 @@ _MOMENTUM = 0.9
 
 
 def learning_rate_fn(learning_rate: float, lr_schedule: str, steps: int):
-    """``count -> learning_rate * mult(count)`` (default float dtype), count = 0 at the first update."""
-    mult = lr_multiplier(lr_schedule, steps)
-    return lambda count: learning_rate * mult(count)
+  """``count -> learning_rate * mult(count)`` (default float dtype), count = 0 at the first update."""
+  mult = lr_multiplier(lr_schedule, steps)
+  return lambda count: learning_rate * mult(count)
 
 
 def make_optimizer(
     opt_name: str, learning_rate: float, lr_schedule: str, steps: int
 ) -> optax.GradientTransformation:
-    """The reference's spherical optimiser as one optax transform (see the module docstring).
+  """The reference's spherical optimiser as one optax transform (see the module docstring).
 
-    Raises ValueError on an unknown ``opt_name`` / ``lr_schedule``, a ``learning_rate`` that is
-    not finite and > 0, or ``steps`` that is not a positive int.
-    """
-    if opt_name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {opt_name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-    try:
-        lr = float(learning_rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"learning_rate must be a number, got {learning_rate!r}") from None
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
-    schedule = learning_rate_fn(lr, lr_schedule, steps)
+  Raises ValueError on an unknown ``opt_name`` / ``lr_schedule``, a ``learning_rate`` that is
+  not finite and > 0, or ``steps`` that is not a positive int.
+  """
+  if opt_name not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {opt_name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+  try:
+    lr = float(learning_rate)
+  except (TypeError, ValueError):
+    raise ValueError(f"learning_rate must be a number, got {learning_rate!r}") from None
+  if not math.isfinite(lr) or lr <= 0:
+    raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
+  schedule = learning_rate_fn(lr, lr_schedule, steps)
 
-    if opt_name == "sgd":
-        base = optax.sgd(schedule)
-    elif opt_name == "sgdm":
-        base = optax.sgd(schedule, momentum=_MOMENTUM, nesterov=False)
-    elif opt_name == "adam":
-        base = optax.adam(schedule, b1=_BETAS[0], b2=_BETAS[1], eps=_EPS)
-    else:
-        base = optax.adamax(schedule, b1=_BETAS[0], b2=_BETAS[1], eps=_EPS)
-    return optax.chain(base, project_to_initial_sphere())
+  if opt_name == "sgd":
+    base = optax.sgd(schedule)
+  elif opt_name == "sgdm":
+    base = optax.sgd(schedule, momentum=_MOMENTUM, nesterov=False)
+  elif opt_name == "adam":
+    base = optax.adam(schedule, b1=_BETAS[0], b2=_BETAS[1], eps=_EPS)
+  else:
+    base = optax.adamax(schedule, b1=_BETAS[0], b2=_BETAS[1], eps=_EPS)
+  return optax.chain(base, project_to_initial_sphere())
 

@@ -39,56 +39,56 @@ _HINT = (
 
 
 class SizeRefusal(ValueError):
-    """A pickle stand-in refusing sizes its data cannot back; it does not know the file, so
-    ``safe_load`` turns it into ``WeightFileError("refused to load <file>: ...")``."""
+  """A pickle stand-in refusing sizes its data cannot back; it does not know the file, so
+  ``safe_load`` turns it into ``WeightFileError("refused to load <file>: ...")``."""
 
 
 class Budget:
-    """Bytes a reader may still allocate for one file; ``charge`` before each allocation.
+  """Bytes a reader may still allocate for one file; ``charge`` before each allocation.
 
-    Args:
-      source: the file's path, for messages.
-      limit: the most bytes that may be charged in all.
-      of_what: what the limit is, for messages (e.g. "2 x the file's size + 1 MiB").
-      hint: how to fix a refusal, appended to the message.
+  Args:
+    source: the file's path, for messages.
+    limit: the most bytes that may be charged in all.
+    of_what: what the limit is, for messages (e.g. "2 x the file's size + 1 MiB").
+    hint: how to fix a refusal, appended to the message.
+  """
+
+  def __init__(self, source: str | os.PathLike | None, limit: int, of_what: str,
+               hint: str = _HINT) -> None:
+    self.source = source
+    self.limit = int(limit)
+    self.of_what = of_what
+    self.hint = hint
+    self.used = 0
+
+  @classmethod
+  def for_file(cls, source: str | os.PathLike | None, file_size: int) -> Budget:
+    """The budget for the arrays handed back from a file of ``file_size`` bytes."""
+    return cls(source, OUTPUT_FACTOR * file_size + OUTPUT_SLACK,
+               f"{OUTPUT_FACTOR} x the file's {file_size} bytes + {OUTPUT_SLACK >> 20} MiB")
+
+  def charge(self, nbytes: int, what: str) -> None:
+    """Account for ``nbytes`` about to be allocated for ``what``, or refuse them.
+
+    Raises:
+      WeightFileError: the total would pass ``limit``; nothing was allocated.
     """
-
-    def __init__(self, source: str | os.PathLike | None, limit: int, of_what: str,
-                 hint: str = _HINT) -> None:
-        self.source = source
-        self.limit = int(limit)
-        self.of_what = of_what
-        self.hint = hint
-        self.used = 0
-
-    @classmethod
-    def for_file(cls, source: str | os.PathLike | None, file_size: int) -> Budget:
-        """The budget for the arrays handed back from a file of ``file_size`` bytes."""
-        return cls(source, OUTPUT_FACTOR * file_size + OUTPUT_SLACK,
-                   f"{OUTPUT_FACTOR} x the file's {file_size} bytes + {OUTPUT_SLACK >> 20} MiB")
-
-    def charge(self, nbytes: int, what: str) -> None:
-        """Account for ``nbytes`` about to be allocated for ``what``, or refuse them.
-
-        Raises:
-          WeightFileError: the total would pass ``limit``; nothing was allocated.
-        """
-        if nbytes > self.limit - self.used:
-            raise WeightFileError(
-                f"refused to load {describe(self.source)}: {what} needs {nbytes} bytes, which "
-                f"would bring what this file makes the reader allocate to {self.used + nbytes} "
-                f"bytes, more than {self.of_what} ({self.limit} bytes); nothing was allocated "
-                f"for it. {self.hint}"
-            )
-        self.used += nbytes
+    if nbytes > self.limit - self.used:
+      raise WeightFileError(
+          f"refused to load {describe(self.source)}: {what} needs {nbytes} bytes, which "
+          f"would bring what this file makes the reader allocate to {self.used + nbytes} "
+          f"bytes, more than {self.of_what} ({self.limit} bytes); nothing was allocated "
+          f"for it. {self.hint}"
+      )
+    self.used += nbytes
 
 
 def out_of_memory(source: str | os.PathLike | None, what: str,
                   error: BaseException | None = None) -> WeightFileError:
-    """The error to raise (``from`` the ``MemoryError``) when allocating ``what`` failed."""
-    detail = f" ({error})" if error is not None and str(error) else ""
-    return WeightFileError(
-        f"{describe(source)}: ran out of memory while reading {what}{detail}. The file may be "
-        "corrupt or hostile, or larger than this machine's free memory: check that it is the "
-        "genuine weights file (re-download it), or free memory and retry"
-    )
+  """The error to raise (``from`` the ``MemoryError``) when allocating ``what`` failed."""
+  detail = f" ({error})" if error is not None and str(error) else ""
+  return WeightFileError(
+      f"{describe(source)}: ran out of memory while reading {what}{detail}. The file may be "
+      "corrupt or hostile, or larger than this machine's free memory: check that it is the "
+      "genuine weights file (re-download it), or free memory and retry"
+  )
