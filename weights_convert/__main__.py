@@ -3,8 +3,8 @@
 Converts official StyleGAN weights (the PULSE reference's synthesis.pt / mapping.pt /
 gaussian_fit.pt, or NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl), NVIDIA's StyleGAN2 /
 2-ADA / 3 network pickles (PyTorch, e.g. stylegan2-ffhq-1024x1024.pkl, or TensorFlow
-StyleGAN2, e.g. stylegan2-ffhq-config-f.pkl; one network, --network) or the
-gan-face-generate DCGAN's weights.tar into a pulse-jax weights directory (orbax
+StyleGAN2, e.g. stylegan2-ffhq-config-f.pkl; one network, --network), rosinality's
+stylegan2-pytorch checkpoints (*.pt with g_ema) or the gan-face-generate DCGAN's weights.tar into a pulse-jax weights directory (orbax
 checkpoint + metadata.json). The kind of each file is detected from its content.
 No code from any file is run: pickles are read with an allow-list unpickler (the source code
 NVIDIA's pickles embed is never executed; only the chosen network's tensors are read). No file can
@@ -29,8 +29,8 @@ flags.DEFINE_integer("gaussian_fit_samples", 1_000_000,
 flags.DEFINE_integer("gaussian_fit_seed", 0, "Seed of the Gaussian fit's samples.")
 flags.DEFINE_float("instance_norm_eps", None, "Override the instance-norm epsilon (default 1e-5, "
                    "the PULSE reference's; NVIDIA's TF code uses 1e-8).")
-flags.DEFINE_string("network", "G_ema", "For NVIDIA network pickles: the network to convert "
-                    "(G_ema, the one to sample from; or G).")
+flags.DEFINE_string("network", "G_ema", "For NVIDIA network pickles and rosinality checkpoints: "
+                    "the network to convert (G_ema, the one to sample from; or G).")
 flags.DEFINE_integer("resolution", None, "Override the detected resolution (checked against the "
                      "tensors).")
 

@@ -12,7 +12,9 @@ tensor names inside), never from its name:
     G_ema by default, is read (`nvidia_pickle`); the family is the one whose name table reads
     that network's class (`nvidia_tables`, from the generator registry);
   - 'stylegan2_tf': NVIDIA's TF StyleGAN2 pickle (G, D, Gs) - Gs (or G), renamed to the
-    PyTorch names.
+    PyTorch names;
+  - 'rosinality_stylegan2': a rosinality stylegan2-pytorch checkpoint (torch.save of g_ema,
+    g, ...) or generator state dict - renamed to NVIDIA's names (`tables_rosinality`).
 The NVIDIA kinds convert on their own into that family's weights.
 Several files may be combined into one StyleGAN checkpoint (synthesis + mapping
 + Gaussian fit).
@@ -98,8 +100,10 @@ def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
 NVIDIA_PREFIX = "nvidia_"
 
 
-def _is_nvidia(kind: str) -> bool:
-  return kind.startswith(NVIDIA_PREFIX) or kind == "stylegan2_tf"
+def _is_network(src: "Source") -> bool:
+  """A generator read into NVIDIA's names (`NetworkData`): converts on its own."""
+  from weights_convert.nvidia_pickle import NetworkData
+  return isinstance(src.content, NetworkData)
 
 
 def read_source(path: str, network: str = "G_ema") -> Source:
@@ -124,7 +128,12 @@ def _read_source(path: str, network: str) -> Source:
   from weights_convert.torch_files import read_torch_file
   container = _container(path)
   if container == "torch":
-    kind, content = _classify_torch(path, read_torch_file(path))
+    from weights_convert import tables_rosinality
+    obj = read_torch_file(path)
+    if tables_rosinality.is_checkpoint(obj):
+      kind, content = "rosinality_stylegan2", tables_rosinality.to_network(path, obj, network)
+    else:
+      kind, content = _classify_torch(path, obj)
   elif nvidia_pickle.pickle_kind(path) == "persistence":
     from weights_convert import nvidia_tables
     content = nvidia_pickle.read_network(path, network)
@@ -246,14 +255,15 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
     by_kind[s.kind] = s
   meta = {"sources": [s.describe() for s in sources]}
 
-  nvidia = [s for s in sources if _is_nvidia(s.kind)]
+  nvidia = [s for s in sources if _is_network(s)]
   if nvidia:
     if len(sources) != 1:
-      raise ValueError("A NVIDIA network pickle converts on its own; do not combine it with "
-                       f"other sources ({[s.path for s in sources]}).")
+      raise ValueError("A network file (a NVIDIA pickle, a rosinality checkpoint) converts on "
+                       f"its own; do not combine it with other sources "
+                       f"({[s.path for s in sources]}).")
     if overrides:
-      raise ValueError(f"{sorted(overrides)} apply to StyleGAN v1 sources only; a NVIDIA "
-                       "network pickle records its own architecture.")
+      raise ValueError(f"{sorted(overrides)} apply to StyleGAN v1 sources only; a StyleGAN2/3 "
+                       "network file records its own architecture.")
     return _convert_nvidia(nvidia[0], network, meta, log, gaussian_fit_samples,
                            gaussian_fit_seed)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from weights_convert.errors import WeightFileError, describe
 from weights_convert.limits import Budget, SizeRefusal, out_of_memory
-from weights_convert.safe_unpickle import PLAIN_CONTAINERS, AllowedCallable, Sealed
+from weights_convert.safe_unpickle import PLAIN_CONTAINERS, AllowedCallable, ImmutableType, Sealed
 
 
 def _bfloat16() -> np.dtype | None:
@@ -218,6 +218,18 @@ def _size(dims=()):
   return _ints(dims, "torch.Size")
 
 
+class NamespaceStub(dict, metaclass=ImmutableType):
+  """What ``argparse.Namespace`` resolves to (training scripts save their ``args``, e.g.
+  rosinality's stylegan2-pytorch): a dict of the attributes (NEWOBJ + BUILD), nothing run."""
+
+  __slots__ = ()
+
+  def __setstate__(self, state: Any) -> None:
+    if state is not None and not isinstance(state, dict):
+      raise ValueError("argparse.Namespace state must be a dict")
+    self.update(state or {})
+
+
 def torch_allow_list() -> Mapping[tuple[str, str], object]:
   """The ``(module, name) -> stand-in`` table for ``torch.save`` pickles."""
   table: dict[tuple[str, str], object] = dict(PLAIN_CONTAINERS)
@@ -226,6 +238,7 @@ def torch_allow_list() -> Mapping[tuple[str, str], object]:
     name = fn.__name__
     table[("torch._utils", name)] = AllowedCallable(f"torch._utils.{name}", fn)
   table[("torch", "Size")] = AllowedCallable("torch.Size", _size)
+  table[("argparse", "Namespace")] = NamespaceStub
   for storage_name, dtype_names, dtype in _ELEMENT_TYPES:
     if dtype is None:
       continue
