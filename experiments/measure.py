@@ -26,6 +26,21 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def peak_rss_wrapper(module: str) -> str:
+  """Python source for `python -c SOURCE ARGS`: runs `python -m <module> ARGS` and, at exit,
+  writes that process's own peak RSS (VmHWM, kB) to the file $HWM_FILE. (A child's ru_maxrss
+  would include its parent's RSS, which Linux carries across exec.)"""
+  return f"""
+import atexit, os, runpy, sys
+def _hwm():
+  with open("/proc/self/status") as f, open(os.environ["HWM_FILE"], "w") as out:
+    out.write([l for l in f if l.startswith("VmHWM:")][0].split()[1])
+atexit.register(_hwm)
+sys.argv = [{module!r}] + sys.argv[1:]
+runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+"""
+
+
 def current_rss_bytes() -> int:
   try:
     with open("/proc/self/status") as f:

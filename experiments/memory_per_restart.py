@@ -35,18 +35,6 @@ flags.DEFINE_string("name", None, "Results name (experiments/results/NAME.{json,
 HERE = os.path.dirname(os.path.abspath(__file__))
 GIB = 2.0 ** 30
 
-# `python -m pulse_jax.run ARGS` that writes its own peak RSS (VmHWM, kB) at exit to $HWM_FILE
-# (ru_maxrss would include this parent's RSS, which Linux carries across exec).
-_RUN_WRAPPER = r"""
-import atexit, os, runpy, sys
-def _hwm():
-  with open("/proc/self/status") as f, open(os.environ["HWM_FILE"], "w") as out:
-    out.write([l for l in f if l.startswith("VmHWM:")][0].split()[1])
-atexit.register(_hwm)
-sys.argv = ["pulse_jax.run"] + sys.argv[1:]
-runpy.run_module("pulse_jax.run", run_name="__main__", alter_sys=True)
-"""
-
 
 def write_random_weights(directory: str, resolution: int, seed: int = 0) -> str:
   """Random StyleGAN weights (N(0, 0.5^2), as the benchmark's) saved as a weights directory."""
@@ -74,7 +62,8 @@ def run_job(weights: str, image: str, out_dir: str, resolution: int, restarts: i
             remat: bool, steps: int) -> dict:
   """One `pulse_jax.run` in a fresh process: its peak RSS, wall time and summary."""
   hwm = os.path.join(out_dir, "hwm.txt")
-  args = [sys.executable, "-c", _RUN_WRAPPER, f"--weights={weights}", f"--input={image}",
+  from experiments.measure import peak_rss_wrapper
+  args = [sys.executable, "-c", peak_rss_wrapper("pulse_jax.run"), f"--weights={weights}", f"--input={image}",
           f"--output_dir={out_dir}", f"--restarts={restarts}", f"--steps={steps}",
           f"--chunk_size={steps}", f"--remat={str(remat).lower()}", "--nocompile_cache",
           "--quiet", f"--bad_noise_layers={_last_layer(resolution)}"]

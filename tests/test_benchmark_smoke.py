@@ -83,3 +83,17 @@ def test_jax_side_in_micro_batches():
   assert two["micro_batches"] == 2 and auto["micro_batches"] == 1
   assert two["finite"] and two["restart_steps_per_s"] > 0
   assert two["last_total_loss"] == pytest.approx(auto["last_total_loss"], rel=1e-5)
+
+
+def test_memory_per_restart_runs_the_job_and_reads_its_peak():
+  """`experiments.memory_per_restart` on a 32 px model: each `pulse_jax.run` child reports its
+  own peak RSS (more than the compiled temp buffers), and the slope between the counts."""
+  from experiments import memory_per_restart as mpr
+  out = mpr.measure_all(32, [1, 2], [True], steps=1, lr_size=8, fixed_gib=0.0, log=lambda s: None)
+  rows = out["rows"]
+  assert [r["restarts"] for r in rows] == [1, 2] and not any("error" in r for r in rows)
+  for r in rows:
+    assert r["peak_rss_bytes"] > r["temp_bytes"] > 0
+    assert r["issue_per_restart_bytes"] == pytest.approx(r["peak_rss_bytes"] / r["restarts"])
+  assert "slope_per_restart_bytes" in rows[1] and "temp_slope_per_restart_bytes" in rows[1]
+  assert "| True | 2 |" in mpr.markdown(out)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.measure import peak_rss_wrapper
 from weights_convert import WeightFileError, read_tf_network_pickle, read_torch_file
 from weights_convert import numpy_globals, torch_files
 from weights_convert.pickle_globals import Call, StandInPickler, stand_in
@@ -313,17 +314,8 @@ def test_hostile_files_are_small(hostile_dir):
   assert max(sizes.values()) < 1 << 20, sizes
 
 
-# `python -m weights_convert ARGS` that writes its own peak RSS (VmHWM, kB) at exit to the file
-# $HWM_FILE (ru_maxrss would include the forking parent's RSS, which Linux carries across exec).
-_CLI_WRAPPER = r"""
-import atexit, os, runpy, sys
-def _hwm():
-    with open("/proc/self/status") as f, open(os.environ["HWM_FILE"], "w") as out:
-        out.write([l for l in f if l.startswith("VmHWM:")][0].split()[1])
-atexit.register(_hwm)
-sys.argv = ["weights_convert"] + sys.argv[1:]
-runpy.run_module("weights_convert", run_name="__main__", alter_sys=True)
-"""
+# `python -m weights_convert ARGS` that writes its own peak RSS to $HWM_FILE at exit.
+_CLI_WRAPPER = peak_rss_wrapper("weights_convert")
 
 
 class _Usage:
