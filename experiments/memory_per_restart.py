@@ -24,13 +24,19 @@ import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("resolution", 1024, "Generator resolution (the full FFHQ channel rule).")
-flags.DEFINE_list("restarts", ["1", "8"], "Restart counts (one process each).")
-flags.DEFINE_list("remat", ["false", "true"], "--remat settings.")
-flags.DEFINE_integer("steps", 2, "Search steps per run (the peak is reached in the first).")
-flags.DEFINE_integer("lr_size", 32, "Input size.")
-flags.DEFINE_float("fixed_gib", 2.5, "The fixed part the issue subtracts (weights, compiler).")
-flags.DEFINE_string("name", None, "Results name (experiments/results/NAME.{json,md}).")
+
+
+def define_flags() -> None:
+  """The script's flags (defined only when run as a script: importing this module defines none,
+  so it coexists with the other experiments' flags, e.g. in the tests)."""
+  flags.DEFINE_integer("resolution", 1024, "Generator resolution (the full FFHQ channel rule).")
+  flags.DEFINE_list("restarts", ["1", "8"], "Restart counts (one process each).")
+  flags.DEFINE_list("remat", ["false", "true"], "--remat settings.")
+  flags.DEFINE_integer("steps", 2, "Search steps per run (the peak is reached in the first).")
+  flags.DEFINE_integer("lr_size", 32, "Input size.")
+  flags.DEFINE_float("fixed_gib", 2.5, "The fixed part the issue subtracts (weights, compiler).")
+  flags.DEFINE_string("name", None, "Results name (experiments/results/NAME.{json,md}).")
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GIB = 2.0 ** 30
@@ -176,4 +182,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
