@@ -61,7 +61,8 @@ def write_input(path: str, size: int, seed: int = 0) -> str:
 
 def _last_layer(resolution: int) -> int:
   """The reference's zeroed noise layer (its last), as the benchmark's searches."""
-  return 2 * (int(np.log2(resolution)) - 1) - 1
+  from pulse_jax.stylegan import StyleGANConfig
+  return StyleGANConfig(resolution=resolution).num_layers - 1
 
 
 def run_job(weights: str, image: str, out_dir: str, resolution: int, restarts: int,

@@ -269,16 +269,6 @@ def init_params(key: jax.Array, config: Stylegan2Config) -> dict:
                                       for k, (shape, (init, v)) in zip(keys, leaves)])
 
 
-PARTS = ("mapping", "synthesis")
-
-
-def part_shapes(config: Stylegan2Config, part: str) -> dict:
-  """``param_shapes(config)[part]`` for part 'mapping' or 'synthesis'; ValueError otherwise."""
-  if part not in PARTS:
-    raise ValueError(f"Unknown part {part!r} for a stylegan2 generator; parts: {PARTS}.")
-  return param_shapes(config)[part]
-
-
 def const_noise(params: dict, config: Stylegan2Config, batch: int) -> list[jax.Array]:
   """The stored unit noise maps (noise_const), [batch, 1, r, r] each, in ``noise_layers``
   order: ``synthesize(.., noise=const_noise(..))`` is ``noise_mode='const'``."""

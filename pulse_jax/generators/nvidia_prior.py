@@ -78,6 +78,16 @@ class NvidiaFamily(Family):
   def prior(self, params, config, x):
     return prior(self.net, params, x)
 
+  def part_shapes(self, config, part):
+    """'mapping' and 'synthesis' from the network's `param_shapes`; 'gaussian_fit' the prior."""
+    if part == "gaussian_fit":
+      return self.prior_shapes(config)
+    shapes = self.net.param_shapes(config)
+    if part not in shapes:
+      raise ValueError(f"Unknown part {part!r} for a {self.kind} generator; parts: "
+                       f"{sorted(shapes) + ['gaussian_fit']}.")
+    return shapes[part]
+
   def prior_shapes(self, config) -> dict:
     """The 'gaussian_fit' part: [w_dim] each, [c_dim, w_dim] for a conditional model."""
     shape = (config.c_dim, config.w_dim) if config.c_dim else (config.w_dim,)

@@ -24,11 +24,6 @@ class StyleGAN2(nvidia_prior.NvidiaFamily):
   def config_from_dict(self, d):
     return net.Stylegan2Config.from_dict(d)
 
-  def part_shapes(self, config, part):
-    if part == "gaussian_fit":
-      return self.prior_shapes(config)
-    return net.part_shapes(config, part)
-
   def noise_shapes(self, config):
     return tuple(tuple(s) for s in net.noise_shapes(config)) if config.use_noise else ()
 

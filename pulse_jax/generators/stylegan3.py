@@ -20,14 +20,5 @@ class StyleGAN3(nvidia_prior.NvidiaFamily):
   def config_from_dict(self, d):
     return net.Stylegan3Config.from_dict(d)
 
-  def part_shapes(self, config, part):
-    if part == "gaussian_fit":
-      return self.prior_shapes(config)
-    shapes = net.param_shapes(config)
-    if part not in shapes:
-      raise ValueError(f"Unknown part {part!r} for a {self.kind} generator; parts: "
-                       f"{sorted(shapes) + ['gaussian_fit']}.")
-    return shapes[part]
-
   def synthesize(self, prepared, config, ws, noise, dtype, remat):
     return net.synthesize(prepared, config, ws.astype(jnp.float32))
