@@ -4,7 +4,8 @@
 
 For each photo (PNG, JPEG, WebP, BMP, TIFF or GIF of at most ``MAX_IMAGE_PIXELS`` pixels: the
 allow-list and cap of ``run``, from ``pulse_jax.image_files``; EXIF orientation applied first)
-every face is detected with dlib (optional extra: ``pip install 'pulse-jax[align]'``), its eye
+every face is detected with dlib (the optional extra: ``pip install -e '.[align]'`` from a clone,
+or ``pip install dlib-bin face_recognition_models``), its eye
 and mouth landmarks give FFHQ's oriented square crop (in-plane rotation included), the crop is
 padded by reflection with FFHQ's blur and fade where it leaves the photo, resampled to
 ``hr_size`` and then down-sampled to ``size`` with ``pulse_jax.bicubic.downsample`` -- exactly
@@ -510,8 +511,11 @@ def _define_flags():
 
 def main(argv) -> int:
   from absl import flags  # pylint: disable=import-outside-toplevel
+  from pulse_jax.cli import quiet_logging  # pylint: disable=import-outside-toplevel
+  quiet_logging()  # no absl / jax INFO lines (jax's TPU probe) unless --verbosity is given
   if len(argv) > 1:
-    print(f"unexpected arguments: {argv[1:]}", file=sys.stderr)
+    print(f"pulse_jax.align: error: unexpected arguments {' '.join(argv[1:])} (options are "
+          "--name=value)", file=sys.stderr)
     return 2
   f = flags.FLAGS
   try:
@@ -521,7 +525,7 @@ def main(argv) -> int:
         upsample=f.upsample, threshold=f.detection_threshold,
         detect_max_side=f.detect_max_side)
   except (AlignDependencyError, ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"pulse_jax.align: error: {e}", file=sys.stderr)
     return 2
   for r in results:
     print(f"{r.status:9s} {r.input}: {r.message}")
@@ -537,6 +541,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=import-outside-toplevel
-  _define_flags()
-  app.run(main)
+  from pulse_jax.cli import run_command  # pylint: disable=import-outside-toplevel
+  run_command(main, _define_flags, "pulse_jax.align")

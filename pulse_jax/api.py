@@ -8,14 +8,20 @@
 `upsample` runs the same code as the command (`pulse_jax.job.run`), so the same settings give
 the same images, bit for bit. Every option of the command is a keyword (`pulse_jax.options`;
 --duplicates is `keep`); options not given take the model's preset, else the global default,
-as on the command line. Errors are exceptions with the command's messages: `UsageError`
-(options, weights, set-up) and `InputError` (an input), both ValueErrors.
+as on the command line. Errors are exceptions with the command's messages, spoken in keywords
+(`keywords`: 'steps: must be ...', 'pass fit="resize"' where the command says '--steps: ...',
+'--fit=resize'): `UsageError` (options, weights, set-up) and `InputError` (an input), both
+ValueErrors. The warnings, notes and each result's report text (its advice) are translated the
+same way, and say "returned" where the command says "saved" when nothing is written.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import os
+import re
+import sys
 import tempfile
 from typing import Callable
 
@@ -61,10 +67,13 @@ def load_generator(weights: str | os.PathLike | None = None, *,
                    log: Callable[[str], None] | None = None) -> Model:
   """The generator to search with: None (the built-in default, dcgan-digiface), a built-in
   model's name, or a converted weights directory (python -m weights_convert). A built-in
-  model is converted once into ~/.cache/pulse_jax. Raises UsageError ('--weights=...: ...').
+  model is converted once into ~/.cache/pulse_jax. Raises UsageError ('weights="...": ...').
   """
   from pulse_jax import job_generator
-  return job_generator.load_model(weights, log=log or (lambda s: None))
+  try:
+    return job_generator.load_model(weights, log=log or (lambda s: None))
+  except UsageError as e:
+    raise UsageError(keywords(str(e), LOAD_GENERATOR_NAMES)) from None
 
 
 def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
@@ -86,8 +95,24 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
   ones.
 
   Raises UsageError for a bad option or set-up, InputError for an input that cannot be
-  searched (before anything is searched), and a failed search's own exception.
+  searched (before anything is searched), and a failed search's own exception. Their
+  messages, the warnings and notes, and each result's report text name keywords, not flags
+  (`keywords`).
   """
+  from pulse_jax.inputs import InputError as _InputError
+  written = output_dir is not None
+  say = log or (lambda s: print(s, flush=True))
+  tell = warn or (lambda s: print(s, file=sys.stderr, flush=True))
+  try:
+    return _upsample(inputs, generator, output_dir,
+                     lambda s: say(keywords(s, UPSAMPLE_NAMES, written)),
+                     lambda s: tell(keywords(s, UPSAMPLE_NAMES, written)), options)
+  except (UsageError, _InputError) as e:
+    raise type(e)(keywords(str(e), UPSAMPLE_NAMES, written)) from None
+
+
+def _upsample(inputs, generator, output_dir, log, warn, options):
+  """`upsample` with its callables in place (the messages are the command's)."""
   from pulse_jax import job, job_inputs
   given = _options(options)
   many = isinstance(inputs, (list, tuple)) or given.get("align", False) or (
@@ -97,7 +122,11 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
     raise UsageError("--input: no inputs given")
   if given.get("save_intermediate") and output_dir is None:
     raise UsageError("--save_intermediate: needs output_dir= (the frames are files)")
-  model = generator if isinstance(generator, Model) else load_generator(generator, log=log)
+  if isinstance(generator, Model):
+    model = generator
+  else:
+    from pulse_jax import job_generator
+    model = job_generator.load_model(generator, log=log)
   found: dict[str, Result] = {}
 
   def on_result(item, result, i, report):
@@ -117,6 +146,82 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
 
 # ----------------------------------------------------------------------------- keywords
 
+# Flags whose API keyword is not the option's keyword (`Option.keyword`, e.g. keep for
+# --duplicates): the arguments of upsample() and of load_generator().
+UPSAMPLE_NAMES = {"input": "inputs", "weights": "generator", "output_dir": "output_dir"}
+LOAD_GENERATOR_NAMES = {"weights": "weights"}
+# A flag in a message: --name, --noname (a false boolean), --name=value; the value ends before
+# white space, ',', ';', ')', ']' or a '.' / ':' that ends a clause.
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*)(?:=([^\s,;)\]]+?))?"
+                   r"(?=[\s,;)\]]|[.:](?:\s|$)|$)")
+_NAMED = re.compile(r"[^.;:]*\b(?:do|does) not apply")  # a list of flags that do not apply
+_SAVED = ("The best attempt is saved anyway, marked NOT_WITHIN_EPS.",
+          "The best attempt is returned anyway (its Result's within_eps is False).")
+
+
+def _literal(value: str, kind) -> str:
+  """A flag's value as a Python literal for an option of type `kind`: True / False for a
+  boolean, a number as written, a double-quoted string otherwise; kept as written when already
+  quoted (or a boolean's value is neither true nor false)."""
+  if value[:1] in "'\"" or kind in (int, float):
+    return value
+  if kind is bool:
+    low = value.lower()
+    return "True" if low in ("true", "1", "yes") else "False" if low in ("false", "0", "no") \
+        else value
+  return json.dumps(value, ensure_ascii=False)
+
+
+def keywords(text: str, names: dict | None = None, written: bool = True) -> str:
+  """A message of the command in the API's words: `--name=value` -> `keyword=value` (a string
+  value double-quoted: `fit="resize"`), `--flag` -> `flag=True` and `--noflag` -> `flag=False`
+  for a boolean, `--name` -> `keyword` otherwise; keywords as `upsample` spells them
+  (`Option.keyword`, e.g. keep for --duplicates; `names`: flag -> argument name for the
+  non-option arguments, e.g. generator for --weights). Text between backticks (another
+  command, e.g. `python -m weights_convert --source=FILE`) and unknown flags are left as they
+  are. `written` False: the advice says the best attempt is returned, not saved."""
+  names = UPSAMPLE_NAMES if names is None else names
+  known = {o.name: o for o in options_lib.OPTIONS.values()}
+
+  def one(m: re.Match) -> str:
+    name, value = m.group(1), m.group(2)
+    negated = False
+    if name not in known and name.startswith("no") and name[2:] in known and value is None:
+      name, negated = name[2:], True
+    o = known.get(name)
+    if o is None:
+      return m.group(0)
+    if negated and o.type is not bool:
+      return m.group(0)
+    key = names.get(name, o.keyword) if o.api or name in names else None
+    if key is None:
+      return m.group(0)
+    if o.type is bool and value is None:  # as a subject ('--align: ...', '... do not apply')
+      subject = m.string[m.end():m.end() + 1] == ":" or _NAMED.match(m.string, m.end())
+      return key if subject else f"{key}={not negated}"
+    if value is None:
+      return key
+    return f"{key}={_literal(value, o.type)}"
+
+  parts = text.split("`")
+  for i in range(0, len(parts), 2):  # outside backticks only
+    parts[i] = _FLAG.sub(one, parts[i])
+  out = "`".join(parts)
+  return out if written else out.replace(*_SAVED)
+
+
+def _report_in_keywords(report: dict, written: bool) -> dict:
+  """The report with its text (top-level strings and lists of strings: advice, notes) in the
+  API's words (`keywords`); settings and other records unchanged."""
+  out = dict(report)
+  for k, v in report.items():
+    if isinstance(v, str):
+      out[k] = keywords(v, UPSAMPLE_NAMES, written)
+    elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+      out[k] = [keywords(x, UPSAMPLE_NAMES, written) for x in v]
+  return out
+
+
 def _options(kw: dict) -> dict:
   """Keywords -> {option name: value}; TypeError for unknown or repeated ones."""
   names = options_lib.api_names()
@@ -129,8 +234,8 @@ def _options(kw: dict) -> dict:
   for k, v in kw.items():
     n = names[k]
     if n in out:
-      raise TypeError(f"upsample(): {options_lib.get(n).keyword} and {n} are the same option "
-                      f"(--{n}); give one")
+      raise TypeError(f"upsample(): {options_lib.get(n).keyword} and {n} are the same option; "
+                      "give one")
     out[n] = v
   return out
 
@@ -161,7 +266,7 @@ upsample.__signature__ = _signature()
 
 def _result(item, result, i: int, report: dict, output_dir) -> Result:
   from pulse_jax import job_outputs, outputs
-  report = outputs.jsonable(report)
+  report = _report_in_keywords(outputs.jsonable(report), output_dir is not None)
   return Result(
       input=item.path,
       images=[outputs.to_pil(x) for x in result.hr[i]],
@@ -174,12 +279,11 @@ def _result(item, result, i: int, report: dict, output_dir) -> Result:
 def _kept(entry: dict, output_dir) -> Result:
   """An input (its summary entry) whose complete outputs an earlier run left in output_dir
   (kept, not searched again): read back from its files."""
-  import json
   from PIL import Image
   from pulse_jax import outputs
   d = os.path.join(output_dir, entry["stem"])
   with open(os.path.join(d, outputs.REPORT)) as f:
-    report = json.load(f)
+    report = _report_in_keywords(json.load(f), True)
 
   def load(name):
     with Image.open(os.path.join(d, name)) as im:

@@ -88,6 +88,20 @@ class ChunkInfo:
   frames: dict | None = None   # {'hr': [B, C, H, W], 'lr': [B, C, h, w]} best-so-far, if asked
 
 
+class Stopped(Exception):
+  """The search stopped early on a stop request (`pulse_jax.stopping`: SIGTERM, SIGINT).
+
+  signum: the signal; step: the steps done; checkpoint: the directory holding a checkpoint
+  of that step (the same search resumes from it), or None."""
+
+  def __init__(self, signum: int, step: int, steps: int, checkpoint: str | None,
+               why_none: str = "no --checkpoint_dir"):
+    from pulse_jax import stopping
+    self.signum, self.step, self.steps, self.checkpoint = signum, step, steps, checkpoint
+    where = f"checkpoint saved in {checkpoint}" if checkpoint else f"no checkpoint: {why_none}"
+    super().__init__(f"stopped by {stopping.name(signum)} at step {step}/{steps} ({where})")
+
+
 _COMPILED: dict = {}
 compile_count = 0  # number of chunk programs compiled by this process (for tests and reports)
 
@@ -342,7 +356,9 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
                   frames: bool = False, checkpoint_dir: str | None = None,
                   checkpoint_every: int = 0, log: Callable[[str], None] | None = None,
-                  forward: ForwardModel | None = None, overlap: bool = True) -> SearchResult:
+                  forward: ForwardModel | None = None, overlap: bool = True,
+                  warn: Callable[[str], None] | None = None,
+                  should_stop: Callable[[], int | None] | None = None) -> SearchResult:
   """Searches B images with R restarts each, over every device of every process.
 
   ref: [B, C', h, w] float32 in [0, 1] with H / h an integer factor (C' = the forward model's
@@ -362,9 +378,17 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   reading chunk k's progress, frames and checkpoint (the device never waits for the host;
   progress is reported one chunk behind) on weights prepared once per search; False: the
   old synchronous loop, weights prepared in every chunk (kept to measure the difference).
+  warn: receives warnings (default: the `logging` module): a checkpoint that cannot be saved
+  (full or read-only disk, a save hung past `resume.SAVE_TIMEOUT_S`) turns checkpoints off for
+  this search, which goes on (single-process; multi-process runs raise). should_stop: checked
+  between chunks (default `pulse_jax.stopping.requested`); when it returns a signal number the
+  search saves a checkpoint of the current step (with `checkpoint_dir`) and raises `Stopped`.
   Multi-process: every process calls this with the same arguments; all get the same result.
   """
+  from pulse_jax import resume, stopping
   log = log or logger.info
+  warn = warn or logger.warning
+  should_stop = should_stop or stopping.requested
   ref = np.asarray(ref, np.float32)
   if ref.ndim != 4:
     raise ValueError(f"ref must be [B, C, h, w], got shape {ref.shape}.")
@@ -418,10 +442,24 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   dev_start = sharding.shard_rows(start_rows, mesh) if start_rows is not None else None
   mask_dev = dev.get("mask")
   manager = None
+  single = jax.process_count() == 1
+
+  def checkpoints_off(e: Exception) -> None:
+    """A checkpoint failure: checkpoints off for this search (it goes on), or raise."""
+    nonlocal manager
+    manager = None
+    if not single:  # the processes would disagree about the next save
+      raise e
+    warn(f"warning: checkpoints disabled for this batch: {e}")
+
   if checkpoint_dir:
-    from pulse_jax import resume
-    manager = resume.SearchCheckpoints(  # raises here when the settings differ
-        checkpoint_dir, _settings(problem, params, ref, mask, restarts, image_keys, start))
+    try:
+      manager = resume.SearchCheckpoints(  # raises here when the settings differ
+          checkpoint_dir, _settings(problem, params, ref, mask, restarts, image_keys, start),
+          log=warn)
+    except OSError as e:  # cannot create or list the directory (read-only, full disk)
+      checkpoints_off(resume.CheckpointError(
+          f"{checkpoint_dir} cannot be used: {type(e).__name__}: {e}"))
   params = sharding.replicate(params, mesh)
   fwd = sharding.replicate(forward.arrays(), mesh)
 
@@ -464,12 +502,24 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   tracker = _KeptTracker(n, config.eps, trace_host)
   deferred = None  # chunk k's host work, done after chunk k+1 is dispatched
 
+  saved_step = resumed_from if manager is not None and resumed_from else -1
+
+  def save(k_done, snapshot, blocking):
+    nonlocal saved_step
+    if manager is None:
+      return
+    try:
+      manager.save(k_done, snapshot, _concat(tracker.chunks), n_pad, blocking=blocking)
+      saved_step = k_done
+    except resume.CheckpointError as e:
+      checkpoints_off(e)
+
   def host_work(item):
     """Progress, frames and checkpoint of one finished chunk (reads its device arrays)."""
     k_done, trace, frames_dev, snapshot = item
     tracker.add(_trace_to_host([trace], n))
     if snapshot is not None:  # overlap: a copy, written in the background (orbax async)
-      manager.save(k_done, snapshot, _concat(tracker.chunks), n_pad, blocking=not overlap)
+      save(k_done, snapshot, blocking=not overlap)
     if progress is not None:
       bt, bl = (a.reshape(b, restarts) for a in tracker.kept())
       top = _rank(bl <= config.eps, bt, bl)[:, 0]
@@ -479,7 +529,11 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
         info.frames = {k: sharding.to_host(v) for k, v in frames_dev.items()}
       progress(info)
 
+  stop = None
   while done < steps:
+    stop = should_stop()
+    if stop is not None:  # between chunks: the state is at step `done`
+      break
     fn = tail_fn if overlap and steps - done < chunk_size else chunk_fn
     state, trace = fn(weights, state, dev["ref"], fwd, *margs)
     prev, done = done, min(done + chunk_size, steps)
@@ -499,8 +553,18 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     deferred = item
   if deferred is not None:
     host_work(deferred)
+  if stop is not None and manager is not None and done > resumed_from and saved_step != done:
+    save(done, state, blocking=True)  # the state is not donated again: no copy
   if manager is not None:
-    manager.wait_until_finished()
+    try:
+      manager.wait_until_finished()
+    except resume.CheckpointError as e:
+      checkpoints_off(e)
+  if stop is not None:
+    saved = manager is not None and saved_step == done and done > 0
+    raise Stopped(stop, done, steps, manager.directory if saved else None,
+                  "no --checkpoint_dir" if not checkpoint_dir else "nothing searched yet"
+                  if done == 0 else "checkpoints disabled for this batch")
   trace_host = tracker.chunks
   jax.block_until_ready(state)
   search_s = time.perf_counter() - search_t

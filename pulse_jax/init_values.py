@@ -4,38 +4,57 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
-from pulse_jax import outputs
+from pulse_jax import npy_files, outputs
 from pulse_jax.errors import UsageError
 from pulse_jax.search_config import SearchConfig
 
 INIT_META = ("kept", "rank")  # latents.npz arrays that are not start values
 
 
-def load_init(path: str, generator, config: SearchConfig) -> dict:
-  """An --init npz as start values {'latent': [k, l, D], 'noise_<i>': [k, 1, r, r]}, checked
-  against the generator and options ('kept' and 'rank' of a run's latents.npz are dropped)."""
+class StartValues(dict):
+  """--init start values {'latent': [k, l, D], 'noise_<i>': [k, 1, r, r]}: the first k rows
+  of the `rows` rows the file holds (k = min(rows, max_rows); rows past the restarts are never
+  read)."""
+  rows: int = 0
+
+
+def load_init(path: str, generator, config: SearchConfig,
+              max_rows: int | None = None) -> StartValues:
+  """An --init npz as start values, checked against the generator and options from the
+  arrays' headers before any value is read ('kept' and 'rank' of a run's latents.npz are not
+  read). max_rows: read at most this many rows (the restarts; the others are not used).
+  ValueError naming the file: not an npz, an unexpected array or shape, a dtype that is not
+  real numbers, or stored sizes that do not match the headers."""
   try:
-    with np.load(path, allow_pickle=False) as z:
-      d = {k: np.asarray(z[k]) for k in z.files if k not in INIT_META}
-  except Exception as e:  # corrupt / not an npz
-    raise ValueError(f"{path}: cannot read start values ({type(e).__name__}: {e}); expected a "
-                     "latents.npz written by pulse_jax.run.") from None
-  if "latent" not in d:
+    members = npy_files.npz_members(path)
+  except npy_files.NpyError as e:
+    raise ValueError(f"{e} Expected a latents.npz written by pulse_jax.run.") from None
+  arrays = {k: m for k, m in members.items() if k not in INIT_META}
+  if "latent" not in arrays:
     raise ValueError(f"{path}: --init needs a 'latent' array [K, l, D] (a run's latents.npz); "
-                     f"found {sorted(d)}.")
+                     f"found {npy_files.listing(sorted(members)) or 'no arrays'}.")
   want = {"latent": (generator.latent_layers(config.tile_latent), generator.latent_dim)}
   want.update({f"noise_{i}": tuple(s) for i, s in enumerate(generator.noise_shapes)})
-  rows = d["latent"].shape[0] if d["latent"].ndim else 0
-  for k, v in d.items():
+  latent = arrays["latent"].header.shape
+  rows = latent[0] if latent else 0
+  for k, m in arrays.items():
+    shape = m.header.shape
     if k not in want:
-      raise ValueError(f"{path}: unexpected array {k!r}; expected 'latent' and noise maps "
-                       f"noise_0..noise_{len(generator.noise_shapes) - 1} of this generator.")
-    if v.ndim < 1 or tuple(v.shape[1:]) != want[k] or v.shape[0] != rows or rows == 0:
-      raise ValueError(f"{path}: '{k}' has shape {v.shape}; this generator and options need "
+      raise ValueError(f"{path}: unexpected array '{npy_files.listing([k])}'; expected 'latent' "
+                       f"and noise maps noise_0..noise_{len(generator.noise_shapes) - 1} of "
+                       "this generator.")
+    if len(shape) < 1 or shape[1:] != want[k] or shape[0] != rows or rows == 0:
+      raise ValueError(f"{path}: '{k}' has shape {shape}; this generator and options need "
                        f"[K, {', '.join(map(str, want[k]))}] with the K rows of 'latent'.")
-  return d
+    if m.header.dtype.kind not in "iuf":
+      raise ValueError(f"{path}: '{k}' holds {m.header.dtype}; start values are real numbers.")
+  take = rows if max_rows is None else min(rows, int(max_rows))
+  try:
+    out = StartValues({k: m.read(rows=take) for k, m in arrays.items()})
+  except npy_files.NpyError as e:
+    raise ValueError(str(e)) from None
+  out.rows = rows
+  return out
 
 
 def _span(word: str, a: int, b: int) -> str:
@@ -62,7 +81,7 @@ def attach_init(o, items: list, generator, config: SearchConfig, log) -> None:
   init_file = None
   if os.path.isfile(o.init):
     try:
-      init_file = load_init(o.init, generator, config)
+      init_file = load_init(o.init, generator, config, o.restarts)
     except ValueError as e:
       raise UsageError(f"--init: {e}") from None
   rules: dict[str, list[str]] = {}
@@ -77,11 +96,12 @@ def attach_init(o, items: list, generator, config: SearchConfig, log) -> None:
         it.fail(f"{it.path}: --init={o.init}: no {source} for this input.")
         continue
       try:
-        it.init = load_init(source, generator, config)
+        it.init = load_init(source, generator, config, o.restarts)
       except ValueError as e:
         it.fail(f"{it.path}: --init: {e}")
         continue
-    rules.setdefault(init_rule(it.init["latent"].shape[0], o.restarts), []).append(source)
+    rows = getattr(it.init, "rows", None) or it.init["latent"].shape[0]
+    rules.setdefault(init_rule(rows, o.restarts), []).append(source)
   for rule, sources in rules.items():
     where = sources[0] if len(sources) == 1 else f"{len(sources)} inputs' latents.npz"
     log(f"init ({where}): {rule}")

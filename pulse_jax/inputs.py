@@ -20,8 +20,11 @@ Rules (the generator size G must be an integer multiple of the input size h):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
+import stat
+import unicodedata
 import zlib
 from typing import Sequence
 
@@ -85,39 +88,151 @@ def image_extensions() -> set[str]:
 def list_inputs(path: str | os.PathLike) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
   """(inputs, skipped): a file as given, or a folder's files with an image extension, sorted.
 
-  Other files in a folder (no image extension, hidden files, sub-folders) are returned in
-  `skipped` so that they can be listed; a file given by name is always an input.
+  In a folder, hidden entries (a name starting with '.') and sub-folders are ignored; the other
+  entries that are not inputs (no image extension; a named pipe, device or socket; a symbolic
+  link that is broken or points to anything but a readable file) are returned in `skipped`,
+  never opened (opening a FIFO blocks), so that they can be listed with `skip_reason`. A file
+  given by name is an input when it is a regular file (or a link to one); FileNotFoundError
+  (the message starts with '--input:') when it does not exist, `NotAnInputFile` (a
+  FileNotFoundError too) when it is a pipe, device or socket.
   """
   p = pathlib.Path(path)
   if p.is_dir():
     exts = image_extensions()
-    files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-    return ([f for f in files if f.suffix.lower() in exts],
-            [f for f in files if f.suffix.lower() not in exts])
-  if p.exists():
-    return [p], []
+    entries = sorted(f for f in p.iterdir() if not f.name.startswith("."))
+    files, skipped = [], []
+    for f in entries:
+      why = _not_a_file(f)
+      if why == "folder":
+        continue
+      if why is None and f.suffix.lower() in exts:
+        files.append(f)
+      else:
+        skipped.append(f)
+    return files, skipped
+  why = _not_a_file(p)
+  if why is None or why == "folder":  # a folder that vanished, or an input file
+    if p.exists():
+      return [p], []
+  elif why != "missing":
+    raise NotAnInputFile(f"--input: {p} is {why}, not an image file")
   raise FileNotFoundError(f"--input: no such file or folder: {p}")
 
 
+class NotAnInputFile(FileNotFoundError):
+  """--input names something that exists but cannot be an input (a pipe, device, socket)."""
+
+
+def _not_a_file(p: pathlib.Path) -> str | None:
+  """None for a regular file (or a link to one) that can be read; else what it is, without
+  opening it: 'missing', 'folder', or a phrase ('a named pipe (FIFO)', 'a broken symbolic
+  link', ...)."""
+  try:
+    lst = os.lstat(p)
+  except FileNotFoundError:
+    return "missing"
+  except OSError as e:
+    return f"not readable ({e.strerror or type(e).__name__})"
+  link = stat.S_ISLNK(lst.st_mode)
+  try:
+    st = os.stat(p) if link else lst
+  except OSError as e:
+    return ("a broken symbolic link" if isinstance(e, FileNotFoundError) else
+            f"a symbolic link that cannot be followed ({e.strerror or type(e).__name__})")
+  mode = st.st_mode
+  kind = ("folder" if stat.S_ISDIR(mode) else None if stat.S_ISREG(mode) else
+          "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+          "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+          "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+  if kind is None and not os.access(p, os.R_OK):
+    kind = "not readable (permission denied)"
+  if kind not in (None, "folder") and link:
+    kind = f"a symbolic link to {kind}" if kind.startswith("a ") else f"a symbolic link, {kind}"
+  return kind
+
+
+def skip_reason(path: str | os.PathLike) -> str:
+  """Why `list_inputs` skipped `path` (for the log and the summary), checked again now."""
+  why = _not_a_file(pathlib.Path(path))
+  if why is None:
+    return "not an image file extension"
+  return "no longer there" if why == "missing" else why
+
+
+# ----------------------------------------------------------------------------- output names
+
+MAX_STEM_BYTES = 120     # UTF-8 bytes of an output folder name (a file name may have 255)
+# Names a per-input folder cannot take: the run's own files in OUTPUT_DIR (compared without
+# case, for case-insensitive file systems).
+RESERVED_STEMS = ("summary.json", "index.html", "aligned")
+
+
+def is_safe_stem(stem) -> bool:
+  """True when `stem` can be an output folder name as it is: one plain path component (not
+  empty, not '.' or '..', no '/' or '\\', no NUL or other control character, not starting with
+  '.' (the run's own hidden files) or ending in '.' or ' ', not a reserved name, valid UTF-8,
+  at most `MAX_STEM_BYTES` bytes)."""
+  if not isinstance(stem, str) or not stem or stem.startswith(".") or stem[-1] in ". ":
+    return False
+  if any(c in "/\\" or unicodedata.category(c) in ("Cc", "Cs") for c in stem):
+    return False
+  try:
+    n = len(stem.encode("utf-8"))
+  except UnicodeEncodeError:
+    return False
+  return n <= MAX_STEM_BYTES and stem.casefold() not in RESERVED_STEMS
+
+
+def safe_stem(stem: str) -> str:
+  """`stem` when `is_safe_stem`, else a safe name derived from it, the same every time: the
+  usable characters (others as '_'), cut to length, then '_' and 8 hex digits of its sha1;
+  'input_<8 hex>' when nothing usable is left (e.g. for '..')."""
+  if is_safe_stem(stem):
+    return stem
+  raw = stem.encode("utf-8", "surrogateescape")
+  tag = hashlib.sha1(raw).hexdigest()[:8]
+  keep = "".join("_" if (c in "/\\" or unicodedata.category(c) in ("Cc", "Cs")) else c
+                 for c in stem).strip(". _")
+  keep = keep.encode("utf-8", "ignore")[:MAX_STEM_BYTES - 9].decode("utf-8", "ignore").rstrip(". ")
+  return f"{keep}_{tag}" if keep else f"input_{tag}"
+
+
+def stem_note(path: str | os.PathLike, stem: str) -> str | None:
+  """The note for an input whose file name could not be its output folder name, else None."""
+  raw = pathlib.Path(path).stem
+  if is_safe_stem(raw) or raw == stem:
+    return None
+  return f"name {raw!r} cannot be a folder name; results in {stem}/"
+
+
 def unique_stems(paths: Sequence[os.PathLike]) -> list[str]:
-  """Output folder names: the file stem, or STEM_EXT when two inputs share a stem."""
+  """Output folder names, the same for the same list of paths: the file stem (`safe_stem`), or
+  STEM_EXT when two inputs share a stem; '_1', '_2', ... added while a name is taken (names
+  that differ only in case count as taken: case-insensitive file systems)."""
+  stems = [safe_stem(pathlib.Path(p).stem) for p in paths]
   counts: dict[str, int] = {}
-  for p in paths:
-    counts[pathlib.Path(p).stem] = counts.get(pathlib.Path(p).stem, 0) + 1
+  for s in stems:
+    counts[s] = counts.get(s, 0) + 1
   out, used = [], set()
-  for p in paths:
-    p = pathlib.Path(p)
-    stem = p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}"
+  for p, s in zip(paths, stems):
+    ext = pathlib.Path(p).suffix.lstrip(".").lower()
+    stem = s if counts[s] == 1 or not ext else safe_stem(f"{s}_{ext}")
     base, i = stem, 1
-    while stem in used:
-      stem, i = f"{base}_{i}", i + 1
-    used.add(stem)
+    while stem.casefold() in used:
+      stem, i = safe_stem(f"{base}_{i}"), i + 1
+    used.add(stem.casefold())
     out.append(stem)
   return out
 
 
 def _open(path: pathlib.Path) -> Image.Image:
-  """Decodes `path` (allowed formats only, pixel cap checked first, EXIF applied); InputError."""
+  """Decodes `path` (allowed formats only, pixel cap checked first, EXIF applied); InputError.
+  Anything but a regular file (a pipe, a device: opening it could block) is refused unopened."""
+  why = _not_a_file(path)
+  if why == "missing":
+    raise InputError(f"{path}: no such file")
+  if why is not None:
+    raise InputError(f"{path}: {why}, not an image file")
   try:
     return image_files.read_image(path)[0]
   except image_files.ImageFileError as e:
@@ -229,6 +344,10 @@ def load_image(path: str | os.PathLike, generator_size: int, *, fit: str = "erro
   if channels == 1:
     pixels = pixels.mean(axis=0, keepdims=True)
     notes.append("converted to one channel for a grayscale generator")
-  return InputImage(path=str(path), stem=stem or path.stem, pixels=pixels, mask=mask,
+  stem = stem or safe_stem(path.stem)
+  note = stem_note(path, stem)
+  if note:
+    notes.append(note)
+  return InputImage(path=str(path), stem=stem, pixels=pixels, mask=mask,
                     image_key=key, original_size=(w, h), original_mode=mode, format=fmt,
                     notes=notes, padding=padding, resized_from=resized_from)

@@ -17,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from pulse_jax import compile_cache, gallery, init_values, inputs as inputs_lib
-from pulse_jax import job_generator, job_inputs, job_outputs, options, outputs, run_options
+from pulse_jax import job_generator, job_inputs, job_outputs, options, outputs, run_lock
+from pulse_jax import run_options
 from pulse_jax.errors import UsageError
 from pulse_jax.job_inputs import Item
 from pulse_jax.run_options import RunOptions
@@ -49,7 +50,9 @@ def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list 
   `items` (the inputs as `job_inputs.Item`s; default: --input), `on_result(item, result, i,
   report)` called for each input searched (input i of the batch's `driver.SearchResult`),
   `strict`: a bad input raises InputError before the search and a failed search raises.
-  With o.output_dir None nothing is written.
+  With o.output_dir None nothing is written. OUTPUT_DIR and --checkpoint_dir are checked,
+  made and locked before anything else (`run_lock.hold`: a second run into either exits with
+  a UsageError naming the first's pid and host).
   """
   t_start = time.perf_counter()
   writer = is_writer()
@@ -60,6 +63,12 @@ def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list 
     warn = lambda s: None  # noqa: E731
   o = run_options.resolve(o, model.name if model is not None else o.weights)
   run_options.check_options(o)
+  with run_lock.hold(o, writer, warn):
+    return _run_locked(o, model, items, on_result, strict, writer, log, warn, t_start)
+
+
+def _run_locked(o, model, items, on_result, strict, writer, log, warn, t_start) -> dict:
+  """`run` once its folders are checked and locked."""
   if o.compile_cache:
     compile_cache.enable()
 
@@ -128,20 +137,23 @@ def _search_and_summarise(o, model, params, generator, config, forward, items, s
   summary_path = (os.path.join(o.output_dir, outputs.SUMMARY) if o.output_dir is not None
                   else None)
   if o.output_dir is not None:
-    job_outputs.check_existing(o, todo, outputs.result_identity(settings, winfo), summary_path,
-                               writer, log)
+    todo = job_outputs.drop_unusable_folders(o.output_dir, todo, writer, warn)
+    ctx.reports.update(job_outputs.check_existing(
+        o, todo, outputs.result_identity(settings, winfo), summary_path, writer, log))
   if ctx.write:
     os.makedirs(o.output_dir, exist_ok=True)
     for it in todo:
       if not it.kept:
         outputs.clear_outputs(o.output_dir, it.stem)
-        os.makedirs(os.path.join(o.output_dir, it.stem), exist_ok=True)
+        os.makedirs(outputs.input_dir(o.output_dir, it.stem), exist_ok=True)
 
   job = Job(ctx, params, on_result=on_result, strict=strict)
   batches = make_batches(todo, o.batch_size)
   job.search(batches)
   summary = job_outputs.summary(ctx, job, items, skipped, len(batches), summary_path, t_start)
-  if ctx.write:
+  if ctx.write and summary.get("error"):
+    warn(f"warning: gallery page not written ({outputs.SUMMARY} could not be written)")
+  elif ctx.write:
     try:
       log(f"gallery: {gallery.write_gallery(o.output_dir)}")
     except Exception as e:  # pylint: disable=broad-except  # the results are saved already
@@ -214,10 +226,17 @@ class Job:
     self.on_result, self.strict = on_result, strict
     self.compile_s = self.search_s = self.searched_s = 0.0
     self.restart_steps = 0
+    self.stopped_by: int | None = None  # the signal that stopped the job (`pulse_jax.stopping`)
 
   def search(self, batches: list[list[Item]]) -> None:
     """Searches every batch with an input to search (batch numbers count every batch, so
-    that they are the same when a run is started again)."""
+    that they are the same when a run is started again).
+
+    A stop request (`pulse_jax.stopping`: SIGTERM, SIGINT under `python -m pulse_jax.run`)
+    ends the search between chunks, or before the next batch: the inputs not done are marked
+    'interrupted' (the same command resumes them, from the running batch's checkpoint with
+    --checkpoint_dir) and `stopped_by` holds the signal."""
+    from pulse_jax import driver, stopping
     o = self.o
     work = [b for b in batches if not all(it.kept for it in b)]
     self.progress = Progress(sum(len(b) for b in work) * o.restarts * o.steps, self.log,
@@ -225,11 +244,33 @@ class Job:
     self.progress.total_images = sum(len(b) for b in work)
     for bi, batch in enumerate(batches):
       label = self._label(bi, len(batches), batch)
-      if not all(it.kept for it in batch):
-        self._search_batch(bi, label, batch)
-      else:
+      if all(it.kept for it in batch):
         self.log(f"{label}: skipped: the outputs of {', '.join(it.path for it in batch)} are "
                  "complete (an earlier run with the same settings), kept")
+        continue
+      signum = stopping.requested()
+      if signum is not None:
+        self._interrupted(batches[bi:], signum, f"stopped by {stopping.name(signum)} before "
+                          "its batch")
+        return
+      try:
+        self._search_batch(bi, label, batch)
+      except driver.Stopped as e:
+        self.warn(f"{label}: {e}")
+        self._interrupted(batches[bi:], e.signum, str(e), first=batch)
+        return
+
+  def _interrupted(self, batches: list[list[Item]], signum: int, why: str,
+                   first: list[Item] | None = None) -> None:
+    """Marks the inputs of `batches` not done (not kept, not failed) 'interrupted'."""
+    self.stopped_by = signum
+    for batch in batches:
+      for it in batch:
+        if it.kept or it.status in ("failed", "within_eps", "not_within_eps"):
+          continue
+        it.status = "interrupted"
+        it.message = ((why if batch is first else "not searched: the run was stopped")
+                      + "; run the same command again to resume")
 
   def _label(self, bi: int, n: int, batch: list[Item]) -> str:
     size, G = batch[0].image.size, self.generator.resolution
@@ -263,7 +304,10 @@ class Job:
           chunk_size=o.chunk_size, micro_batches=o.micro_batches,
           memory_budget_bytes=int(o.memory_budget_gb * 2**30) or None, progress=progress,
           frames=o.save_intermediate, checkpoint_dir=self._checkpoint_dir(batch),
-          checkpoint_every=o.checkpoint_every, log=lambda s: self.log(f"{label}: {s}"))
+          checkpoint_every=o.checkpoint_every, log=lambda s: self.log(f"{label}: {s}"),
+          warn=lambda s: self.warn(f"{label}: {s}"))
+    except driver.Stopped:
+      raise
     except Exception as e:  # pylint: disable=broad-except
       if self.strict:
         raise

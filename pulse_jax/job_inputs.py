@@ -78,7 +78,7 @@ def collect(o, generator, *, files=None, log, warn, aligned_dir: str | None) -> 
       except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     for s in skipped:
-      log(f"skipping {s} (not an image file extension)")
+      log(f"skipping {s} ({inputs_lib.skip_reason(s)})")
     if not files:
       raise UsageError(f"--input: no image files found in {o.input}")
     items = [Item(str(f), stem) for f, stem in zip(files, inputs_lib.unique_stems(files))]
@@ -90,15 +90,48 @@ def collect(o, generator, *, files=None, log, warn, aligned_dir: str | None) -> 
     if it.status == "failed" or it.image is not None:
       continue
     try:
+      check_input_header(it.path, generator.resolution)
       # --grayscale: RGB first, so that the target is the BT.601 luminance (`apply_forward`).
       it.image = inputs_lib.load_image(it.path, generator.resolution, fit=o.fit,
                                        background=o.alpha_background, stem=it.stem,
                                        channels=3 if o.grayscale else generator.num_channels)
+      if not o.grayscale and looks_gray(it.image.pixels):
+        it.image.notes.append(GRAY_NOTE)
       for n in it.image.notes:
         log(f"{it.path}: note: {n}")
     except inputs_lib.InputError as e:
       it.fail(str(e))
   return items, skipped
+
+
+GRAY_NOTE = ("looks gray (R = G = B in every pixel); pass --grayscale (grayscale=True) to "
+             "match only its luminance and let the search choose the colours")
+
+
+def looks_gray(pixels: np.ndarray) -> bool:
+  """Whether a target ``[C, h, w]`` of 3 channels has R = G = B in every pixel."""
+  return pixels.shape[0] == 3 and bool(np.array_equal(pixels[0], pixels[1])
+                                       and np.array_equal(pixels[0], pixels[2]))
+
+
+def check_input_header(path: str, generator_size: int) -> None:
+  """InputError, from the file's header (before any pixel is decoded), for an input larger
+  than the generator's output: no --fit uses one (inputs are the low-resolution images, at
+  most the generator's size; `inputs.load_image` refuses them after decoding). Files whose
+  header cannot be read are left to `load_image`, which names the problem."""
+  from pulse_jax import image_files
+  try:
+    with image_files.open_image(path) as im:
+      w, h = im.size
+  except (image_files.ImageFileError, OSError):
+    return
+  if w > generator_size or h > generator_size:
+    sizes = ", ".join(map(str, inputs_lib.valid_sizes(generator_size)))
+    raise inputs_lib.InputError(
+        f"{path}: {w}x{h} (from its header; not decoded) is larger than the generator's "
+        f"{generator_size}x{generator_size} output; inputs are the low-resolution images to "
+        f"up-sample (valid sizes: {sizes}), and no --fit uses a larger one. Down-sample the "
+        "photo first, e.g. `python -m pulse_jax.align`, or search it with --align.")
 
 
 # ----------------------------------------------------------------------------- forward model
@@ -305,7 +338,7 @@ def align_items(o, items: list[Item], generator_size: int, out_dir: str, log,
                                                              if fr.reason) + ")"))
       continue
     log(f"aligned {name}: {res.message} -> " + ", ".join(lr_paths))
-    out += [Item(p, pathlib.Path(p).stem) for p in lr_paths]
+    out += [Item(p, inputs_lib.safe_stem(pathlib.Path(p).stem)) for p in lr_paths]
   return out
 
 

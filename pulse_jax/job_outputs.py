@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from pulse_jax import inputs as inputs_lib
 from pulse_jax import outputs, responsible_use
 from pulse_jax.errors import UsageError
 
@@ -30,6 +31,10 @@ class Context:
   log: Callable[[str], None]
   warn: Callable[[str], None]
   forward: object = None
+  # stem -> its report: this run's (`finish_input`) or the earlier run's of a kept input
+  reports: dict = dataclasses.field(default_factory=dict)
+  # stem -> the frames/ files written for it (--save_intermediate), listed in its report
+  frame_files: dict = dataclasses.field(default_factory=dict)
 
   def forward_for(self, size: int):
     """The forward model of inputs of `size` x `size` (factor generator size / size)."""
@@ -39,7 +44,8 @@ class Context:
 
 # ----------------------------------------------------------------------------- earlier runs
 
-def check_existing(o, todo: list, identity: dict, summary_path: str, writer: bool, log) -> None:
+def check_existing(o, todo: list, identity: dict, summary_path: str, writer: bool,
+                   log) -> dict[str, dict]:
   """What an earlier run left in OUTPUT_DIR, checked before anything is searched.
 
   Without --overwrite: an input whose outputs are complete (report.json, written last) with
@@ -47,10 +53,11 @@ def check_existing(o, todo: list, identity: dict, summary_path: str, writer: boo
   outputs (a run interrupted before their report.json) are searched again; complete outputs
   of other settings, or a summary.json of another run, raise UsageError. With --overwrite
   everything is searched again and replaced. Process 0 (the writer) decides for every
-  process, so that all skip the same batches.
+  process, so that all skip the same batches. Returns {stem: earlier report} of the inputs
+  kept (on process 0; empty elsewhere).
   """
   if o.overwrite:
-    return
+    return {}
   reports, error = (earlier_outputs(o, todo, identity, summary_path, log) if writer
                     else ({}, None))
   kept = np.array([i in reports for i in range(len(todo))] + [error is not None], np.int32)
@@ -61,6 +68,26 @@ def check_existing(o, todo: list, identity: dict, summary_path: str, writer: boo
   for i, it in enumerate(todo):
     if kept[i]:
       it.keep(reports.get(i, {}))
+  return {todo[i].stem: r for i, r in reports.items()}
+
+
+def drop_unusable_folders(output_dir: str, todo: list, writer: bool, warn) -> list:
+  """`todo` without the inputs whose folder OUTPUT_DIR/<stem> the job must not use (a
+  symbolic link, a file, outside OUTPUT_DIR: `outputs.input_dir`); those fail, with the
+  reason. Process 0 decides for every process."""
+  bad, why = np.zeros(len(todo), np.int32), {}
+  if writer:
+    for i, it in enumerate(todo):
+      try:
+        outputs.input_dir(output_dir, it.stem)
+      except outputs.UnsafeOutputPath as e:
+        bad[i], why[i] = 1, str(e)
+  bad = from_process_0(bad)
+  for i, it in enumerate(todo):
+    if bad[i]:
+      it.fail(f"{it.path}: not searched: {why.get(i, 'its output folder cannot be used')}")
+      warn(f"error: {it.message}")
+  return [it for i, it in enumerate(todo) if not bad[i]]
 
 
 def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
@@ -69,11 +96,11 @@ def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
   reports, clashes = {}, []
   for i, it in enumerate(todo):
     d = os.path.join(o.output_dir, it.stem)
-    if not outputs.existing_outputs(o.output_dir, it.stem):
-      continue
     try:
+      if not outputs.existing_outputs(o.output_dir, it.stem):
+        continue
       report = outputs.complete_report(o.output_dir, it.stem)
-    except ValueError as e:
+    except ValueError as e:  # UnsafeOutputPath included
       clashes.append(str(e))
       continue
     if report is None:
@@ -88,10 +115,10 @@ def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
     try:
       with open(summary_path) as f:
         s = json.load(f)
-      diffs = outputs.differences(
+      diffs = ([] if not _has_results(s) else outputs.differences(
           {"input": s.get("input", "?"), **outputs.result_identity(s["settings"], s["weights"])},
-          {"input": o.input, **identity})
-    except (OSError, ValueError, KeyError, TypeError) as e:
+          {"input": o.input, **identity}))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
       diffs = [f"unreadable: {type(e).__name__}"]
     if diffs:
       clashes.append(f"{summary_path} (another run: {_first(diffs)})")
@@ -101,6 +128,17 @@ def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
   return reports, (f"outputs of an earlier run exist that this command would not reproduce: "
                    f"{', '.join(clashes[:3])}{more}; pass --overwrite to replace them, or "
                    "choose another --output_dir.")
+
+
+def _has_results(s: dict) -> bool:
+  """Whether an earlier summary records a run that left results (an input searched, kept or
+  not): a run whose inputs all failed or were skipped leaves nothing to protect, and its
+  settings (e.g. the --fit its error message advises to change) must not block the next."""
+  files = s["files"]
+  if not isinstance(files, list):
+    raise TypeError("files is not a list")
+  return any(isinstance(f, dict) and f.get("status") in ("within_eps", "not_within_eps")
+             for f in files)
 
 
 def from_process_0(x: np.ndarray) -> np.ndarray:
@@ -139,6 +177,15 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   if ctx.write:
     files = {"hr": [f"hr_{k}.png" for k in range(k_out)],
              "lr": [f"lr_{k}.png" for k in range(k_out)], "latents": outputs.LATENTS}
+    # Every file of this input's folder that this run writes (`outputs.clear_outputs` removes
+    # these, and only these, when the input is searched again).
+    written = ([outputs.INPUT_PNG] + [n for k in range(k_out)
+                                      for n in (files["hr"][k], files["lr"][k])]
+               + [outputs.LATENTS, outputs.TRACE]
+               + ([outputs.NOT_WITHIN_EPS] if advice is not None else [])
+               + ([outputs.GIF] if frames else [])
+               + sorted(ctx.frame_files.get(it.stem, ()))
+               + [outputs.REPORT])
   else:
     files = {"hr": [None] * k_out, "lr": [None] * k_out, "latents": None}
   report = outputs.input_report(
@@ -148,14 +195,20 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   report.update(ctx.record)
   forward = ctx.forward_for(it.image.size)
   report.update(forward=forward.describe(), eps_note=forward.eps_note(o.eps), mask=it.mask_info)
+  note = inputs_lib.stem_note(it.path, it.stem) if it.label is None else None
+  if note:
+    report["stem_note"] = note
   if ctx.write:
+    report["files"] = written
     _write_files(ctx, it, result, i, frames, files, advice, report)
+  ctx.reports[it.stem] = report
   return report
 
 
 def _write_files(ctx: Context, it, result, i: int, frames: list, files: dict, advice, report):
-  d = os.path.join(ctx.o.output_dir, it.stem)
+  d = outputs.input_dir(ctx.o.output_dir, it.stem)
   os.makedirs(d, exist_ok=True)
+  outputs.input_dir(ctx.o.output_dir, it.stem)  # made here: still a plain folder inside
   outputs.save_png(it.image.pixels, os.path.join(d, outputs.INPUT_PNG))
   for k in range(result.hr.shape[1]):
     for kind in ("hr", "lr"):
@@ -183,11 +236,14 @@ def save_frames(ctx: Context, batch: list, frames: dict, info) -> None:
   for i, it in enumerate(batch):
     if it.kept:
       continue
-    d = os.path.join(ctx.o.output_dir, it.stem, outputs.FRAMES)
+    d = outputs.input_dir(ctx.o.output_dir, it.stem, sub=outputs.FRAMES)
     os.makedirs(d, exist_ok=True)
+    outputs.input_dir(ctx.o.output_dir, it.stem, sub=outputs.FRAMES)
     hr, lr = outputs.to_pil(info.frames["hr"][i]), outputs.to_pil(info.frames["lr"][i])
-    outputs.save_image(hr, os.path.join(d, f"hr_step{info.step:04d}.png"))
-    outputs.save_image(lr, os.path.join(d, f"lr_step{info.step:04d}.png"))
+    names = [f"hr_step{info.step:04d}.png", f"lr_step{info.step:04d}.png"]
+    outputs.save_image(hr, os.path.join(d, names[0]))
+    outputs.save_image(lr, os.path.join(d, names[1]))
+    ctx.frame_files.setdefault(it.stem, set()).update(f"{outputs.FRAMES}/{n}" for n in names)
     frames[i].append(outputs.frame_strip([outputs.to_pil(it.image.pixels), lr, hr],
                                          outputs.gif_cell(G)))
 
@@ -196,7 +252,14 @@ def save_frames(ctx: Context, batch: list, frames: dict, info) -> None:
 
 def summary(ctx: Context, job, items: list, skipped, num_batches: int, summary_path: str | None,
             t_start: float) -> dict:
-  """The run summary (written to OUTPUT_DIR/summary.json with ctx.write)."""
+  """The run summary (written to OUTPUT_DIR/summary.json with ctx.write).
+
+  Each searched input's `files` entry carries its own `timings` (from its report: for an
+  input kept from an earlier run, that run's) and `kept`; an input whose file name could not
+  be its folder name has a `stem_note`. When summary.json cannot be written (a full disk),
+  the per-input results stay, the problem is reported (`error`, naming the file) and
+  `exit_code` is 2.
+  """
   o, config = ctx.o, ctx.config
   searched = [it for it in items if it.status in ("within_eps", "not_within_eps")]
   ran = [it for it in searched if not it.kept]
@@ -213,14 +276,48 @@ def summary(ctx: Context, job, items: list, skipped, num_batches: int, summary_p
       "compile_s": job.compile_s, "search_s": job.search_s,
       "wall_s": time.perf_counter() - t_start,
       "restarts": o.restarts, "steps": o.steps, "batches": num_batches,
-      "exit_code": 1 if failed else 0, "summary_path": summary_path, "input": o.input,
-      "files": [it.to_dict(o.output_dir) for it in items]
+      "exit_code": (128 + job.stopped_by if getattr(job, "stopped_by", None)  # SIGTERM/INT
+                    else 1 if failed else 0), "summary_path": summary_path, "input": o.input,
+      "interrupted": sum(it.status == "interrupted" for it in items),
+      "files": [_file_entry(ctx, it, o.output_dir) for it in items]
       + [{"input": str(f), "stem": None, "status": "skipped",
-          "message": "not an image file extension"} for f in skipped],
+          "message": inputs_lib.skip_reason(f)} for f in skipped],
       "settings": ctx.settings, **ctx.record, "weights": ctx.winfo,
       "versions": ctx.env["versions"], "device": ctx.env["device"],
       "responsible_use": responsible_use.NOTICE}
   if ctx.write:
-    os.makedirs(o.output_dir, exist_ok=True)
-    outputs.write_json(summary_path, s)
+    try:
+      os.makedirs(o.output_dir, exist_ok=True)
+      outputs.write_json(summary_path, s)
+    except OSError as e:
+      done = [os.path.join(o.output_dir, it.stem) for it in ran]
+      s["error"] = (f"{summary_path}: not written ({type(e).__name__}: "
+                    f"{e.strerror or e}); the results of the inputs searched are complete in "
+                    + (", ".join(done[:3]) + (f" and {len(done) - 3} more" if len(done) > 3
+                                              else "") if done else "their folders")
+                    + "; free some space (or fix the folder) and run the same command again "
+                    "to write the summary (complete results are kept)")
+      s["exit_code"] = 2
+      ctx.warn(f"error: {s['error']}")
   return s
+
+
+# Report timings copied into the summary's entry of each searched input.
+ENTRY_TIMINGS = ("compile_s", "search_s", "init_s", "batch_wall_s", "batch_images",
+                 "restart_steps_per_s", "resumed_from_step")
+
+
+def _file_entry(ctx: Context, it, output_dir: str | None) -> dict:
+  """One input's entry in the summary's `files` (`Item.to_dict`, and its timings from its
+  report, its stem note)."""
+  d = it.to_dict(output_dir)
+  report = ctx.reports.get(it.stem)
+  if it.status in ("within_eps", "not_within_eps"):
+    t = (report or {}).get("timings")
+    d["timings"] = ({k: t.get(k) for k in ENTRY_TIMINGS if k in t} if isinstance(t, dict)
+                    else None)
+  note = (report or {}).get("stem_note") or (
+      inputs_lib.stem_note(it.path, it.stem) if getattr(it, "label", None) is None else None)
+  if note:
+    d["stem_note"] = note
+  return d

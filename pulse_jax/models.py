@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from pulse_jax.checkpoint import GeneratorWeights, load_weights, sha256_file
+from pulse_jax.checkpoint import GeneratorWeights, WeightsError, load_weights, sha256_file
 
 DEFAULT_MODEL = "dcgan-digiface"
 BUILTIN = {DEFAULT_MODEL: ("gan_face_generate", "weights.tar")}
@@ -61,15 +61,16 @@ def builtin_dir(name: str, log=print) -> str:
 
 
 def resolve(weights: str | None, log=print) -> str:
-  """A weights directory for `--weights` (None: the built-in default)."""
+  """A weights directory for `--weights` (None: the built-in default); WeightsError for a name
+  that is neither."""
   name = weights or DEFAULT_MODEL
   if name in BUILTIN:
     return builtin_dir(name, log)
   if not os.path.isdir(name):
-    raise FileNotFoundError(
+    raise WeightsError(
         f"--weights={name}: neither a converted weights directory nor a built-in model "
-        f"({sorted(BUILTIN)}). Convert weights with `python -m weights_convert --source=FILE "
-        "--out=DIR`.")
+        f"({', '.join(sorted(BUILTIN))}). Convert weights with `python -m weights_convert "
+        "--source=FILE --out=DIR`.")
   return name
 
 

@@ -100,6 +100,21 @@ def finite(bound: float, strict: bool = False) -> Callable[[Any], None]:
   return check
 
 
+def in_range(lo: int, hi: int, why: str = "") -> Callable[[Any], None]:
+  """lo <= value <= hi: 'must be in 0..4294967295 (why) (got ...)'. The flag gets absl's
+  lower_bound too."""
+  def check(v):
+    if not lo <= v <= hi:
+      raise ValueError(f"must be in {lo}..{hi}{f' ({why})' if why else ''} (got {v!r})")
+  check.lower_bound = lo
+  check.upper_bound = hi
+  return check
+
+
+# The search's random keys are jax.random.key(seed): a uint32 seed (2**32 would be 0 again).
+SEED_MAX = 2 ** 32 - 1
+
+
 def _loss_str(v):
   from pulse_jax.losses import parse_loss_str
   parse_loss_str(v)
@@ -114,7 +129,7 @@ def bad_layers(value: str) -> tuple[int, ...]:
     return tuple(int(p) for p in s.split("."))
   except ValueError:
     raise ValueError(f"must be layer indices joined by '.', e.g. '17' or '16.17' (or '' for "
-                     f"none) (got {value!r})") from None
+                     f"none) (got {shown(value)})") from None
 
 
 def _weights_help() -> str:
@@ -168,6 +183,10 @@ class Option:
   def lower_bound(self):
     return getattr(self.check, "lower_bound", None)
 
+  @property
+  def upper_bound(self):
+    return getattr(self.check, "upper_bound", None)
+
   def applies_to(self, generator) -> bool:
     return self.applies is None or bool(self.applies.predicate(generator))
 
@@ -178,24 +197,25 @@ class Option:
     t = self.type
     if t is bool:
       if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
-        raise ValueError(f"must be true or false (got {value!r})")
+        raise ValueError(f"must be true or false (got {shown(value)})")
       value = bool(value)
     elif t is int:
       if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"must be an integer (got {value!r})")
+        raise ValueError(f"must be an integer (got {shown(value)})")
       value = int(value)
     elif t is float:
       if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"must be a number (got {value!r})")
+        raise ValueError(f"must be a number (got {shown(value)})")
       value = float(value)
     elif t is os.PathLike:
       if not isinstance(value, (str, os.PathLike)):
-        raise ValueError(f"must be a file or folder name (got {value!r})")
+        raise ValueError(f"must be a file or folder name (got {shown(value)})")
       value = os.fspath(value)
     elif not isinstance(value, str):
-      raise ValueError(f"must be a string (got {value!r})")
+      raise ValueError(f"must be a string (got {shown(value)})")
     if self.choices and value not in self.choices:
-      raise ValueError(f"must be one of {self.choices} (got {value!r})")
+      raise ValueError(f"must be one of {', '.join(map(str, self.choices))} (got "
+                       f"{shown(value)})")
     if self.check is not None:
       self.check(value)
     return value
@@ -214,7 +234,8 @@ class Option:
     elif self.choices:
       flags.DEFINE_enum(self.name, self.default, list(self.choices), text, **kw)
     elif self.type is int:
-      flags.DEFINE_integer(self.name, self.default, text, lower_bound=self.lower_bound, **kw)
+      flags.DEFINE_integer(self.name, self.default, text, lower_bound=self.lower_bound,
+                           upper_bound=self.upper_bound, **kw)
     elif self.type is float:
       flags.DEFINE_float(self.name, self.default, text, lower_bound=self.lower_bound, **kw)
     else:
@@ -301,8 +322,10 @@ SEARCH = (
            choices=LR_SCHEDULES, scope="search"),
     Option("seed", int, 0,
            "Random seed (honoured, 0 included): a restart's start depends only on the seed, "
-           "the input's pixels and the restart index.",
-           scope="search", presettable=False),
+           "the input's pixels and the restart index. 0..4294967295 (the uint32 seed of "
+           "jax.random.key).",
+           check=in_range(0, SEED_MAX, "the uint32 seed of jax.random.key"), scope="search",
+           presettable=False),
 )
 
 RUN = (
@@ -374,6 +397,23 @@ def _noise_sigma(v):
     raise ValueError(f"must be a finite number in [0, 1] (got {v!r})")
 
 
+# = pulse_jax.forward.blur.MAX_HR_SIDE: the largest HR image of any generator family here
+# (tests/test_input_limits.py checks that the two agree).
+MAX_HR_SIDE = 4096
+
+
+def _blur_sigma(v):
+  """A finite sigma >= 0 whose 2 r + 1 taps (r = ceil(3 sigma)) fit the largest HR image of
+  any generator (the job checks the generator's own size before compiling)."""
+  finite(0.0)(v)
+  bound = ((MAX_HR_SIDE - 1) // 2) / 3
+  if v > bound:
+    raise ValueError(f"must be <= {bound:g}: its radius ceil(3 sigma) would give more than "
+                     f"{MAX_HR_SIDE} taps, larger than the largest HR image of any generator "
+                     f"({MAX_HR_SIDE}x{MAX_HR_SIDE}); the bound for a generator of size G is "
+                     f"(G - 1) // 2 / 3, e.g. 10.3333 for 64 (got {v!r})")
+
+
 def _optional_path(v):
   if v != "" and not os.path.exists(v):
     raise ValueError(f"no such file or folder: {v}")
@@ -397,7 +437,7 @@ FORWARD = (
     Option("blur_sigma", float, 0.0,
            "Gaussian blur of the HR image before down-sampling: sigma in HR pixels (radius "
            "ceil(3 sigma), reflect boundary); 0: none.",
-           check=finite(0.0)),
+           check=_blur_sigma),
     Option("blur_kernel", os.PathLike, None,
            "A blur kernel applied after --blur_sigma: a .npy 2-D array or a grayscale image, "
            "normalised to sum 1; true convolution, reflect boundary.",
@@ -508,9 +548,25 @@ def values_of(values, group: str) -> dict:
   return {o.name: getattr(values, o.name) for o in GROUPS[group]}
 
 
-def flag_message(flag: str, message) -> str:
-  """'--flag: message', without repeating a leading 'flag ' or '--flag ' of the message."""
+MAX_MESSAGE = 600   # characters of one option's message (a value may be megabytes long)
+
+
+def shown(value, limit: int = 60) -> str:
+  """repr(value), at most `limit` characters ('...' and the length when cut)."""
+  r = repr(value)
+  return r if len(r) <= limit else f"{r[:limit - 3]}... ({len(r):,} characters)"
+
+
+def short_message(message, limit: int = MAX_MESSAGE) -> str:
+  """str(message), cut to `limit` characters."""
   m = str(message)
+  return m if len(m) <= limit else m[:limit - 20] + f"... ({len(m):,} characters)"
+
+
+def flag_message(flag: str, message) -> str:
+  """'--flag: message', without repeating a leading 'flag ' or '--flag ' of the message (at
+  most `MAX_MESSAGE` characters: an option's value may be long)."""
+  m = short_message(message)
   for head in (f"--{flag} ", f"{flag} "):
     if m.startswith(head):
       m = m[len(head):]
@@ -561,7 +617,7 @@ def check_config(config) -> None:
     try:
       value = o.validate(getattr(config, f.name))
     except ValueError as e:
-      raise ValueError(f"{f.name} {e}") from None
+      raise ValueError(f"{f.name} {short_message(e)}") from None
     object.__setattr__(config, f.name, value)
 
 

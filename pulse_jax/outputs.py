@@ -11,7 +11,7 @@ Per input, under OUTPUT_DIR/<stem>/ (R = --restarts, K = --duplicates, best firs
                        continue every restart), 'kept' [K] the restarts of hr_<k>.png (best
                        first) and 'rank' [R] each restart's rank (0: best); pulse_jax.render
                        renders the kept rows
-  report.json          see `input_report`; written last
+  report.json          see `input_report`; written last; "files" lists every file written
   NOT_WITHIN_EPS.txt   only when no restart reached eps: the closest L2 and advice
   frames/, progress.gif   with --save_intermediate: best-so-far HR/LR after each chunk
 OUTPUT_DIR/summary.json  the run summary.
@@ -19,14 +19,20 @@ OUTPUT_DIR/summary.json  the run summary.
 Every file is written to a hidden temporary name and renamed into place, and report.json comes
 last: an input's outputs are complete exactly when its report.json exists (`complete_report`),
 so a run killed at any point never leaves outputs that look complete.
+
+<stem> is a plain folder name (`inputs.unique_stems`: a file name that cannot be one, e.g.
+'...png', gets a safe name, with a `stem_note`), and every per-input path is checked to be a
+real folder inside OUTPUT_DIR before anything is written or removed there (`input_dir`: no
+symbolic link is followed). A run removes only files it wrote: those an earlier report.json of
+the folder lists ("files"), and its own temporaries (`clear_outputs`).
 """
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import platform
+import re
 import sys
 from typing import Iterator, Sequence
 
@@ -39,12 +45,49 @@ from pulse_jax.render import to_uint8
 from pulse_jax.run_files import (FRAMES, GIF, INDEX, INPUT_PNG, LATENTS, NOT_WITHIN_EPS,  # noqa: F401
                                  REPORT, SUMMARY, TRACE)
 
-# Files and folders of ours in OUTPUT_DIR/<stem>/ (removed there before writing with --overwrite).
-OWNED_PATTERNS = (INPUT_PNG, "hr_*.png", "lr_*.png", LATENTS, TRACE, REPORT, NOT_WITHIN_EPS, GIF)
-TMP_PATTERN = ".*.tmp-*"   # `atomic_path` temporaries a killed run may leave
+# The names a run writes in OUTPUT_DIR/<stem>/ (and in its frames/ folder): the only files
+# `clear_outputs` may remove there, and only those an earlier report.json lists (temporaries:
+# any of ours, of any process id).
+_OWN_NAME = (r"(input\.png|[hl]r_\d+\.png|latents\.npz|trace\.json|report\.json|"
+             r"NOT_WITHIN_EPS\.txt|progress\.gif)")
+OWN_FILE = re.compile(_OWN_NAME)
+OWN_TMP = re.compile(rf"\.{_OWN_NAME}\.tmp-\d+")
+OWN_FRAME = re.compile(r"[hl]r_step\d+\.png")
+OWN_FRAME_TMP = re.compile(r"\.[hl]r_step\d+\.png\.tmp-\d+")
 # Settings that change the speed or memory of a run but not its results: a re-run may change
 # them and still keep the complete outputs of an earlier run (see `resume_differences`).
 RESULT_NEUTRAL_SETTINGS = options.result_neutral()
+
+
+class UnsafeOutputPath(ValueError):
+  """A per-input output folder that the job must not write into or delete from (the message
+  names it and says why)."""
+
+
+def input_dir(output_dir: str, stem: str, *, sub: str | None = None) -> str:
+  """OUTPUT_DIR/<stem> (or OUTPUT_DIR/<stem>/<sub>), proven to be inside OUTPUT_DIR.
+
+  Raises UnsafeOutputPath when `stem` is not a plain folder name (`inputs.is_safe_stem`), or
+  when the folder (or `sub`) exists as a symbolic link or as something else than a folder, or
+  resolves outside OUTPUT_DIR: the job never writes or deletes through such a path.
+  """
+  from pulse_jax.inputs import is_safe_stem
+  if not is_safe_stem(stem):
+    raise UnsafeOutputPath(f"{stem!r} cannot be an output folder name (not a plain name)")
+  root = os.path.realpath(output_dir)
+  d = os.path.join(output_dir, stem)
+  parts = [d] + ([os.path.join(d, sub)] if sub is not None else [])
+  for p in parts:
+    if os.path.islink(p):
+      raise UnsafeOutputPath(f"{p} is a symbolic link (to {os.readlink(p)}); the job does not "
+                             "write through links: remove it, or choose another --output_dir")
+    if os.path.lexists(p) and not os.path.isdir(p):
+      raise UnsafeOutputPath(f"{p} exists and is not a folder: remove it, or choose another "
+                             "--output_dir")
+  target = os.path.realpath(parts[-1])
+  if os.path.commonpath([root, target]) != root or target == root:
+    raise UnsafeOutputPath(f"{parts[-1]} resolves to {target}, outside {output_dir}")
+  return parts[-1]
 
 
 def planned_files(output_dir: str, stem: str, duplicates: int, save_intermediate: bool) -> list[str]:
@@ -57,27 +100,77 @@ def planned_files(output_dir: str, stem: str, duplicates: int, save_intermediate
 
 
 def existing_outputs(output_dir: str, stem: str) -> list[str]:
-  """Our files already in OUTPUT_DIR/<stem>/ (any run's, whatever its --duplicates)."""
-  d = os.path.join(output_dir, stem)
-  found = []
-  for pat in OWNED_PATTERNS:
-    found += sorted(glob.glob(os.path.join(glob.escape(d), pat)))
+  """Our files already in OUTPUT_DIR/<stem>/ (any run's, whatever its --duplicates): the names
+  a run writes (`OWN_FILE`), and a non-empty frames/ folder."""
+  d = input_dir(output_dir, stem)
+  if not os.path.isdir(d):
+    return []
+  found = [os.path.join(d, n) for n in sorted(os.listdir(d)) if OWN_FILE.fullmatch(n)]
   frames = os.path.join(d, FRAMES)
-  if os.path.isdir(frames) and os.listdir(frames):
+  if os.path.isdir(frames) and not os.path.islink(frames) and os.listdir(frames):
     found.append(frames + os.sep)
   return found
 
 
-def clear_outputs(output_dir: str, stem: str) -> None:
-  """Removes our files (and temporaries) from OUTPUT_DIR/<stem>/; leaves anything else."""
-  d = os.path.join(output_dir, stem)
-  for pat in OWNED_PATTERNS + (TMP_PATTERN,):
-    for f in glob.glob(os.path.join(glob.escape(d), pat)):
-      os.remove(f)
+def report_files(report) -> list[str]:
+  """The file names (relative to OUTPUT_DIR/<stem>/) that the run of `report` (an earlier
+  report.json of ours) wrote: its "files" list, or for reports without one, the files every
+  run writes and the outputs and latents it lists; only names a run writes (`OWN_FILE`, and
+  `OWN_FRAME` under frames/) are returned: a tampered report cannot name anything else."""
+  if not isinstance(report, dict):
+    return []
+  if isinstance(report.get("files"), list):
+    names = list(report["files"])
+  else:
+    names = [INPUT_PNG, LATENTS, TRACE, REPORT, report.get("latents")]
+    if report.get("status") == "not_within_eps":
+      names.append(NOT_WITHIN_EPS)
+    for o in report.get("outputs") if isinstance(report.get("outputs"), list) else []:
+      if isinstance(o, dict):
+        names += [o.get("hr"), o.get("lr")]
+  out = []
+  for n in names:
+    if not isinstance(n, str) or n in out:
+      continue
+    if OWN_FILE.fullmatch(n) or (n.startswith(FRAMES + "/")
+                                 and OWN_FRAME.fullmatch(n[len(FRAMES) + 1:])):
+      out.append(n)
+  return out
+
+
+def clear_outputs(output_dir: str, stem: str) -> list[str]:
+  """Removes from OUTPUT_DIR/<stem>/ the files an earlier run of ours wrote there, and nothing
+  else: those its report.json lists (`report_files`; the report itself last), and our
+  temporaries (`.<name>.tmp-<pid>` of a killed run). Returns the removed paths.
+
+  Files without a report.json (a run interrupted before writing it) are left: the new run
+  replaces them under the same names. Raises UnsafeOutputPath when the folder is not a plain
+  folder inside OUTPUT_DIR (`input_dir`).
+  """
+  d = input_dir(output_dir, stem)
+  if not os.path.isdir(d):
+    return []
+  report = None
+  try:
+    with open(os.path.join(d, REPORT)) as f:
+      report = json.load(f)
+  except (OSError, ValueError):
+    pass
+  names = report_files(report)
+  names = [n for n in names if n != REPORT] + ([REPORT] if REPORT in names else [])  # last
+  names += sorted(n for n in os.listdir(d) if OWN_TMP.fullmatch(n))
   frames = os.path.join(d, FRAMES)
-  if os.path.isdir(frames):
-    for f in glob.glob(os.path.join(glob.escape(frames), "*.png")):
-      os.remove(f)
+  if os.path.isdir(frames) and not os.path.islink(frames):
+    names += [f"{FRAMES}/{n}" for n in sorted(os.listdir(frames)) if OWN_FRAME_TMP.fullmatch(n)]
+  else:
+    names = [n for n in names if not n.startswith(FRAMES + "/")]
+  removed = []
+  for n in names:
+    p = os.path.join(d, *n.split("/"))
+    if os.path.islink(p) or os.path.isfile(p):
+      os.remove(p)
+      removed.append(p)
+  return removed
 
 
 # ----------------------------------------------------------------------------- complete outputs
@@ -89,7 +182,7 @@ def complete_report(output_dir: str, stem: str) -> dict | None:
   ValueError when report.json exists but cannot be read (not written by a run: it is
   renamed into place whole).
   """
-  d = os.path.join(output_dir, stem)
+  d = input_dir(output_dir, stem)
   path = os.path.join(d, REPORT)
   try:
     with open(path) as f:
@@ -158,6 +251,8 @@ def atomic_path(path: str) -> Iterator[str]:
   (removed when it fails): a reader never sees a partly written file."""
   d, name = os.path.split(path)
   tmp = os.path.join(d, f".{name}.tmp-{os.getpid()}")
+  if os.path.lexists(tmp):  # left by a killed process of the same id: never written through
+    os.remove(tmp)
   try:
     yield tmp
     os.replace(tmp, path)
@@ -376,6 +471,18 @@ def print_summary(summary: dict, file=sys.stdout) -> None:
           f"{speed}wall {s['wall_s']:.1f} s", file=file)
   for f in s["files"]:
     extra = (f"L2 {f['best_l2']:.3g}" if f.get("best_l2") is not None else "") + (
-        f"  {f['message']}" if f.get("message") else "") + ("  (kept)" if f.get("kept") else "")
+        f"  {f['message']}" if f.get("message") else "") + (_kept_text(f) if f.get("kept") else "")
     print(f"  {f['status']:<15} {f['input']}  {extra}".rstrip(), file=file)
-  print(f"  summary: {s['summary_path']}", file=file)
+  if s.get("error"):
+    print(f"  summary: NOT WRITTEN: {s['error']}", file=file)
+  else:
+    print(f"  summary: {s['summary_path']}", file=file)
+
+
+def _kept_text(entry: dict) -> str:
+  """'  (kept: searched in 12.3 s by an earlier run)' for an input kept from an earlier run."""
+  t = entry.get("timings") if isinstance(entry.get("timings"), dict) else {}
+  wall = t.get("batch_wall_s")
+  if isinstance(wall, (int, float)) and np.isfinite(wall):
+    return f"  (kept: searched in {wall:.1f} s by an earlier run)"
+  return "  (kept from an earlier run)"

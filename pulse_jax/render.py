@@ -25,7 +25,8 @@ or, when PATH ends in .npz, the raw float output under key 'image' [B, C, H, W],
 as the reference returns it.
 
 Exit status: 0 when the images were written or on --help / -h / --helpfull, 1 when the latents
-or weights cannot be used, 2 on a bad flag.
+cannot be used, 2 on a bad flag, --weights that cannot be used or output files that exist
+without --overwrite (as for pulse_jax.run).
 """
 from __future__ import annotations
 
@@ -66,13 +67,75 @@ def define_flags() -> None:
                        "the class's prior (the --class_index of the run).", lower_bound=0)
 
 
-def load_latents(path: str) -> dict:
+MAX_RENDER_BYTES = 1 << 30   # latents and noise maps read for one render (1 GiB)
+MAX_RENDER_ROWS = 4096       # rows read for one render (one image file each)
+
+
+def _row_shapes(generator) -> dict:
+  """{array: the allowed shapes of one row} for `generator` (None: any, bounded)."""
+  out = {"dlatents": {(generator.num_layers, generator.latent_dim)},
+         "latent": {(generator.latent_layers(t), generator.latent_dim) for t in (False, True)}}
+  z_dim = getattr(getattr(generator, "config", None), "z_dim", None)
+  out["z"] = {(int(z_dim),)} if isinstance(z_dim, int) else None
+  out.update({f"noise_{i}": {tuple(s)} for i, s in enumerate(generator.noise_shapes)})
+  return out
+
+
+def load_latents(path: str, generator=None, rows: str = "kept") -> dict:
+  """The arrays of a latents npz, checked from their headers before any value is read: real
+  numbers only, the same number of rows B in each (kept and rank: at most B values), one row
+  of each the shape `generator` (when given) takes. Only the rows `rows` (`parse_rows`) asks
+  for are read (the rows up to the last one asked for), at most `MAX_RENDER_ROWS` rows and
+  `MAX_RENDER_BYTES` in all. Returns {name: array} and '_rows': B (`select_rows` drops it).
+  ValueError naming the file."""
+  from pulse_jax import npy_files
   try:
-    with np.load(path, allow_pickle=False) as z:
-      return {k: np.asarray(z[k]) for k in z.files}
-  except Exception as e:  # corrupt / not an npz
-    raise ValueError(f"{path}: cannot read latents ({e}); expected an .npz written by numpy.savez "
-                     "with 'dlatents', 'latent' or 'z'.") from None
+    members = npy_files.npz_members(path)
+  except npy_files.NpyError as e:
+    raise ValueError(f"{e} Expected an .npz written by numpy.savez with 'dlatents', 'latent' "
+                     "or 'z'.") from None
+  shapes = _row_shapes(generator) if generator is not None else {}
+  data = {k: m for k, m in members.items() if k not in META}
+  if not data:
+    raise ValueError(f"{path}: no latents; expected 'dlatents', 'latent' or 'z'.")
+  counts = {m.header.shape[0] if m.header.shape else 0 for m in data.values()}
+  if len(counts) != 1 or 0 in counts:
+    raise ValueError(f"{path}: every array needs the same number (>= 1) of rows; found "
+                     + npy_files.listing(f"{k} {m.header.shape}" for k, m in data.items()) + ".")
+  b = counts.pop()
+  for k, m in data.items():
+    allowed = shapes.get(k)
+    if allowed is not None and m.header.shape[1:] not in allowed:
+      raise ValueError(f"{path}: '{k}' has shape {m.header.shape}; this generator needs "
+                       + " or ".join(f"[B, {', '.join(map(str, a))}]" for a in sorted(allowed))
+                       + ".")
+  for k in META:
+    if k in members and (len(members[k].header.shape) != 1 or members[k].header.shape[0] > b
+                         or members[k].header.dtype.kind not in "iu"):
+      raise ValueError(f"{path}: '{k}' must be at most {b} row indices (integers), got "
+                       f"{members[k].header.shape} {members[k].header.dtype}.")
+  meta = {k: members[k].read() for k in META if k in members}
+  want = parse_rows(rows)
+  if want == "all" or (want == "kept" and "kept" not in meta):
+    need = b
+  else:
+    idx = np.asarray(meta["kept"] if want == "kept" else want, np.int64).reshape(-1)
+    need = min(b, int(idx.max()) + 1) if idx.size else b
+  if need > MAX_RENDER_ROWS:
+    raise ValueError(f"{path}: {need} rows to render, more than {MAX_RENDER_ROWS} (one image "
+                     "each) at once; choose rows with --rows=3,0 (or split the file).")
+  per_row = sum(m.header.nbytes // b for m in data.values())
+  if need * per_row > MAX_RENDER_BYTES:
+    raise ValueError(f"{path}: the {need} rows to render hold {need * per_row:,} bytes of "
+                     f"latents and noise maps, over {MAX_RENDER_BYTES:,}; render fewer rows "
+                     "(--rows=3,0).")
+  try:
+    out = {k: m.read(rows=need) for k, m in data.items()}
+  except npy_files.NpyError as e:
+    raise ValueError(str(e)) from None
+  out.update(meta)
+  out["_rows"] = b
+  return out
 
 
 def parse_rows(rows: str) -> str | list[int]:
@@ -95,13 +158,14 @@ def select_rows(latents: dict, rows: str = "kept") -> dict:
   no 'kept'), 'all', or indices joined by ','.
   """
   rows = parse_rows(rows)
-  arrays = {k: v for k, v in latents.items() if k not in META}
+  arrays = {k: v for k, v in latents.items() if k not in META and k != "_rows"}
   if rows == "all" or (rows == "kept" and "kept" not in latents):
     return arrays
   idx = np.asarray(latents["kept"] if rows == "kept" else rows, np.int64).reshape(-1)
-  n = min(v.shape[0] for v in arrays.values()) if arrays else 0
+  n = latents.get("_rows") or (min(v.shape[0] for v in arrays.values()) if arrays else 0)
   if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-    raise ValueError(f"rows {idx.tolist()} out of range: the latents have {n} rows.")
+    shown = ", ".join(map(str, idx.tolist()[:8])) + (" ..." if idx.size > 8 else "")
+    raise ValueError(f"rows {shown or '(none)'} out of range: the latents have {n} rows.")
   return {k: v[idx] for k, v in arrays.items()}
 
 
@@ -113,7 +177,7 @@ def styles(generator, params: dict, latents: dict, *, truncation_psi: float = 1.
   found = [k for k in LATENT_KEYS if k in latents]
   if len(found) != 1:
     raise ValueError(f"latents need exactly one of 'dlatents', 'latent' or 'z'; found "
-                     f"{sorted(latents)}.")
+                     f"{', '.join(sorted(latents)[:8]) or 'none'}.")
   key = found[0]
   if key != "z" and (truncation_psi != 1.0 or truncation_cutoff is not None):
     raise ValueError(f"--truncation_psi and --truncation_cutoff apply to 'z' (mapped by the "
@@ -127,7 +191,7 @@ def styles(generator, params: dict, latents: dict, *, truncation_psi: float = 1.
   if key == "latent":
     missing = [p for p in generator.required_parts() if p not in params]
     if missing:
-      raise ValueError(f"'latent' is the search variable: mapping it needs {missing}, which "
+      raise ValueError(f"'latent' is the search variable: mapping it needs {', '.join(missing)}, which "
                        "these weights lack; render 'dlatents' or 'z' instead.")
     if generator.num_classes or class_index is not None:  # the class's prior
       params = generator.search_params(params, class_index)
@@ -177,7 +241,8 @@ def render_arrays(generator, params: dict, latents: dict, *, noise_mode: str = "
              and not (k.startswith("noise_") and k[6:].isdigit()
                       and int(k[6:]) < len(generator.noise_shapes))]
   if unknown:
-    raise ValueError(f"unexpected arrays in latents: {unknown}.")
+    from pulse_jax.npy_files import listing
+    raise ValueError(f"unexpected arrays in latents: {listing(unknown)}.")
   noise = noise_maps(generator, params, latents, b, noise_mode)
   fn = jax.jit(lambda p, w, n: generator.render(p, w, n))
   return np.asarray(fn(params, w, noise))
@@ -189,17 +254,30 @@ def to_uint8(images01: np.ndarray) -> np.ndarray:
   return np.round(np.moveaxis(x, -3, -1) * 255.0).astype(np.uint8)
 
 
+def output_paths(out: str, rows: int) -> list[str]:
+  """The files `write_images` writes for `rows` rows: PATH.npz, PATH.png or PATH_<b>.png."""
+  if out.endswith(".npz"):
+    return [out]
+  stem = out[:-4] if out.lower().endswith(".png") else out
+  return [stem + ".png"] if rows == 1 else [f"{stem}_{i}.png" for i in range(rows)]
+
+
+def check_outputs(paths: list[str], overwrite: bool) -> None:
+  """FileExistsError naming the files of `paths` that exist (the first few), unless
+  `overwrite`."""
+  existing = [p for p in paths if os.path.exists(p)]
+  if existing and not overwrite:
+    from pulse_jax.npy_files import listing
+    raise FileExistsError(f"{listing(existing, 4, 1000)} exist{'s' * (len(existing) == 1)}; pass "
+                          "--overwrite to replace "
+                          f"{'it' if len(existing) == 1 else 'them'}, or choose another --out.")
+
+
 def write_images(raw: np.ndarray, out: str, overwrite: bool = False) -> list[str]:
   """Writes raw output [B, C, H, W] as PNGs or an npz; returns the paths written."""
   from PIL import Image
-  if out.endswith(".npz"):
-    paths = [out]
-  else:
-    stem = out[:-4] if out.lower().endswith(".png") else out
-    paths = [stem + ".png"] if raw.shape[0] == 1 else [f"{stem}_{i}.png" for i in range(raw.shape[0])]
-  existing = [p for p in paths if os.path.exists(p)]
-  if existing and not overwrite:
-    raise FileExistsError(f"{existing} exist; pass --overwrite to replace them.")
+  paths = output_paths(out, raw.shape[0])
+  check_outputs(paths, overwrite)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   if out.endswith(".npz"):
     np.savez(out, image=raw.astype(np.float32))
@@ -217,18 +295,21 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
   from pulse_jax import generators, models
   w = models.load(weights, log=lambda s: None)
   g = generators.Generator(w.kind, w.config)  # rendering needs no prior unless 'latent' is given
-  latents = select_rows(load_latents(latents_path), rows)
+  latents = select_rows(load_latents(latents_path, g, rows), rows)
+  batch = next(iter(latents.values())).shape[0]
+  check_outputs(output_paths(out, batch), overwrite)   # before the render, not after it
   return write_images(render_arrays(g, w.params, latents, **options), out, overwrite)
 
 
 def main(argv):
   from pulse_jax import compile_cache
+  from pulse_jax.checkpoint import WeightsError
   from pulse_jax.cli import quiet_logging
   quiet_logging()
   compile_cache.enable()
   if len(argv) > 1:
-    print(f"pulse_jax.render: error: unexpected arguments {argv[1:]} (options are --name=value)",
-          file=sys.stderr)
+    print(f"pulse_jax.render: error: unexpected arguments {' '.join(argv[1:])} (options are "
+          "--name=value)", file=sys.stderr)
     return 2
   missing = [f"--{n}" for n in ("latents", "out") if not FLAGS[n].value]
   if missing:
@@ -245,7 +326,10 @@ def main(argv):
                          truncation_cutoff=FLAGS.truncation_cutoff,
                          class_index=FLAGS.class_index):
       print(f"wrote {p}")
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
+  except (WeightsError, FileExistsError) as e:  # --weights cannot be used, or --out exists
+    print(f"pulse_jax.render: error: {e}", file=sys.stderr)  # without --overwrite: usage
+    return 2                                                   # errors, as for run (status 2)
+  except (ValueError, FileNotFoundError) as e:
     print(f"pulse_jax.render: error: {e}", file=sys.stderr)
     return 1
   return 0

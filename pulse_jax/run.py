@@ -15,7 +15,10 @@ the others are searched again (from their newest checkpoint with --checkpoint_di
 Exit status: 0 when every input was searched and saved (within eps or not: see the reports),
 or on --help / -h / --helpfull; 1 when some input failed (unreadable, wrong size, failed
 search); 2 on a usage or set-up error (a bad option, named in the message; weights missing;
-outputs of another run without --overwrite; nothing to do).
+outputs of another run without --overwrite; nothing to do); 128 + the signal (143 SIGTERM,
+130 SIGINT) when stopped by one: the running batch is checkpointed (with --checkpoint_dir),
+summary.json and the gallery list what is done, and the same command resumes
+(`pulse_jax.stopping`).
 
 Everything but the flags lives in importable functions: `run_job(RunOptions(...)) -> summary`
 (`pulse_jax.job`), and the flags are derived from the option registry (`pulse_jax.options`);
@@ -26,7 +29,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from pulse_jax import options, outputs
+from pulse_jax import options, outputs, stopping
 # The job's API, importable from here as before the split (tests and docs use these names).
 from pulse_jax.cli import HELP_ARGS, parse_flags, quiet_logging, run_command  # noqa: F401
 from pulse_jax.errors import UsageError  # noqa: F401
@@ -58,7 +61,7 @@ def main(argv) -> int:
   FLAGS = flags.FLAGS
   quiet_logging()
   if len(argv) > 1:
-    print(f"pulse_jax.run: error: unexpected arguments {argv[1:]} (options are --name=value)",
+    print(f"pulse_jax.run: error: unexpected arguments {' '.join(argv[1:])} (options are --name=value)",
           file=sys.stderr)
     return 2
   if importlib.util.find_spec("pulse_jax.distributed") is not None:
@@ -68,13 +71,18 @@ def main(argv) -> int:
     except (ValueError, RuntimeError) as e:
       print(f"pulse_jax.run: error: multi-process start-up failed: {e}", file=sys.stderr)
       return 2
-  try:
-    summary = run_job(options_from_flags(FLAGS))
-  except UsageError as e:
-    print(f"pulse_jax.run: error: {e}", file=sys.stderr)
-    return 2
+  with stopping.handle_signals():  # SIGTERM / SIGINT: stop cleanly (restored after the job)
+    try:
+      summary = run_job(options_from_flags(FLAGS))
+    except UsageError as e:
+      print(f"pulse_jax.run: error: {e}", file=sys.stderr)
+      return stopping.exit_status(stopping.requested()) if stopping.requested() else 2
   if is_writer():
     outputs.print_summary(summary)
+  signum = stopping.requested()
+  if signum is not None and summary.get("interrupted"):
+    print(f"pulse_jax.run: stopped by {stopping.name(signum)}: {summary['interrupted']} "
+          "input(s) interrupted; run the same command again to resume", file=sys.stderr)
   return summary["exit_code"]
 
 

@@ -97,18 +97,17 @@ def family_defaults_for(model_name) -> tuple[str | None, dict]:
   """(kind, values) of `Family.search_defaults` for the converted weights directory that
   `--weights=model_name` names; (None, {}) for a built-in model (its preset plays that role),
   a name that is not a weights directory or unreadable metadata (loading reports those)."""
-  import json
   from pulse_jax import models
   name = os.fspath(model_name) if model_name else models.DEFAULT_MODEL
   path = os.path.join(name, "metadata.json")
   if name in models.BUILTIN or not os.path.isfile(path):
     return None, {}
-  try:
-    with open(path) as f:
-      meta = json.load(f)
+  try:  # read and checked as loading does (checkpoint.read_metadata; bounded, no traceback)
+    from pulse_jax import checkpoint
     from pulse_jax.generators import family
+    meta = checkpoint.read_metadata(name)
     fam = family(meta["kind"])
-    values = dict(fam.search_defaults(fam.config_from_dict(meta["config"])))
+    values = dict(fam.search_defaults(checkpoint.config_from_metadata(fam.kind, meta["config"])))
   except (OSError, ValueError, KeyError, TypeError):
     return None, {}
   for k in values:

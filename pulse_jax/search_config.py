@@ -43,9 +43,12 @@ class SearchConfig:
     """Raises when a layer index is out of range for a generator with `num_layers` noise maps."""
     bad = [i for i in self.bad_layers() if not 0 <= i < num_layers]
     if bad:
+      shown = ", ".join(map(str, bad[:8])) + (f" ... and {len(bad) - 8} more" if len(bad) > 8
+                                               else "")
       raise ValueError(
-          f"bad_noise_layers {bad} out of range: this generator has noise layers 0..{num_layers - 1}"
-          f". Pass e.g. --bad_noise_layers={num_layers - 1} or --bad_noise_layers=''.")
+          f"bad_noise_layers {shown} out of range: this generator has noise layers "
+          f"0..{num_layers - 1}. Pass e.g. --bad_noise_layers={num_layers - 1} or "
+          "--bad_noise_layers=''.")
     if self.noise_type == "trainable" and self.num_trainable_noise_layers > num_layers:
       raise ValueError(f"num_trainable_noise_layers={self.num_trainable_noise_layers} exceeds the "
                        f"generator's {num_layers} noise layers.")

@@ -103,10 +103,13 @@ def test_pictures_lists_and_output_dir(g, cli_run, tmp_path):
   assert all(r.images[0].tobytes() == want for r in rs)  # the picture, whatever its container
   assert (tmp_path / "o" / "input_0" / "hr_1.png").is_file()
   assert (tmp_path / "o" / "summary.json").is_file() and rs[1].output_dir.endswith("input_1")
+  advice = rs[0].report["advice"]  # eps=0: not within eps; the files are written
+  assert "saved anyway" in advice and "--steps" not in advice and "steps=18" in advice, advice
   # the same call again: the complete outputs are kept, read back from the files
   again = pulse_jax.upsample([pixels, Image.open(SAMPLE)], g, quiet=True, warn=lambda s: None,
                              output_dir=tmp_path / "o", **OPTS)
   assert [r.images[0].tobytes() for r in again] == [want, want] and again[0].latents is None
+  assert "--steps" not in again[0].report["advice"]  # kept: read back, translated the same way
 
 
 def test_errors_are_exceptions_with_the_commands_messages(g):
@@ -114,9 +117,9 @@ def test_errors_are_exceptions_with_the_commands_messages(g):
     pulse_jax.upsample(str(SAMPLE), g, stpes=3)
   with pytest.raises(TypeError, match="keep and duplicates are the same option"):
     pulse_jax.upsample(str(SAMPLE), g, keep=2, duplicates=2)
-  with pytest.raises(pulse_jax.UsageError, match=r"^--steps: must be an integer >= 1 \(got 0\)$"):
+  with pytest.raises(pulse_jax.UsageError, match=r"^steps: must be an integer >= 1 \(got 0\)$"):
     pulse_jax.upsample(str(SAMPLE), g, steps=0)
-  with pytest.raises(pulse_jax.UsageError, match=r"--weights=/nonexistent: neither"):
+  with pytest.raises(pulse_jax.UsageError, match=r'^weights="/nonexistent": neither'):
     pulse_jax.load_generator("/nonexistent")
   with pytest.raises(pulse_jax.InputError, match=r"<array 0>: 12x12 does not divide"):
     pulse_jax.upsample(np.zeros((12, 12, 3), np.uint8), g, steps=1, restarts=1, quiet=True)
@@ -124,3 +127,39 @@ def test_errors_are_exceptions_with_the_commands_messages(g):
     pulse_jax.upsample(np.full((8, 8, 3), 2.0), g, steps=1, restarts=1, quiet=True)
   assert issubclass(pulse_jax.UsageError, ValueError)
   assert issubclass(pulse_jax.InputError, ValueError)
+
+
+def test_api_keywords_translate_the_commands_flags():
+  """`keywords`: each flag as the API spells it (keep for --duplicates, generator for --weights,
+  inputs for --input), values as Python literals, other commands' flags (in backticks) and
+  unknown flags unchanged."""
+  from pulse_jax.api import keywords
+  assert keywords("more steps (--steps=150); or pass --fit=resize.") == \
+      'more steps (steps=150); or pass fit="resize".'
+  assert keywords("--duplicates=3 exceeds --restarts=2; --noalign, --grayscale (--eps=0.5)") == \
+      "keep=3 exceeds restarts=2; align=False, grayscale=True (eps=0.5)"
+  assert keywords("--weights=/w: bad. Fix: `python -m weights_convert --source=F --overwrite`.") \
+      == 'generator="/w": bad. Fix: `python -m weights_convert --source=F --overwrite`.'
+  assert keywords("--input: none; --steps: must be; --helpfull; searching with "
+                  "--loss_str='100*L2'") == \
+      "inputs: none; steps: must be; --helpfull; searching with loss_str='100*L2'"
+  assert keywords("note: the dcgan generator has no noise: --noise_type and --tile_latent do "
+                  "not apply") == \
+      "note: the dcgan generator has no noise: noise_type and tile_latent do not apply"
+
+
+def test_api_errors_and_advice_speak_keywords_and_do_not_say_saved(g, tmp_path):
+  """The command's advice through the API: keywords, and "returned", not "saved", when
+  nothing is written (no output_dir)."""
+  with pytest.raises(pulse_jax.InputError) as e:
+    pulse_jax.upsample(np.zeros((12, 12, 3), np.uint8), g, steps=1, restarts=1, quiet=True)
+  assert 'pass fit="resize"' in str(e.value) and "--" not in str(e.value), str(e.value)
+  warnings = []
+  r = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=warnings.append, **OPTS)
+  assert not r.within_eps and r.output_dir is None  # eps=0: the advice is given
+  for text in (r.report["advice"], *warnings):
+    assert "--" not in text and "saved" not in text, text
+    assert f"steps={OPTS['steps'] * 3}" in text and "returned anyway" in text, text
+  assert os.listdir(tmp_path) == []
+  with pytest.raises(pulse_jax.UsageError, match=r"^inputs: no inputs given$"):
+    pulse_jax.upsample([], g)

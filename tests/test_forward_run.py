@@ -296,7 +296,7 @@ def test_api_keywords(model, tmp_path):
   assert r.lr_images[0].mode == "L" and r.lr_images[0].size == (8, 8)
   assert r.report["forward"]["operators"] == [
       "gaussian_blur(sigma=0.5, radius=2, reflect)", "area(factor=8)", "grayscale(BT.601)"]
-  with pytest.raises(pulse_jax.UsageError, match=r"^--noise_sigma: must be a finite number in "
+  with pytest.raises(pulse_jax.UsageError, match=r"^noise_sigma: must be a finite number in "
                                                  r"\[0, 1\] \(got 2\.0\)$"):
     pulse_jax.upsample(str(src), model, noise_sigma=2.0, **TINY)
 

@@ -69,7 +69,7 @@ def test_api_keywords_are_the_registry():
     ({"restarts": 0}, "--restarts: must be >= 1 (got 0)"),
     ({"eps": -1.0}, "--eps: must be a finite number >= 0 (got -1.0)"),
     ({"learning_rate": 0}, "--learning_rate: must be a finite number > 0 (got 0.0)"),
-    ({"opt_name": "lbfgs"}, "--opt_name: must be one of ('sgd', 'adam', 'sgdm', 'adamax') "
+    ({"opt_name": "lbfgs"}, "--opt_name: must be one of sgd, adam, sgdm, adamax "
                             "(got 'lbfgs')"),
     ({"micro_batches": -1}, "--micro_batches: must be >= 0 (0: automatic) (got -1)"),
     ({"bad_noise_layers": "a.b"}, "--bad_noise_layers: must be layer indices joined by '.'"),
@@ -86,8 +86,8 @@ def test_every_bad_option_is_named_at_once():
   with pytest.raises(UsageError) as e:
     check_options(resolve(RunOptions(steps=0, eps=-1.0, fit="stretch")))
   assert str(e.value) == ("--eps: must be a finite number >= 0 (got -1.0); --steps: must be an "
-                          "integer >= 1 (got 0); --fit: must be one of ('error', 'resize', "
-                          "'pad') (got 'stretch')")
+                          "integer >= 1 (got 0); --fit: must be one of error, resize, pad "
+                          "(got 'stretch')")
   with pytest.raises(ValueError, match=r"^steps must be an integer >= 1 \(got 0\)$"):
     SearchConfig(steps=0)  # the same check, naming the field
 

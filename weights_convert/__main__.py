@@ -11,6 +11,11 @@ NVIDIA's pickles embed is never executed; only the chosen network's tensors are 
 make the conversion allocate much more than its own size: tensors that do not fit their
 storage, sizes the file's bytes cannot back and compressed torch records are refused with an
 error naming the file and the tensor (see weights_convert/limits.py).
+
+--out must be a new or empty directory, or (with --overwrite) converted weights; that is
+checked before any file is read. Output: the detected kinds, the steps and the written
+directory, without absl / jax / orbax INFO lines (--verbosity=0 shows them). Exit status: 0
+when written, 1 when a file cannot be converted or --out is refused, 2 on a bad flag.
 """
 from __future__ import annotations
 
@@ -35,9 +40,24 @@ flags.DEFINE_integer("resolution", None, "Override the detected resolution (chec
                      "tensors).")
 
 
+MAX_MESSAGE = 2000  # characters of an error message printed (the rest is cut)
+
+
+def _error(message) -> str:
+  message = str(message)
+  if len(message) > MAX_MESSAGE:
+    message = message[:MAX_MESSAGE] + f" ... ({len(message) - MAX_MESSAGE:,} characters cut)"
+  return f"weights_convert: error: {message}"
+
+
 def main(argv):
-  del argv
+  from pulse_jax.cli import quiet_logging
   from weights_convert.convert import convert_and_save
+  quiet_logging()  # no absl / jax / orbax INFO lines around the converter's own (--verbosity=0)
+  if len(argv) > 1:
+    print(_error(f"unexpected arguments {' '.join(argv[1:])} (options are --name=value)"),
+          file=sys.stderr)
+    return 2
   overrides = {}
   if FLAGS.instance_norm_eps is not None:
     overrides["instance_norm_eps"] = FLAGS.instance_norm_eps
@@ -48,11 +68,13 @@ def main(argv):
                      gaussian_fit_samples=FLAGS.gaussian_fit_samples,
                      gaussian_fit_seed=FLAGS.gaussian_fit_seed, network=FLAGS.network)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
-    print(f"weights_convert: error: {e}", file=sys.stderr)
+    print(_error(e), file=sys.stderr)
     return 1
   return 0
 
 
 if __name__ == "__main__":
+  from pulse_jax.cli import parse_flags
   flags.mark_flags_as_required(["source", "out"])
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)),
+          flags_parser=lambda argv: parse_flags(argv, "weights_convert"))

@@ -90,7 +90,7 @@ def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
     return "pulse_synthesis", dict(obj)
   if isinstance(obj, dict) and "dense0.weight" in obj:
     return "pulse_mapping", dict(obj)
-  keys = sorted(obj)[:12] if isinstance(obj, dict) else type(obj).__name__
+  keys = _names(sorted(map(str, obj))) if isinstance(obj, dict) else type(obj).__name__
   raise ValueError(
       f"{path}: a torch file, but not one this converter knows (top-level keys: {keys}). "
       "Expected the PULSE reference's synthesis/mapping state dict, its gaussian_fit.pt, or "
@@ -98,6 +98,20 @@ def _classify_torch(path: str, obj: Any) -> tuple[str, dict]:
 
 
 NVIDIA_PREFIX = "nvidia_"
+MAX_NAMES = 8   # names listed in an error message, then a count
+
+
+def _clip(text, limit: int = 200) -> str:
+  """A path or name as an error message shows it: at most `limit` characters."""
+  text = str(text)
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _names(items) -> str:
+  """Names joined for a message: the first MAX_NAMES (each clipped), then how many more."""
+  items = [_clip(x, 80) for x in items]
+  more = f" and {len(items) - MAX_NAMES} more" if len(items) > MAX_NAMES else ""
+  return ", ".join(items[:MAX_NAMES]) + more
 
 
 def _is_network(src: "Source") -> bool:
@@ -114,8 +128,12 @@ def read_source(path: str, network: str = "G_ema") -> Source:
   becomes a `WeightFileError` (a `ValueError`) naming the file. `network` picks the network
   of a NVIDIA pickle ('G_ema', 'G'); other files ignore it.
   """
+  if os.path.isdir(path):
+    raise ValueError(f"--source={_clip(path)}: a directory; pass a weights file (e.g. the "
+                     "reference's synthesis.pt, a NVIDIA network .pkl or gan-face-generate's "
+                     "weights.tar), repeating --source for several files.")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such file.")
+    raise FileNotFoundError(f"--source={_clip(path)}: no such file.")
   try:
     return _read_source(path, network)
   except MemoryError as e:
@@ -146,7 +164,8 @@ def _read_source(path: str, network: str) -> Source:
     comps = getattr(gs, "components", {}) or {}
     if "synthesis" not in comps:
       raise ValueError(f"{path}: a StyleGAN TF pickle must hold (G, D, Gs) with Gs having a "
-                       f"'synthesis' component; found components {sorted(comps)}.")
+                       f"'synthesis' component; found components "
+                       f"{_names(sorted(map(str, comps))) or 'none'}.")
     if nvidia_pickle.is_stylegan2_tf(gs):
       kind, content = "stylegan2_tf", nvidia_pickle.network_from_tf(nets, path, network)
     else:
@@ -260,17 +279,17 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
     if len(sources) != 1:
       raise ValueError("A network file (a NVIDIA pickle, a rosinality checkpoint) converts on "
                        f"its own; do not combine it with other sources "
-                       f"({[s.path for s in sources]}).")
+                       f"({_names(s.path for s in sources)}).")
     if overrides:
-      raise ValueError(f"{sorted(overrides)} apply to StyleGAN v1 sources only; a StyleGAN2/3 "
-                       "network file records its own architecture.")
+      raise ValueError(f"{_names(f'--{k}' for k in sorted(overrides))} apply to StyleGAN v1 "
+                       "sources only; a StyleGAN2/3 network file records its own architecture.")
     return _convert_nvidia(nvidia[0], network, meta, log, gaussian_fit_samples,
                            gaussian_fit_seed)
 
   if "dcgan" in by_kind:
     if len(sources) != 1:
       raise ValueError("A DCGAN weights file converts on its own; do not combine it with "
-                       f"other sources ({[s.path for s in sources]}).")
+                       f"other sources ({_names(s.path for s in sources)}).")
     sd = by_kind["dcgan"].content
     cfg = DCGANConfig(nz=int(sd["main.0.weight"].shape[0]), ngf=int(sd["main.0.weight"].shape[1]) // 8,
                       nc=int(sd["main.12.weight"].shape[1]))
@@ -328,9 +347,13 @@ def convert_and_save(paths: list[str], out: str, *, overrides: dict | None = Non
                      overwrite: bool = False, gaussian_fit_samples: int = 1_000_000,
                      gaussian_fit_seed: int = 0, network: str = "G_ema",
                      log: Callable[[str], None] = print) -> str:
-  """Converts `paths` into the weights directory `out`, then reloads it and checks it matches."""
+  """Converts `paths` into the weights directory `out`, then reloads it and checks it matches.
+
+  `out` is checked first (`check_out`), before any file is read or a Gaussian fit computed.
+  """
   import jax
   from pulse_jax.checkpoint import load_weights, save_weights
+  check_out(out, overwrite)
   weights = convert_sources(paths, overrides=overrides, gaussian_fit_samples=gaussian_fit_samples,
                             gaussian_fit_seed=gaussian_fit_seed, network=network, log=log)
   import pulse_jax
@@ -342,3 +365,31 @@ def convert_and_save(paths: list[str], out: str, *, overrides: dict | None = Non
   log(f"wrote {directory}: {weights.kind} {weights.config}, parts {sorted(weights.params)}, "
       f"{n:,} values; max |reloaded - converted| = {max_abs(diff):.3g}")
   return directory
+
+
+# Entries a weights directory holds (metadata.json, params/, an interrupted save's tmp folder).
+_WEIGHTS_ENTRIES = ("metadata.json", "params")
+
+
+def check_out(out: str, overwrite: bool) -> None:
+  """`--out` before anything is converted: a new or empty directory, or (with `overwrite`) a
+  converted weights directory. FileExistsError for existing weights without `overwrite`;
+  ValueError for a file, or a directory holding anything but weights (never replaced)."""
+  if not out:
+    raise ValueError("--out: pass the weights directory to write (e.g. --out=weights/ffhq).")
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ValueError(f"--out={_clip(out)}: a file, not a directory; pass a new directory.")
+  if not os.path.isdir(out):
+    return
+  entries = os.listdir(out)
+  if not entries:
+    return
+  other = [e for e in entries
+           if e not in _WEIGHTS_ENTRIES and not e.startswith("params.orbax-checkpoint-tmp")]
+  if other:
+    raise ValueError(f"--out={_clip(out)}: an existing directory that holds other files "
+                     f"({_names(sorted(other))}), not converted weights; pass a new or empty "
+                     "directory.")
+  if not overwrite:
+    raise FileExistsError(f"--out={_clip(out)} already holds converted weights; pass --overwrite "
+                          "to replace them (or choose another --out).")

@@ -30,9 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import image_files
+from pulse_jax import image_files, npy_files
 
 GAUSSIAN_TRUNCATE = 3.0   # radius = ceil(GAUSSIAN_TRUNCATE * sigma)
+# The largest HR image of any generator family here (StyleGAN: 4096 px). A kernel (or the
+# 2 r + 1 Gaussian taps) may not be larger than the HR image (`ForwardModel.check_hr_shape`);
+# before the generator is known, files are refused beyond this, from their headers.
+MAX_HR_SIDE = 4096
 _HI = jax.lax.Precision.HIGHEST
 
 
@@ -43,6 +47,25 @@ class KernelError(ValueError):
 def gaussian_radius(sigma: float) -> int:
   """Half-width r of the Gaussian taps (``2 r + 1`` taps): ``ceil(3 sigma)``; 0 for sigma 0."""
   return int(math.ceil(GAUSSIAN_TRUNCATE * float(sigma)))
+
+
+def max_sigma(side: int) -> float:
+  """The largest sigma whose ``2 r + 1`` taps fit an HR side of `side` pixels."""
+  return ((int(side) - 1) // 2) / GAUSSIAN_TRUNCATE
+
+
+def check_sigma(sigma: float, side: int = MAX_HR_SIDE, what: str = "") -> None:
+  """ValueError naming --blur_sigma when its ``2 r + 1`` taps exceed `side` (the HR size;
+  default: the largest of any generator), as a --blur_kernel larger than the HR image is.
+  A larger sigma would only flatten the image, and would cost a compile (and memory) that
+  grows with r."""
+  if sigma > max_sigma(side):
+    r = gaussian_radius(sigma) if math.isfinite(sigma) else float("inf")
+    raise ValueError(
+        f"--blur_sigma={sigma:g} gives radius ceil(3 sigma) = {r:g}, {2 * r + 1:g} taps, more "
+        f"than the {side}x{side} HR image{what}; --blur_sigma must be <= "
+        f"{max_sigma(side):g} (2 r + 1 <= {side}), as a --blur_kernel may not be larger than "
+        "the HR image either")
 
 
 def gaussian_taps(sigma: float) -> np.ndarray:
@@ -115,15 +138,26 @@ class KernelSpec:
     return {"file": self.file, "sha256": self.sha256, "shape": list(self.shape)}
 
 
-def _read_image_kernel(path: pathlib.Path) -> np.ndarray:
+def _too_large(path, h: int, w: int, side: int) -> KernelError:
+  return KernelError(f"--blur_kernel={path}: {h}x{w} taps, larger than the largest HR image "
+                     f"({side}x{side}) a kernel may blur; refused before reading its values.")
+
+
+def _read_image_kernel(path: pathlib.Path, side: int) -> np.ndarray:
   from pulse_jax.inputs import to_rgb   # numpy/Pillow only; the shared mode conversions
   try:
+    with image_files.open_image(path) as im:   # the size from the header: nothing decoded
+      w, h = im.size
+    if max(w, h) > side:
+      raise _too_large(path, h, w, side)
     im = image_files.read_image(path)[0]
   except image_files.ImageFileError as e:
     raise KernelError(f"--blur_kernel={path}: {e}") from None
   mode = im.mode
   if mode in ("I", "F", "I;16", "I;16L", "I;16B", "I;16N"):   # full precision; any scale
     return np.asarray(im, np.float64)                          # (normalised to sum 1 after)
+  if mode in ("1", "L"):   # gray already: no RGB copy
+    return np.asarray(im.convert("L"), np.float64) / 255.0
   rgb, _ = to_rgb(im)
   if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
     raise KernelError(f"--blur_kernel={path}: a {mode} colour image; a kernel image must be "
@@ -131,41 +165,54 @@ def _read_image_kernel(path: pathlib.Path) -> np.ndarray:
   return rgb[..., 0].astype(np.float64) / 255.0
 
 
-def _read_npy_kernel(path: pathlib.Path) -> np.ndarray:
+def _read_npy_kernel(path: pathlib.Path, side: int) -> np.ndarray:
+  def check(header: npy_files.Header) -> None:
+    if len(header.shape) != 2:
+      raise KernelError(f"--blur_kernel={path}: must be a 2-D array, got shape "
+                        f"{header.shape}.")
+    if max(header.shape) > side:
+      raise _too_large(path, *header.shape, side)
+    if header.dtype.kind not in "iuf":
+      raise KernelError(f"--blur_kernel={path}: must hold real numbers, got dtype "
+                        f"{header.dtype}.")
   try:
-    a = np.load(path, mmap_mode="r", allow_pickle=False)   # shape first, values on demand
-  except Exception as e:  # pylint: disable=broad-except  # not an .npy, pickled objects, ...
-    raise KernelError(f"--blur_kernel={path}: cannot be read as a .npy array "
-                      f"({type(e).__name__}: {e}).") from None
-  if a.ndim != 2:
-    raise KernelError(f"--blur_kernel={path}: must be a 2-D array, got shape {a.shape}.")
-  if a.size > image_files.MAX_IMAGE_PIXELS:
-    raise KernelError(f"--blur_kernel={path}: {a.shape[0]}x{a.shape[1]} taps is too large.")
-  if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-    raise KernelError(f"--blur_kernel={path}: must hold real numbers, got dtype {a.dtype}.")
-  return np.array(a, np.float64)
+    return npy_files.load_npy(path, check).astype(np.float64)
+  except npy_files.NpyError as e:
+    raise KernelError(f"--blur_kernel={e}") from None   # e names the file
 
 
-def load_kernel(path: str | os.PathLike) -> KernelSpec:
+def load_kernel(path: str | os.PathLike, max_side: int = MAX_HR_SIDE) -> KernelSpec:
   """Reads a `--blur_kernel` file: ``.npy`` (2-D real array) or a grayscale image.
 
   Negative taps are allowed; the kernel is normalised to sum 1. Raises `KernelError` naming
-  the file for a missing or unreadable file, a colour image, a non-2-D array, NaN or inf
-  taps, or taps summing to <= 0. (Too large for the image: `ForwardModel.check_hr_shape`.)
+  the file for a missing or unreadable file (a zip archive named .npy included), a colour
+  image, a non-2-D array, a kernel with a side over `max_side` (checked from the header,
+  before its values are read), NaN or inf taps, taps summing to <= 0 or to inf, or taps that
+  are not finite once normalised. (Larger than the generator's HR image:
+  `ForwardModel.check_hr_shape`.)
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise KernelError(f"--blur_kernel={path}: no such file.")
-  k = _read_npy_kernel(path) if path.suffix.lower() == ".npy" else _read_image_kernel(path)
+  k = (_read_npy_kernel(path, max_side) if path.suffix.lower() == ".npy"
+       else _read_image_kernel(path, max_side))
   if k.ndim != 2 or 0 in k.shape:
     raise KernelError(f"--blur_kernel={path}: must be a non-empty 2-D array, got shape {k.shape}.")
   if not np.all(np.isfinite(k)):
     raise KernelError(f"--blur_kernel={path}: contains NaN or inf.")
-  total = k.sum()
-  if not total > 0:
-    raise KernelError(f"--blur_kernel={path}: its taps sum to {total:g}; they must sum to > 0 "
-                      "(the kernel is normalised to sum 1).")
-  k = np.ascontiguousarray(k / total)
+  with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    total = k.sum()
+    if not math.isfinite(total):   # finite taps whose sum overflows: scale them down first
+      k = k / np.abs(k).max()
+      total = k.sum()
+    if not (math.isfinite(total) and total > 0):
+      raise KernelError(f"--blur_kernel={path}: its taps sum to {total:g}; they must sum to a "
+                        "finite number > 0 (the kernel is normalised to sum 1).")
+    k = np.ascontiguousarray(k / total)
+  if not np.all(np.isfinite(k)) or not math.isclose(k.sum(), 1.0, rel_tol=1e-6):
+    raise KernelError(f"--blur_kernel={path}: normalised to sum 1, its taps are not finite or "
+                      "do not sum to 1 (taps of very different magnitudes that cancel, e.g. "
+                      "1e300 and -1e300); scale the kernel to moderate values.")
   k.setflags(write=False)
   digest = hashlib.sha256(k.tobytes()).hexdigest()
   return KernelSpec(file=str(path), sha256=digest, shape=(int(k.shape[0]), int(k.shape[1])),

@@ -15,6 +15,7 @@ skip only that input.
 """
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from typing import Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from pulse_jax import image_files
+from pulse_jax import image_files, npy_files
 from pulse_jax.forward.color import LUMA_WEIGHTS
 
 THRESHOLD = 0.5
@@ -32,24 +33,39 @@ class MaskError(ValueError):
   """A mask that cannot be used for one input; the message names the file."""
 
 
-def _read(path: pathlib.Path) -> np.ndarray:
-  """[h, w] float64 values in [0, 1] (images) or as stored (.npy)."""
+def _wrong_size(path, w: int, h: int, size) -> MaskError:
+  return MaskError(f"--mask {path}: is {w}x{h}, but its input is {size[0]}x{size[1]}; a mask "
+                   "must have the size of its input (white = known).")
+
+
+def _read(path: pathlib.Path, size: tuple[int, int] | None = None) -> np.ndarray:
+  """[h, w] float64 values in [0, 1] (images) or as stored (.npy). With `size` (the input's
+  (width, height)), a file of another size is refused from its header, before its pixels
+  are read."""
   if path.suffix.lower() == ".npy":
+    def check(header: npy_files.Header) -> None:
+      shape = header.shape
+      if len(shape) != 2:
+        raise MaskError(f"--mask {path}: must be a 2-D array (h, w), got shape {shape}.")
+      if size is not None and (shape[1], shape[0]) != tuple(size):
+        raise _wrong_size(path, shape[1], shape[0], size)
+      if math.prod(shape) > image_files.MAX_IMAGE_PIXELS:
+        raise MaskError(f"--mask {path}: {shape[1]}x{shape[0]} is over the cap of "
+                        f"{image_files.MAX_IMAGE_PIXELS:,} pixels.")
     try:
-      a = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # pylint: disable=broad-except
-      raise MaskError(f"--mask {path}: cannot be read as a .npy array "
-                      f"({type(e).__name__}: {e}).") from None
-    if a.ndim != 2 or a.size > image_files.MAX_IMAGE_PIXELS:
-      raise MaskError(f"--mask {path}: must be a 2-D array (h, w), got shape {a.shape}.")
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-      raise MaskError(f"--mask {path}: must hold numbers, got dtype {a.dtype}.")
-    a = np.array(a, np.float64)
+      a = npy_files.load_npy(path, check).astype(np.float64)
+    except npy_files.NpyError as e:
+      raise MaskError(f"--mask {e}") from None   # e names the file
     if not np.all(np.isfinite(a)):
       raise MaskError(f"--mask {path}: contains NaN or inf.")
     return a
   from pulse_jax.inputs import to_rgb   # numpy/Pillow only; the shared mode conversions
   try:
+    if size is not None:   # the size from the header (nothing decoded yet); the EXIF
+      with image_files.open_image(path) as im:   # orientation may swap the two sides
+        w, h = im.size
+      if sorted((w, h)) != sorted(size):
+        raise _wrong_size(path, w, h, size)
     im = image_files.read_image(path)[0]
   except image_files.ImageFileError as e:
     raise MaskError(f"--mask {e}") from None   # e names the file
@@ -60,17 +76,18 @@ def _read(path: pathlib.Path) -> np.ndarray:
 def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
   """Reads one mask file: ``[1, h, w] float32``, 1 where known (value >= 0.5), else 0.
 
-  size: the input's ``(width, height)`` (as stored), checked when given. Raises `MaskError`
-  for a missing or unreadable file, a wrong size, or a mask without a known pixel.
+  size: the input's ``(width, height)`` (as stored), checked when given (from the file's
+  header first, so that a mask of another size is refused before it is decoded). Raises
+  `MaskError` for a missing or unreadable file (a zip archive named .npy included), a wrong
+  size, or a mask without a known pixel.
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise MaskError(f"--mask {path}: no such file.")
-  known = _read(path) >= THRESHOLD
+  known = _read(path, size) >= THRESHOLD
   h, w = known.shape
   if size is not None and (w, h) != tuple(size):
-    raise MaskError(f"--mask {path}: is {w}x{h}, but its input is {size[0]}x{size[1]}; a mask "
-                    "must have the size of its input (white = known).")
+    raise _wrong_size(path, w, h, size)
   if not known.any():
     raise MaskError(f"--mask {path}: no known pixel (nothing >= {THRESHOLD} of white); white "
                     "marks the pixels the search must match.")
@@ -110,7 +127,7 @@ def mask_files(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike
                                f"{inp.stem}.png, .npy, ... in that folder).")
     elif len(cands) > 1:
       errors[stem] = MaskError(f"--mask {arg}: several masks for input {inp}: "
-                               f"{', '.join(c.name for c in cands)}; keep one.")
+                               f"{npy_files.listing(c.name for c in cands)}; keep one.")
     else:
       found[stem] = cands[0]
   return found, errors

@@ -47,6 +47,12 @@ class Option:
   choices: tuple[str, ...] = ()
 
 
+def _sigma(v) -> float:
+  v = _number("blur_sigma")(v)
+  blur.check_sigma(v, what=" (the largest of any generator here)")
+  return v
+
+
 def _number(name: str, upper: float | None = None) -> Callable[[Any], float]:
   def check(v):
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
@@ -110,7 +116,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("blur_sigma", "float", 0.0,
            "Gaussian blur of the HR image before down-sampling: sigma in HR pixels (radius "
            "ceil(3 sigma), reflect boundary); 0: none.",
-           _number("blur_sigma"),
+           _sigma,
            apply=lambda m, x, a: blur.gaussian_blur(x, m.blur_sigma),
            operator=lambda m: (f"gaussian_blur(sigma={m.blur_sigma:g}, radius="
                                f"{blur.gaussian_radius(m.blur_sigma)}, reflect)"
@@ -206,6 +212,8 @@ class ForwardModel:
     c, h, w = hr_shape[-3:]
     if h % self.factor or w % self.factor:
       raise ValueError(f"HR size {h}x{w} is not a multiple of the factor {self.factor}")
+    if self.blur_sigma:
+      blur.check_sigma(self.blur_sigma, min(h, w), f" ({c}x{h}x{w} generator output)")
     k = self.blur_kernel
     if k is not None and (k.shape[0] > h or k.shape[1] > w):
       raise ValueError(f"--blur_kernel={k.file}: the kernel is {k.shape[0]}x{k.shape[1]}, larger "
