@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from absl import flags
 
@@ -33,3 +34,26 @@ def dcgan_weights(tmp_path_factory):
     pytest.skip(str(e))
   os.environ.setdefault("PULSE_JAX_CACHE", str(tmp_path_factory.mktemp("cache")))
   return models.load(None, log=lambda s: None)
+
+
+def result_files(d: Path, stems) -> dict:
+  """The result files of the input folders `stems` of run folder `d`: PNG bytes of every
+  hr_/lr_ image and the arrays of latents.npz."""
+  out = {}
+  for stem in stems:
+    for p in sorted((d / stem).glob("[hl]r_*.png")):
+      out[f"{stem}/{p.name}"] = p.read_bytes()
+    with np.load(d / stem / "latents.npz") as z:
+      out.update({f"{stem}/latents/{k}": z[k] for k in z.files})
+  return out
+
+
+def assert_same_results(a: Path, b: Path, stems) -> None:
+  """Bit for bit the same images and latents in run folders `a` and `b` (`result_files`)."""
+  x, y = result_files(a, stems), result_files(b, stems)
+  assert sorted(x) == sorted(y)
+  for k in x:
+    if isinstance(x[k], bytes):
+      assert x[k] == y[k], k
+    else:
+      np.testing.assert_array_equal(x[k], y[k], err_msg=k)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import assert_same_results
 from pulse_jax import run
 from pulse_jax.run import RunOptions, UsageError, run_job
 
@@ -38,25 +39,8 @@ def _job(**kw):
   return summary, lines, warnings
 
 
-def _outputs(d: pathlib.Path) -> dict:
-  """The result files of every input folder: PNG bytes and latents.npz arrays."""
-  out = {}
-  for stem in STEMS:
-    for p in sorted((d / stem).glob("[hl]r_*.png")):
-      out[f"{stem}/{p.name}"] = p.read_bytes()
-    with np.load(d / stem / "latents.npz") as z:
-      out.update({f"{stem}/latents/{k}": z[k] for k in z.files})
-  return out
-
-
 def _assert_same_outputs(a: pathlib.Path, b: pathlib.Path) -> None:
-  x, y = _outputs(a), _outputs(b)
-  assert sorted(x) == sorted(y)
-  for k in x:
-    if isinstance(x[k], bytes):
-      assert x[k] == y[k], k
-    else:
-      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+  assert_same_results(a, b, STEMS)
 
 
 # ----------------------------------------------------------------------------- kill -9, run again

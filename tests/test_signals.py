@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import assert_same_results
 from pulse_jax import run, stopping
 
 SAMPLES = pathlib.Path(run.__file__).parent / "samples"
@@ -70,16 +71,6 @@ def _signal_when(cmd, pattern: str, signum: int, timeout: float = 240):
   return rc, "".join(out), "".join(err), time.monotonic() - sent
 
 
-def _outputs(d: pathlib.Path) -> dict:
-  out = {}
-  for stem in STEMS:
-    for p in sorted((d / stem).glob("[hl]r_*.png")):
-      out[f"{stem}/{p.name}"] = p.read_bytes()
-    with np.load(d / stem / "latents.npz") as z:
-      out.update({f"{stem}/latents/{k}": z[k] for k in z.files})
-  return out
-
-
 def test_sigterm_checkpoints_summarises_and_the_same_command_resumes(inputs, tmp_path):
   full, out, ckpt = tmp_path / "full", tmp_path / "out", tmp_path / "ckpt"
   steps = "--steps=60"
@@ -113,13 +104,7 @@ def test_sigterm_checkpoints_summarises_and_the_same_command_resumes(inputs, tmp
   assert re.search(r"batch 1/2 .*: skipped: the outputs of \S+a\.png are complete", again.stdout)
   assert f"batch 2/2 (1 x 8x8 -> 64x64): resumed from step {stopped} of 60" in again.stdout, (
       again.stdout)
-  x, y = _outputs(out), _outputs(full)
-  assert sorted(x) == sorted(y)
-  for k in x:  # bit for bit the uninterrupted run's images and latents
-    if isinstance(x[k], bytes):
-      assert x[k] == y[k], k
-    else:
-      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+  assert_same_results(out, full, STEMS)  # bit for bit the uninterrupted run's outputs
 
 
 def test_sigint_stops_without_a_traceback(inputs, tmp_path):
