@@ -118,7 +118,7 @@ def make_case(name: str, model, work: pathlib.Path, out_dir: pathlib.Path) -> di
 def main(argv):
   del argv
   import pulse_jax
-  from pulse_jax.cli import quiet_logging
+  from pulse_jax.io.cli import quiet_logging
   quiet_logging()
   model = pulse_jax.load_generator()
   out_dir = pathlib.Path(FLAGS.out)

@@ -32,8 +32,10 @@ def render_error(g32, g16, params, w, noise) -> tuple[float, float]:
 
 def main(argv):
   del argv
-  from pulse_jax import generators, search, stylegan
-  from pulse_jax.search_config import SearchConfig
+  from pulse_jax import generators
+  from pulse_jax.search import program as search
+  from pulse_jax.nets import stylegan1 as stylegan
+  from pulse_jax.search.config import SearchConfig
   from weights_convert.convert import convert_sources
   f = FLAGS.fixtures
   w = convert_sources([os.path.join(f, "synthesis_tiny1024.pt"),

@@ -143,7 +143,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 def make_crops(photo: Image.Image, box, sizes) -> dict:
   """{'hr': 64x64 LANCZOS crop, size: uint8 LR image} exactly as make_samples.py does."""
-  from pulse_jax.bicubic import downsample
+  from pulse_jax.forward.bicubic import downsample
   hr = photo.crop(box).resize((HR_SIZE, HR_SIZE), Image.LANCZOS)
   out = {"hr": hr}
   x = np.asarray(hr, np.float32).transpose(2, 0, 1)[None] / 255.0
@@ -155,7 +155,7 @@ def make_crops(photo: Image.Image, box, sizes) -> dict:
 
 def prepare_faces(face_ids, sizes, work: pathlib.Path) -> list[dict]:
   """Detects each face, writes its crops to work/crops<size>/<id>.png; returns their records."""
-  from pulse_jax.face_landmarks import FaceLandmarker
+  from pulse_jax.io.face_landmarks import FaceLandmarker
   landmarker = FaceLandmarker(None)
   photos = pathlib.Path(FLAGS.photos_dir)
   records, cache = [], {}

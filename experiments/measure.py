@@ -116,7 +116,7 @@ def jax_params(spec: dict):
   given, exercising weights_convert) or drawn here with the same N(0, 0.5^2) rule."""
   import jax
   import jax.numpy as jnp
-  from pulse_jax.stylegan import StyleGANConfig, synthesis_param_shapes
+  from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
   cfg = StyleGANConfig(resolution=spec["resolution"], fmap_base=spec["fmap_base"],
                        fmap_max=spec["fmap_max"])
   if spec.get("weights"):
@@ -138,8 +138,8 @@ def jax_params(spec: dict):
 def make_problem(cfg, dtype: str, remat: bool, lr_size: int, schedule_steps: int,
                  chunk_size: int, seed: int = 0, micro_batches: int = 1):
   from pulse_jax.generators import Generator
-  from pulse_jax.search import Problem
-  from pulse_jax.search_config import SearchConfig
+  from pulse_jax.search.program import Problem
+  from pulse_jax.search.config import SearchConfig
   scfg = SearchConfig(steps=schedule_steps, bad_noise_layers=str(cfg.num_layers - 1), seed=seed)
   return Problem(Generator("stylegan", cfg, dtype, remat), scfg, cfg.resolution // lr_size,
                  chunk_size, micro_batches)
@@ -163,7 +163,7 @@ def measure_jax(spec: dict) -> dict:
   """
   import jax
   import jax.numpy as jnp
-  from pulse_jax import search
+  from pulse_jax.search import program as search
   t_setup = time.perf_counter()
   cfg, params = jax_params(spec)
   n = spec["restarts"]
@@ -173,7 +173,8 @@ def measure_jax(spec: dict) -> dict:
                          groups or 1)
   chosen, choose_s = None, None  # (compiled, compile s) of the automatically chosen program
   if groups == 0:  # the fewest that fit the device's memory, as pulse_jax.run --micro_batches=0
-    from pulse_jax import driver, sharding
+    from pulse_jax.runtime import loop as driver
+    from pulse_jax.runtime import sharding
     mesh = sharding.restart_mesh(jax.devices()[:1])
     budget = spec.get("memory_budget_bytes") or driver.device_memory_budget(mesh)
     t = time.perf_counter()
@@ -333,7 +334,7 @@ def measure_memory(spec: dict) -> dict:
   """
   import jax
   import jax.numpy as jnp
-  from pulse_jax import search
+  from pulse_jax.search import program as search
   cfg, params = jax_params(spec)
   rows = []
   combos = [(d, r, n, g) for g in spec.get("micro_batches_list", [1])

@@ -45,7 +45,7 @@ GIB = 2.0 ** 30
 def write_random_weights(directory: str, resolution: int, seed: int = 0) -> str:
   """Random StyleGAN weights (N(0, 0.5^2), as the benchmark's) saved as a weights directory."""
   from experiments import measure
-  from pulse_jax.checkpoint import GeneratorWeights, save_weights
+  from pulse_jax.io.weights_dir import GeneratorWeights, save_weights
   cfg, params = measure.jax_params({"resolution": resolution, "fmap_base": 8192,
                                     "fmap_max": 512, "seed": seed})
   meta = {"sources": [{"file": "random", "kind": "random N(0, 0.5^2)", "seed": seed}]}
@@ -61,7 +61,7 @@ def write_input(path: str, size: int, seed: int = 0) -> str:
 
 def _last_layer(resolution: int) -> int:
   """The reference's zeroed noise layer (its last), as the benchmark's searches."""
-  from pulse_jax.stylegan import StyleGANConfig
+  from pulse_jax.nets.stylegan1 import StyleGANConfig
   return StyleGANConfig(resolution=resolution).num_layers - 1
 
 
@@ -91,10 +91,10 @@ def compiled_temp(resolution: int, restarts: int, remat: bool, steps: int, lr_si
   """XLA's buffer assignment of the chunk `run` compiles (from shapes only)."""
   import jax
   import jax.numpy as jnp
-  from pulse_jax import driver
+  from pulse_jax.runtime import loop as driver
   from pulse_jax.generators import Generator
-  from pulse_jax.search_config import SearchConfig
-  from pulse_jax.stylegan import StyleGANConfig, synthesis_param_shapes
+  from pulse_jax.search.config import SearchConfig
+  from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
   cfg = StyleGANConfig(resolution=resolution)
   params = {"synthesis": synthesis_param_shapes(cfg),
             "gaussian_fit": {k: jax.ShapeDtypeStruct((512,), jnp.float32) for k in ("mean", "std")}}

@@ -23,7 +23,7 @@ def run_parity(spec: dict) -> dict:
   import jax
   import jax.numpy as jnp
   from experiments import reference_adapter as ra
-  from pulse_jax import search
+  from pulse_jax.search import program as search
   from pulse_jax.generators import Generator
 
   if spec["resolution"] != 1024:

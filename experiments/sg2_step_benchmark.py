@@ -68,7 +68,7 @@ NOISE_TRAINABLE = 5  # the reference's default: the first 5 noise layers are opt
 # ----------------------------------------------------------------------------- weights
 
 def sg2_config(resolution: int, channel_base: int, channel_max: int):
-  from pulse_jax.stylegan2 import Stylegan2Config
+  from pulse_jax.nets.stylegan2 import Stylegan2Config
   return Stylegan2Config(img_resolution=resolution, channel_base=channel_base,
                          channel_max=channel_max, mapping_layers=8, num_fp16_res=4,
                          conv_clamp=256)
@@ -79,7 +79,7 @@ def random_params(config, seed: int) -> dict:
   weights, / lr_multiplier in the mapping, affine biases 1) with non-zero noise strengths,
   biases and w_avg, so that no term is idle; plus a random Gaussian fit (the prior)."""
   import jax
-  from pulse_jax import stylegan2 as net
+  from pulse_jax.nets import stylegan2 as net
   rng = np.random.default_rng(seed)
   lr = config.mapping_lr_multiplier
 
@@ -112,7 +112,7 @@ _INVERSE = {"copy": lambda a: a, "transpose": lambda a: a.T,
 def torch_state(config, params: dict) -> dict:
   """pulse-jax params -> NVIDIA's state-dict names and layouts (the converter's name table
   run backwards); filter buffers are left out (the module keeps its own)."""
-  from weights_convert import tables_stylegan2 as tables
+  from weights_convert.tables import stylegan2 as tables
   out = {}
   for e in tables.torch_table(config):
     if e.transform == tables.CHECK_FILTER:
@@ -130,7 +130,7 @@ def target_image(n: int, lr_size: int, seed: int) -> np.ndarray:
 
 def start_values(config, n: int, seed: int) -> dict:
   """Start latent [n, num_ws, w_dim] and unit noise maps [n, 1, r, r] (both sides)."""
-  from pulse_jax import stylegan2 as net
+  from pulse_jax.nets import stylegan2 as net
   rng = np.random.default_rng(seed + 1)
   latent = rng.standard_normal((n, config.num_ws, config.w_dim)).astype(np.float32)
   noise = [rng.standard_normal((n,) + s).astype(np.float32) for s in net.noise_shapes(config)]
@@ -145,9 +145,9 @@ def jax_side(config, params: dict, n: int, lr_size: int, steps: int, rounds: int
   """Compile, warm up one chunk, then `rounds` timed chunks of `steps` steps."""
   import jax
   import jax.numpy as jnp
-  from pulse_jax import search
+  from pulse_jax.search import program as search
   from pulse_jax.generators import Generator
-  from pulse_jax.search_config import SearchConfig
+  from pulse_jax.search.config import SearchConfig
   g = Generator("stylegan2", config)
   scfg = SearchConfig(steps=steps * (rounds + 1), bad_noise_layers=str(g.num_noise_layers - 1),
                       num_trainable_noise_layers=NOISE_TRAINABLE, seed=seed)
@@ -189,7 +189,7 @@ def jax_forward(config, params: dict, ws: np.ndarray, z: np.ndarray) -> tuple:
   """pulse-jax's synthesis (const noise) of ws and mapping of z, numpy float32."""
   import jax
   import jax.numpy as jnp
-  from pulse_jax import stylegan2 as net
+  from pulse_jax.nets import stylegan2 as net
   synth = jax.jit(lambda p, w: net.synthesize(p, config, w, noise_mode="const"))
   mapping = jax.jit(lambda p, z: net.mapping(p, config, z))
   img = np.asarray(synth(params["synthesis"], jnp.asarray(ws)))
@@ -263,7 +263,7 @@ def nvidia_side(g, config, params: dict, n: int, lr_size: int, steps: int, round
   """The same PULSE step in torch around NVIDIA's synthesis: one warm-up step, then `rounds`
   timed rounds of `steps` steps."""
   import torch
-  from pulse_jax.bicubic import downsample_matrix
+  from pulse_jax.forward.bicubic import downsample_matrix
   factor = config.img_resolution // lr_size
   m = torch.from_numpy(np.asarray(downsample_matrix(config.img_resolution, factor), np.float32))
   ref = torch.from_numpy(target_image(n, lr_size, seed))
@@ -340,7 +340,7 @@ def run(nvidia_dir: str | None = None, resolution: int = 1024, channel_base: int
         rounds: int = 2, seed: int = 0, log=print) -> dict:
   """Both sides (NVIDIA's when `nvidia_dir` is given and torch imports) and the parity."""
   import jax.numpy as jnp
-  from pulse_jax import stylegan2 as net
+  from pulse_jax.nets import stylegan2 as net
   config = sg2_config(resolution, channel_base, channel_max)
   params = random_params(config, seed)
   rng = np.random.default_rng(seed + 2)

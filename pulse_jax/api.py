@@ -5,8 +5,8 @@
     r = pulse_jax.upsample("face.png", g, restarts=16, keep=3)
     r.images[0].save("hr.png")                           # PIL images, best first
 
-`upsample` runs the same code as the command (`pulse_jax.job.run`), so the same settings give
-the same images, bit for bit. Every option of the command is a keyword (`pulse_jax.options`;
+`upsample` runs the same code as the command (`pulse_jax.job.pipeline.run`), so the same settings give
+the same images, bit for bit. Every option of the command is a keyword (`pulse_jax.job.options`;
 --duplicates is `keep`); options not given take the model's preset, else the global default,
 as on the command line. Errors are exceptions with the command's messages, spoken in keywords
 (`keywords`: 'steps: must be ...', 'pass fit="resize"' where the command says '--steps: ...',
@@ -25,10 +25,10 @@ import sys
 import tempfile
 from typing import Callable
 
-from pulse_jax import options as options_lib
-from pulse_jax.errors import UsageError
-from pulse_jax.inputs import InputError  # noqa: F401  (pulse_jax.InputError)
-from pulse_jax.job_generator import Model
+from pulse_jax.job import options as options_lib
+from pulse_jax.job.errors import UsageError
+from pulse_jax.io.input_images import InputError  # noqa: F401  (pulse_jax.InputError)
+from pulse_jax.job.model import Model
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ def load_generator(weights: str | os.PathLike | None = None, *,
   model's name, or a converted weights directory (python -m weights_convert). A built-in
   model is converted once into ~/.cache/pulse_jax. Raises UsageError ('weights="...": ...').
   """
-  from pulse_jax import job_generator
+  from pulse_jax.job import model as job_generator
   try:
     return job_generator.load_model(weights, log=log or (lambda s: None))
   except UsageError as e:
@@ -99,7 +99,7 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
   messages, the warnings and notes, and each result's report text name keywords, not flags
   (`keywords`).
   """
-  from pulse_jax.inputs import InputError as _InputError
+  from pulse_jax.io.input_images import InputError as _InputError
   written = output_dir is not None
   say = log or (lambda s: print(s, flush=True))
   tell = warn or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -113,7 +113,8 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
 
 def _upsample(inputs, generator, output_dir, log, warn, options):
   """`upsample` with its callables in place (the messages are the command's)."""
-  from pulse_jax import job, job_inputs
+  from pulse_jax.job import pipeline as job
+  from pulse_jax.job import inputs as job_inputs
   given = _options(options)
   many = isinstance(inputs, (list, tuple)) or given.get("align", False) or (
       isinstance(inputs, (str, os.PathLike)) and os.path.isdir(inputs))
@@ -125,7 +126,7 @@ def _upsample(inputs, generator, output_dir, log, warn, options):
   if isinstance(generator, Model):
     model = generator
   else:
-    from pulse_jax import job_generator
+    from pulse_jax.job import model as job_generator
     model = job_generator.load_model(generator, log=log)
   found: dict[str, Result] = {}
 
@@ -241,7 +242,7 @@ def _options(kw: dict) -> dict:
 
 
 def _run_options(given: dict, output_dir, label: str, model: Model):
-  from pulse_jax.run_options import RunOptions
+  from pulse_jax.job.settings import RunOptions
   weights = {"weights": model.name} if model.given else {}
   return RunOptions(**given, **weights, input=label,
                     output_dir=os.fspath(output_dir) if output_dir is not None else None)
@@ -265,7 +266,8 @@ upsample.__signature__ = _signature()
 # ----------------------------------------------------------------------------- results
 
 def _result(item, result, i: int, report: dict, output_dir) -> Result:
-  from pulse_jax import job_outputs, outputs
+  from pulse_jax.job import outputs as job_outputs
+  from pulse_jax.job import result_files as outputs
   report = _report_in_keywords(outputs.jsonable(report), output_dir is not None)
   return Result(
       input=item.path,
@@ -280,7 +282,7 @@ def _kept(entry: dict, output_dir) -> Result:
   """An input (its summary entry) whose complete outputs an earlier run left in output_dir
   (kept, not searched again): read back from its files."""
   from PIL import Image
-  from pulse_jax import outputs
+  from pulse_jax.job import result_files as outputs
   d = os.path.join(output_dir, entry["stem"])
   with open(os.path.join(d, outputs.REPORT)) as f:
     report = _report_in_keywords(json.load(f), True)

@@ -2,7 +2,7 @@
 
   python -m pulse_jax.gallery OUTPUT_DIR      (re)builds OUTPUT_DIR/index.html
 
-`write_gallery(output_dir) -> path` reads only what a run leaves on disk (see pulse_jax.outputs):
+`write_gallery(output_dir) -> path` reads only what a run leaves on disk (see pulse_jax.job.result_files):
 OUTPUT_DIR/summary.json (when absent, e.g. an interrupted run, the <stem>/report.json folders
 found), and per input <stem>/report.json, input.png, hr_<k>.png, lr_<k>.png, progress.gif and
 the optional loss trace <stem>/trace.json (format below). The page loads nothing over the
@@ -12,7 +12,7 @@ inline SVG, the style sheet is inline, there is no script, and a Content-Securit
 tag forbids any other load. Every string read from the run's files is HTML-escaped (file names
 are user data) and every link is a percent-encoded relative path inside OUTPUT_DIR.
 
-Shown: the responsible-use notice (pulse_jax.responsible_use.NOTICE); the run summary (inputs,
+Shown: the responsible-use notice (pulse_jax.io.responsible_use.NOTICE); the run summary (inputs,
 within eps counts, eps, model, restarts, steps, timings); per input the input enlarged
 (nearest neighbour), the kept candidates ranked with their L2 and a within-eps badge, each
 candidate's LR beside the input, the loss curves, every restart's losses, and the advice when
@@ -42,8 +42,9 @@ import os
 import sys
 import urllib.parse
 
-from pulse_jax import image_files, responsible_use
-from pulse_jax.run_files import GIF, INDEX, INPUT_PNG, NOT_WITHIN_EPS, REPORT, SUMMARY, TRACE  # noqa: F401
+from pulse_jax.io import images as image_files
+from pulse_jax.io import responsible_use
+from pulse_jax.io.run_files import GIF, INDEX, INPUT_PNG, NOT_WITHIN_EPS, REPORT, SUMMARY, TRACE  # noqa: F401
 
 HR_PX = 160                # displayed side of HR images and of the input at the top of a section
 SMALL_PX = 78              # displayed side of the input / LR pair under each candidate

@@ -88,7 +88,7 @@ def load_latents(path: str, generator=None, rows: str = "kept") -> dict:
   for are read (the rows up to the last one asked for), at most `MAX_RENDER_ROWS` rows and
   `MAX_RENDER_BYTES` in all. Returns {name: array} and '_rows': B (`select_rows` drops it).
   ValueError naming the file."""
-  from pulse_jax import npy_files
+  from pulse_jax.io import npy_files
   try:
     members = npy_files.npz_members(path)
   except npy_files.NpyError as e:
@@ -241,7 +241,7 @@ def render_arrays(generator, params: dict, latents: dict, *, noise_mode: str = "
              and not (k.startswith("noise_") and k[6:].isdigit()
                       and int(k[6:]) < len(generator.noise_shapes))]
   if unknown:
-    from pulse_jax.npy_files import listing
+    from pulse_jax.io.npy_files import listing
     raise ValueError(f"unexpected arrays in latents: {listing(unknown)}.")
   noise = noise_maps(generator, params, latents, b, noise_mode)
   fn = jax.jit(lambda p, w, n: generator.render(p, w, n))
@@ -267,7 +267,7 @@ def check_outputs(paths: list[str], overwrite: bool) -> None:
   `overwrite`."""
   existing = [p for p in paths if os.path.exists(p)]
   if existing and not overwrite:
-    from pulse_jax.npy_files import listing
+    from pulse_jax.io.npy_files import listing
     raise FileExistsError(f"{listing(existing, 4, 1000)} exist{'s' * (len(existing) == 1)}; pass "
                           "--overwrite to replace "
                           f"{'it' if len(existing) == 1 else 'them'}, or choose another --out.")
@@ -292,7 +292,8 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
                 rows: str = "kept", **options) -> list[str]:
   """Renders `rows` (`select_rows`) of an npz with `weights` (None: the built-in default);
   options: `render_arrays`' noise_mode, truncation_psi, truncation_cutoff, class_index."""
-  from pulse_jax import generators, models
+  from pulse_jax import generators
+  from pulse_jax.job import builtin_models as models
   w = models.load(weights, log=lambda s: None)
   g = generators.Generator(w.kind, w.config)  # rendering needs no prior unless 'latent' is given
   latents = select_rows(load_latents(latents_path, g, rows), rows)
@@ -302,9 +303,9 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
 
 
 def main(argv):
-  from pulse_jax import compile_cache
-  from pulse_jax.checkpoint import WeightsError
-  from pulse_jax.cli import quiet_logging
+  from pulse_jax.runtime import compile_cache
+  from pulse_jax.io.weights_dir import WeightsError
+  from pulse_jax.io.cli import quiet_logging
   quiet_logging()
   compile_cache.enable()
   if len(argv) > 1:
@@ -336,5 +337,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from pulse_jax.cli import run_command
+  from pulse_jax.io.cli import run_command
   run_command(main, define_flags, "pulse_jax.render")

@@ -18,10 +18,10 @@ search); 2 on a usage or set-up error (a bad option, named in the message; weigh
 outputs of another run without --overwrite; nothing to do); 128 + the signal (143 SIGTERM,
 130 SIGINT) when stopped by one: the running batch is checkpointed (with --checkpoint_dir),
 summary.json and the gallery list what is done, and the same command resumes
-(`pulse_jax.stopping`).
+(`pulse_jax.runtime.stopping`).
 
 Everything but the flags lives in importable functions: `run_job(RunOptions(...)) -> summary`
-(`pulse_jax.job`), and the flags are derived from the option registry (`pulse_jax.options`);
+(`pulse_jax.job.pipeline`), and the flags are derived from the option registry (`pulse_jax.job.options`);
 `pulse_jax.upsample` is the same job as a Python function.
 """
 from __future__ import annotations
@@ -29,23 +29,25 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from pulse_jax import options, outputs, stopping
+from pulse_jax.job import options
+from pulse_jax.job import result_files as outputs
+from pulse_jax.runtime import stopping
 # The job's API, importable from here as before the split (tests and docs use these names).
-from pulse_jax.cli import HELP_ARGS, parse_flags, quiet_logging, run_command  # noqa: F401
-from pulse_jax.errors import UsageError  # noqa: F401
-from pulse_jax.init_values import init_rule  # noqa: F401
-from pulse_jax.job import is_writer, run_job  # noqa: F401
-from pulse_jax.job_generator import generator_notes, loss_for_generator  # noqa: F401
-from pulse_jax.job_inputs import SAMPLES, Item, sample_paths  # noqa: F401
-from pulse_jax.options import COMPUTE_DTYPES, flag_message  # noqa: F401
-from pulse_jax.run_options import (RunOptions, check_options,  # noqa: F401
+from pulse_jax.io.cli import HELP_ARGS, parse_flags, quiet_logging, run_command  # noqa: F401
+from pulse_jax.job.errors import UsageError  # noqa: F401
+from pulse_jax.job.init_values import init_rule  # noqa: F401
+from pulse_jax.job.pipeline import is_writer, run_job  # noqa: F401
+from pulse_jax.job.model import generator_notes, loss_for_generator  # noqa: F401
+from pulse_jax.job.inputs import SAMPLES, Item, sample_paths  # noqa: F401
+from pulse_jax.job.options import COMPUTE_DTYPES, flag_message  # noqa: F401
+from pulse_jax.job.settings import (RunOptions, check_options,  # noqa: F401
                                    config_flag_message)
 
 DEFAULT_RESTARTS = options.get("restarts").default
 
 
 def define_flags() -> None:
-  """Every option of `pulse_jax.options` as a flag, listed by --help as this command's own."""
+  """Every option of `pulse_jax.job.options` as a flag, listed by --help as this command's own."""
   from absl import flags
   options.define_flags()
   flags.adopt_module_key_flags(options)
@@ -64,8 +66,8 @@ def main(argv) -> int:
     print(f"pulse_jax.run: error: unexpected arguments {' '.join(argv[1:])} (options are --name=value)",
           file=sys.stderr)
     return 2
-  if importlib.util.find_spec("pulse_jax.distributed") is not None:
-    from pulse_jax import distributed
+  if importlib.util.find_spec("pulse_jax.runtime.distributed") is not None:
+    from pulse_jax.runtime import distributed
     try:
       distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     except (ValueError, RuntimeError) as e:

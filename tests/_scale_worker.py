@@ -98,8 +98,8 @@ def tiny_problem(images: int, steps: int, seed: int):
   """(generator, params, ref [B, 3, 4, 4], config): a 16 px StyleGAN with noise layers."""
   import jax
   from pulse_jax.generators import Generator
-  from pulse_jax.search_config import SearchConfig
-  from pulse_jax.stylegan import StyleGANConfig, synthesis_param_shapes
+  from pulse_jax.search.config import SearchConfig
+  from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
 
   cfg = StyleGANConfig(resolution=16, fmap_base=64, fmap_max=16)
   rng = np.random.RandomState(1)  # numpy draws: no eager jax ops to compile
@@ -137,9 +137,10 @@ def main(argv=None):
 
   import jax
   jax.config.update("jax_num_cpu_devices", a.devices)
-  from pulse_jax import distributed
+  from pulse_jax.runtime import distributed
   distributed.initialize(a.coordinator, a.num_processes, a.process_id)
-  from pulse_jax import driver, sharding
+  from pulse_jax.runtime import loop as driver
+  from pulse_jax.runtime import sharding
 
   generator, params, ref, config = tiny_problem(a.images, a.steps, a.seed)
 

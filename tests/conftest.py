@@ -27,7 +27,7 @@ def fixture_path(name: str) -> Path:
 @pytest.fixture(scope="session")
 def dcgan_weights(tmp_path_factory):
   """The built-in DCGAN (gan-face-generate wheel), converted into a session-private cache."""
-  from pulse_jax import models
+  from pulse_jax.job import builtin_models as models
   try:
     models.builtin_source(models.DEFAULT_MODEL)
   except FileNotFoundError as e:

@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image, ImageFile
 
-from pulse_jax import align, image_files, inputs
-from pulse_jax.face_landmarks import (AlignDependencyError, dlib_available, find_landmarks_model,
+from pulse_jax import align
+from pulse_jax.io import images as image_files
+from pulse_jax.io import input_images as inputs
+from pulse_jax.io.face_landmarks import (AlignDependencyError, dlib_available, find_landmarks_model,
                                       landmarks_available, unrotate_points)
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -110,7 +112,7 @@ def test_unrotate_points_roundtrip():
 
 
 def test_downsample_image_uses_project_bicubic():
-  from pulse_jax.bicubic import downsample
+  from pulse_jax.forward.bicubic import downsample
   rng = np.random.default_rng(3)
   hr = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
   lr = np.asarray(align.downsample_image(hr, 16))
@@ -192,7 +194,7 @@ def test_align_file_reports_a_refused_file(tmp_path, no_eps):
 
 @pytest.fixture(scope="module")
 def landmarker():
-  from pulse_jax.face_landmarks import FaceLandmarker
+  from pulse_jax.io.face_landmarks import FaceLandmarker
   return FaceLandmarker()
 
 
@@ -351,8 +353,9 @@ def test_never_overwrites_the_input(tmp_path, astronaut, landmarker):
 @needs_dlib
 def test_aligned_astronaut_crop_runs_through_the_search(tmp_path, landmarker, dcgan_weights):
   """Raw photo -> FFHQ-aligned 16x16 crop -> PULSE search on the embedded DCGAN (64x64)."""
-  from pulse_jax import driver, generators
-  from pulse_jax.search_config import SearchConfig
+  from pulse_jax import generators
+  from pulse_jax.runtime import loop as driver
+  from pulse_jax.search.config import SearchConfig
   r = align.align_file(ASTRONAUT, tmp_path, 16, 64, landmarker=landmarker)
   assert r.status == "ok", r
   lr = np.asarray(Image.open(r.lr_paths[0]).convert("RGB"), np.float32) / 255.0

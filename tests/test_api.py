@@ -24,7 +24,7 @@ FLAGS = ["--restarts=3", "--steps=6", "--duplicates=2", "--seed=3", "--eps=0", "
 
 @pytest.fixture(scope="module")
 def g():
-  from pulse_jax import models
+  from pulse_jax.job import builtin_models as models
   try:
     models.builtin_source(models.DEFAULT_MODEL)
   except FileNotFoundError as e:

@@ -1,4 +1,4 @@
-"""pulse_jax.bicubic against the reference's fixtures and an independent float64 numpy version."""
+"""pulse_jax.forward.bicubic against the reference's fixtures and an independent float64 numpy version."""
 
 import os
 from pathlib import Path
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax.bicubic import bicubic_kernel, downsample, downsample_matrix
+from pulse_jax.forward.bicubic import bicubic_kernel, downsample, downsample_matrix
 
 FIXTURES = Path(os.environ.get("PULSE_JAX_FIXTURES", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"))
 

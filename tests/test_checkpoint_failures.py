@@ -44,7 +44,7 @@ os.makedirs = makedirs
 # not a daemon blocks for ever; the save times out after 2 s.
 _HUNG = """
 import threading, orbax.checkpoint as ocp
-from pulse_jax import resume
+from pulse_jax.runtime import checkpoints as resume
 resume.SAVE_TIMEOUT_S = 2.0
 _save = ocp.CheckpointManager.save
 _forever = threading.Event()
@@ -103,7 +103,7 @@ def _in_process(tmp_path, ckpt, out="out", **kw):
 def checkpoints(tmp_path_factory):
   """A batch's checkpoint folder with steps 4 and 6 of 8: a run stopped (as by SIGTERM) after
   its progress line of step 4, which saves the step it reached (6) and ends 143."""
-  from pulse_jax import stopping
+  from pulse_jax.runtime import stopping
   d = tmp_path_factory.mktemp("ckpt")
 
   def log(line):
@@ -142,7 +142,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(checkpoints, tmp_p
   if damage == "meta_garbage":
     meta.write_bytes(b"\x00\xff garbage")
   elif damage == "meta_not_json":
-    meta.write_text('{"format": "pulse_jax.search/1", "settings": ')
+    meta.write_text('{"format": "pulse_jax.search.program/1", "settings": ')
   elif damage == "meta_missing_keys":
     doc = json.loads(meta.read_text())
     del doc["rows"]

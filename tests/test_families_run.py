@@ -23,9 +23,10 @@ import pytest
 from PIL import Image
 
 from conftest import fixture_path
-from pulse_jax import bicubic, generators, render
-from pulse_jax import stylegan2 as sg2
-from pulse_jax.checkpoint import GeneratorWeights, load_weights, save_weights
+from pulse_jax import generators, render
+from pulse_jax.forward import bicubic
+from pulse_jax.nets import stylegan2 as sg2
+from pulse_jax.io.weights_dir import GeneratorWeights, load_weights, save_weights
 from pulse_jax.run import RunOptions, run_job
 
 EPS = 2e-3
@@ -101,7 +102,7 @@ def healthy_sg2(directory, c_dim: int = 0, seed: int = 0, fit: bool | None = Non
 
 def healthy_sg3(directory) -> pathlib.Path:
   """A tiny StyleGAN3-T (32 px, w_dim 64) with NVIDIA's initialisation and its prior."""
-  from pulse_jax import stylegan3 as sg3
+  from pulse_jax.nets import stylegan3 as sg3
   cfg = sg3.Stylegan3Config(z_dim=64, w_dim=64, img_resolution=32, channel_base=1024,
                             channel_max=16, mapping_num_layers=2, num_fp16_res=0)
   params = sg3.init_params(jax.random.PRNGKey(0), cfg)
@@ -121,7 +122,8 @@ def healthy(tmp_path_factory):
 # ----------------------------------------------------------------------------- options
 
 def test_family_defaults_come_after_given_values_and_presets(healthy):
-  from pulse_jax import job_generator, run_options
+  from pulse_jax.job import model as job_generator
+  from pulse_jax.job import settings as run_options
   w = str(healthy["weights"])
   r = run_options.resolve(RunOptions(weights=w))
   assert (r.bad_noise_layers, r.sources["bad_noise_layers"], r.family) == ("6", "family",

@@ -12,11 +12,12 @@ from jax.test_util import check_grads
 from PIL import Image
 from scipy import ndimage
 
-from pulse_jax import bicubic, losses
+from pulse_jax.forward import bicubic
+from pulse_jax.search import losses
 from pulse_jax.forward import (OPTION_NAMES, OPTIONS, ForwardModel, KernelError, MaskError,
                                batch_masks, blur, color, downsample, fit_to_input, load_kernel,
                                load_mask, masks_for)
-from pulse_jax.inputs import load_image
+from pulse_jax.io.input_images import load_image
 
 RNG = np.random.default_rng(0)
 

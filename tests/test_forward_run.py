@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import options
+from pulse_jax.job import options
 from pulse_jax.run import RunOptions, UsageError, run_job
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_forward_options_are_the_forward_table():
 
 @pytest.fixture(scope="module")
 def model():
-  from pulse_jax import models
+  from pulse_jax.job import builtin_models as models
   try:
     models.builtin_source(models.DEFAULT_MODEL)
   except FileNotFoundError as e:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import gallery, responsible_use
+from pulse_jax import gallery
+from pulse_jax.io import responsible_use
 from pulse_jax.run import RunOptions, run_job
 
 SAMPLES = pathlib.Path(gallery.__file__).parent / "samples"
@@ -49,7 +50,7 @@ def run_dir(tmp_path_factory):
   """A real run: the 8x8 sample under a hostile name (within eps), 16x16 binary noise (not
   within eps), a corrupt file (failed). The run writes each input's trace.json; the noise
   input's is removed to show the page without curves."""
-  from pulse_jax import models
+  from pulse_jax.job import builtin_models as models
   try:
     models.builtin_source(models.DEFAULT_MODEL)
   except FileNotFoundError as e:

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, fixture_path
-from pulse_jax import checkpoint, generators, stylegan
+from pulse_jax import generators
+from pulse_jax.io import weights_dir as checkpoint
+from pulse_jax.nets import stylegan1 as stylegan
 from weights_convert.convert import convert_and_save, convert_sources
 
 QUIET = lambda s: None
@@ -109,7 +111,7 @@ def test_tf_pickle_with_official_structure_converts_and_renders(tmp_path):
 
 
 def test_converter_names_leftover_and_missing_tensors(tmp_path):
-  from weights_convert import tables
+  from weights_convert.tables import base as tables
   w = convert_sources([str(fixture_path("synthesis_tiny256.pt"))], log=QUIET)
   table = tables.torch_synthesis_table(w.config)
   tensors = {e.source: np.zeros(1) for e in table}
@@ -154,7 +156,7 @@ def test_loader_names_shape_mismatches_before_allocating(tmp_path):
 
 
 def test_gaussian_fit_matches_direct_computation():
-  from pulse_jax.gaussian_fit import fit_gaussian
+  from pulse_jax.generators.gaussian_fit import fit_gaussian
   cfg = stylegan.StyleGANConfig(resolution=8)
   params = stylegan.MappingNetwork(cfg).init(jax.random.key(3), jnp.zeros((1, 512)))["params"]
   fit = fit_gaussian(params, cfg, num_samples=5000, seed=7, chunk=2048)

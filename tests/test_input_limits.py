@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import job_inputs, options
-from pulse_jax.errors import UsageError
+from pulse_jax.job import inputs as job_inputs
+from pulse_jax.job import options
+from pulse_jax.job.errors import UsageError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MAX_GROWTH = 64 << 20     # bytes a refused or partly read file may add to the peak RSS
@@ -77,10 +78,12 @@ def rss(key):
     return int([l for l in f if l.startswith(key + ":")][0].split()[1]) * 1024
 
 import types
-from pulse_jax import generators, job_inputs, models, render
+from pulse_jax import generators, render
+from pulse_jax.job import inputs as job_inputs
+from pulse_jax.job import builtin_models as models
 from pulse_jax.forward import blur, mask
-from pulse_jax.init_values import attach_init
-from pulse_jax.search_config import SearchConfig
+from pulse_jax.job.init_values import attach_init
+from pulse_jax.search.config import SearchConfig
 w = models.load(None, log=lambda s: None)
 g = generators.Generator(w.kind, w.config)
 files = json.loads(sys.argv[1])
@@ -174,9 +177,10 @@ def test_render_latents_npz_with_a_million_rows_is_refused_before_reading(child_
 
 
 def test_init_npz_header_checks(tmp_path):
-  from pulse_jax import generators, models
-  from pulse_jax.init_values import load_init
-  from pulse_jax.search_config import SearchConfig
+  from pulse_jax import generators
+  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job.init_values import load_init
+  from pulse_jax.search.config import SearchConfig
   w = models.load(None, log=lambda s: None)
   g = generators.Generator(w.kind, w.config)
   obj = tmp_path / "obj.npz"
@@ -333,7 +337,7 @@ def test_messages_with_long_values_are_short():
 
 
 def test_out_of_range_noise_layers_message_is_short():
-  from pulse_jax.search_config import SearchConfig
+  from pulse_jax.search.config import SearchConfig
   c = SearchConfig(bad_noise_layers=".".join(map(str, range(100_000))))
   with pytest.raises(ValueError) as e:
     c.check_layers(18)
@@ -341,7 +345,7 @@ def test_out_of_range_noise_layers_message_is_short():
 
 
 def test_npz_member_listing_is_capped():
-  from pulse_jax import npy_files
+  from pulse_jax.io import npy_files
   assert npy_files.listing([f"a{i}" for i in range(100)]).endswith("... and 92 more")
 
 

@@ -1,4 +1,4 @@
-"""Reading and fitting search inputs (pulse_jax.inputs): no search, no JAX."""
+"""Reading and fitting search inputs (pulse_jax.io.input_images): no search, no JAX."""
 import io
 import pathlib
 import struct
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image, ImageFile, features
 
-from pulse_jax import image_files, inputs
+from pulse_jax.io import images as image_files
+from pulse_jax.io import input_images as inputs
 
-SAMPLES = pathlib.Path(inputs.__file__).parent / "samples"
+SAMPLES = pathlib.Path(inputs.__file__).parents[1] / "samples"
 G = 64  # the built-in DCGAN's size
 
 

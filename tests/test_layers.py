@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax import layers
+from pulse_jax.nets import ops as layers
 
 
 def _conv(x, k, pad, lhs_dilation=(1, 1)):

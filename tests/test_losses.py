@@ -1,4 +1,4 @@
-"""pulse_jax.losses: parser, per-image terms, and the reference's (batch-summed) fixture values."""
+"""pulse_jax.search.losses: parser, per-image terms, and the reference's (batch-summed) fixture values."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax.bicubic import downsample
-from pulse_jax.losses import geocross, l1, l2, l2_raw, parse_loss_str, total_loss
+from pulse_jax.forward.bicubic import downsample
+from pulse_jax.search.losses import geocross, l1, l2, l2_raw, parse_loss_str, total_loss
 
 FIXTURES = Path(os.environ.get("PULSE_JAX_FIXTURES", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"))
 EPS = 2e-3

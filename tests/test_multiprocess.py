@@ -58,7 +58,7 @@ def test_initialize_detects_launchers(monkeypatch):
   """No launcher: a plain single process (jax.distributed untouched); SLURM / Open MPI with more
   than one task, or a multi-host TPU slice: jax's own detection is called."""
   import jax
-  from pulse_jax import distributed
+  from pulse_jax.runtime import distributed
   calls = []
   monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False, raising=False)
   monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))

@@ -1,4 +1,4 @@
-"""NVIDIA network pickles (weights_convert.nvidia_pickle) and their conversion.
+"""NVIDIA network pickles (weights_convert.readers.nvidia_pickle) and their conversion.
 
 The pickles written here are made by this file's own writer (``_write_nvidia_pickle``: the
 opcodes ``torch_utils.persistence`` and torch's tensor pickling produce, with made-up module
@@ -23,12 +23,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO, fixture_path
-from pulse_jax import stylegan2 as sg2
-from weights_convert import UnsafePickleError, WeightFileError, nvidia_pickle, tables_stylegan2
-from weights_convert.pickle_globals import Call, StandInPickler, stand_in
-from weights_convert.tf_pickle import TFNetwork
-from weights_convert.tf_pickle_writer import write_tf_network_pickle
-from weights_convert.torch_files import LEGACY_MAGIC
+from pulse_jax.nets import stylegan2 as sg2
+from weights_convert import UnsafePickleError, WeightFileError
+from weights_convert.readers import nvidia_pickle
+from weights_convert.tables import stylegan2 as tables_stylegan2
+from support.pickle_globals import Call, StandInPickler, stand_in
+from weights_convert.readers.tf_pickle import TFNetwork
+from support.tf_pickle_writer import write_tf_network_pickle
+from weights_convert.readers.torch_files import LEGACY_MAGIC
 
 PERSIST = stand_in("torch_utils.persistence", "_reconstruct_persistent_obj")
 REBUILD_PARAMETER = stand_in("torch._utils", "_rebuild_parameter")
@@ -170,7 +172,7 @@ def test_stylegan3_fixture_reads(name):
 def test_cli_converts_fixture_and_reproduces_image(name, tmp_path):
   """python -m weights_convert on NVIDIA's pickle -> a 'stylegan2' dir whose synthesis
   (const noise) reproduces NVIDIA's image_const (measured 6.3e-7 / 5.9e-7 relative)."""
-  from pulse_jax.checkpoint import load_weights, sha256_file
+  from pulse_jax.io.weights_dir import load_weights, sha256_file
   pkl = fixture_path(f"stylegan2_3/{name}.pkl")
   out = tmp_path / "w"
   proc = _cli(f"--source={pkl}", f"--out={out}")
@@ -381,7 +383,7 @@ def test_converter_refuses_mixing_and_discriminators(tmp_path):
 
 @pytest.mark.parametrize("name", ["sg3t_tiny64"])
 def test_converter_reads_stylegan3(name):
-  """StyleGAN3 pickles convert to kind 'stylegan3' through weights_convert.tables_stylegan3."""
+  """StyleGAN3 pickles convert to kind 'stylegan3' through weights_convert.tables.stylegan3."""
   from weights_convert.convert import convert_sources
   weights = convert_sources([str(fixture_path(f"stylegan2_3/{name}.pkl"))], gaussian_fit_samples=4096, log=lambda s: None)
   assert weights.kind == "stylegan3" and sorted(weights.params) == ["gaussian_fit", "mapping", "synthesis"]
@@ -413,7 +415,7 @@ def test_a_new_nvidia_family_is_its_module_table_and_registry_line(tmp_path, mon
   import sys
   import types
   from pulse_jax import generators
-  from pulse_jax.checkpoint import load_weights
+  from pulse_jax.io.weights_dir import load_weights
   from pulse_jax.generators import registry
   from pulse_jax.generators.stylegan2 import StyleGAN2
   from weights_convert.convert import convert_and_save

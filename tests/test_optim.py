@@ -13,9 +13,9 @@ import numpy as np
 import optax
 import pytest
 
-from pulse_jax.optimizers import OPTIMIZERS, make_optimizer
-from pulse_jax.schedules import SCHEDULES, lr_multiplier
-from pulse_jax.sphere import project_to_initial_sphere, row_norm
+from pulse_jax.search.optimizers import OPTIMIZERS, make_optimizer
+from pulse_jax.search.schedules import SCHEDULES, lr_multiplier
+from pulse_jax.search.sphere import project_to_initial_sphere, row_norm
 
 STEP_COUNTS = (1, 7, 30, 100, 1000)
 

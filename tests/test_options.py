@@ -1,4 +1,4 @@
-"""One definition per option (pulse_jax.options): the flags, RunOptions, SearchConfig and the
+"""One definition per option (pulse_jax.job.options): the flags, RunOptions, SearchConfig and the
 API keywords derived from it; messages that name the flag; presets and value sources."""
 import dataclasses
 import inspect
@@ -8,10 +8,13 @@ import types
 
 import pytest
 
-from pulse_jax import job_generator, models, options, run_options
-from pulse_jax.errors import UsageError
-from pulse_jax.run_options import RunOptions, check_options, resolve
-from pulse_jax.search_config import SearchConfig
+from pulse_jax.job import model as job_generator
+from pulse_jax.job import builtin_models as models
+from pulse_jax.job import options
+from pulse_jax.job import settings as run_options
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.settings import RunOptions, check_options, resolve
+from pulse_jax.search.config import SearchConfig
 
 DCGAN = types.SimpleNamespace(kind="dcgan", noise_shapes=(), has_wplus=False,
                               latent_layers=lambda tile: 1, num_classes=0)
@@ -148,7 +151,7 @@ def test_reports_list_the_options_that_apply():
 
 
 def test_result_neutral_settings_are_derived():
-  from pulse_jax import outputs
+  from pulse_jax.job import result_files as outputs
   assert set(outputs.RESULT_NEUTRAL_SETTINGS) == {"batch_size", "chunk_size", "micro_batches",
                                                    "memory_budget_gb", "remat"}
 
@@ -161,7 +164,7 @@ def test_groups_and_values_of():
 
 
 def test_importing_pulse_jax_is_cheap():
-  code = ("import sys, pulse_jax, pulse_jax.options; "
+  code = ("import sys, pulse_jax, pulse_jax.job.options; "
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'orbax')))")
   p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
   assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import gallery, inputs, outputs, run
+from pulse_jax import gallery, run
+from pulse_jax.io import input_images as inputs
+from pulse_jax.job import result_files as outputs
 from pulse_jax.run import RunOptions, UsageError, run_job
 
 SAMPLE = pathlib.Path(run.__file__).parent / "samples" / "astronaut_8x8.png"

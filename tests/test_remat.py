@@ -1,4 +1,4 @@
-"""Rematerialisation that XLA cannot undo (`pulse_jax.remat`), and what it saves (issue 14 §4).
+"""Rematerialisation that XLA cannot undo (`pulse_jax.nets.remat`), and what it saves (issue 14 §4).
 
 The memory checks read XLA's buffer assignment of the compiled search chunk (nothing is
 allocated; deterministic for a given jax version) on a small StyleGAN (128 px, 8..128 channels).
@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax import driver, remat
+from pulse_jax.runtime import loop as driver
+from pulse_jax.nets import remat
 from pulse_jax.generators import Generator
-from pulse_jax.search_config import SearchConfig
-from pulse_jax.stylegan import StyleGANConfig, synthesis_param_shapes
+from pulse_jax.search.config import SearchConfig
+from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
 
 
 def _layer(consts, x, s):

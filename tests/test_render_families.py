@@ -15,9 +15,9 @@ import pytest
 
 from conftest import fixture_path
 from pulse_jax import generators, render
-from pulse_jax import stylegan2 as sg2
-from pulse_jax.checkpoint import load_weights
-from pulse_jax.errors import UsageError
+from pulse_jax.nets import stylegan2 as sg2
+from pulse_jax.io.weights_dir import load_weights
+from pulse_jax.job.errors import UsageError
 from pulse_jax.run import RunOptions, run_job
 from test_families_run import healthy_sg2
 

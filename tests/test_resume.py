@@ -14,7 +14,7 @@ import pytest
 
 import _scale_worker as w
 
-from pulse_jax import driver
+from pulse_jax.runtime import loop as driver
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_resume_with_other_settings_is_refused(runs, tmp_path, change, match):
 
 def test_same_settings_are_accepted(runs):
   """The settings check passes for the run that wrote the checkpoint (at step 6 = done)."""
-  from pulse_jax import resume
+  from pulse_jax.runtime import checkpoints as resume
   generator, params, ref, config = w.tiny_problem(2, 6, 0)
   problem = driver.search.Problem(generator, config, 4, 2)
   settings = driver._settings(problem, params, ref, None, 3, np.arange(2), None)

@@ -1,4 +1,4 @@
-"""rosinality's stylegan2-pytorch checkpoints (weights_convert.tables_rosinality).
+"""rosinality's stylegan2-pytorch checkpoints (weights_convert.tables.rosinality).
 
 The fixture tests/data/rosinality_tiny32.{pt,npz} was written by rosinality's own model.py
 (tests/data/make_rosinality_fixture.py: a 32 px generator with a small channel table, random
@@ -18,10 +18,12 @@ import pytest
 
 from conftest import REPO
 from pulse_jax import generators, render
-from pulse_jax import stylegan2 as sg2
-from pulse_jax.checkpoint import load_weights
-from weights_convert import WeightFileError, tables_rosinality, tables_stylegan2
-from weights_convert.torch_files import read_torch_file
+from pulse_jax.nets import stylegan2 as sg2
+from pulse_jax.io.weights_dir import load_weights
+from weights_convert import WeightFileError
+from weights_convert.tables import rosinality as tables_rosinality
+from weights_convert.tables import stylegan2 as tables_stylegan2
+from weights_convert.readers.torch_files import read_torch_file
 
 DATA = pathlib.Path(__file__).parent / "data"
 PT, NPZ = DATA / "rosinality_tiny32.pt", DATA / "rosinality_tiny32.npz"

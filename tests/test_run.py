@@ -167,7 +167,7 @@ def test_fit_options_and_odd_size_error(tmp_path):
 
 
 def test_a_failed_batch_does_not_stop_the_others(tmp_path, monkeypatch):
-  from pulse_jax import driver
+  from pulse_jax.runtime import loop as driver
   real = driver.search_images
 
   def flaky(generator, params, ref, **kw):
@@ -284,7 +284,7 @@ def test_helpfull_documents_every_flag():
 
 def test_align_then_search(tmp_path):
   pytest.importorskip("dlib")
-  from pulse_jax.face_landmarks import AlignDependencyError, FaceLandmarker
+  from pulse_jax.io.face_landmarks import AlignDependencyError, FaceLandmarker
   try:
     FaceLandmarker(None)
   except AlignDependencyError as e:

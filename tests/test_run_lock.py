@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from pulse_jax import run, run_lock
+from pulse_jax import run
+from pulse_jax.job import run_lock
 from pulse_jax.run import RunOptions, UsageError, run_job
 
 SAMPLE = pathlib.Path(run.__file__).parent / "samples" / "astronaut_8x8.png"

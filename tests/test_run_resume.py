@@ -125,7 +125,7 @@ def _copy(done, tmp_path) -> pathlib.Path:
 
 
 def _no_search(monkeypatch):
-  from pulse_jax import driver
+  from pulse_jax.runtime import loop as driver
 
   def refuse(*a, **k):
     raise AssertionError("searched although every output is complete")
@@ -175,7 +175,7 @@ def test_incomplete_outputs_are_searched_again(inputs, done, tmp_path, monkeypat
   (out / "b" / "hr_0.png").write_bytes(b"\x89PNG half written")
   (out / "b" / ".latents.npz.tmp-123").write_bytes(b"left by a kill")
   (out / "c" / "lr_0.png").unlink()  # a listed file missing: incomplete too
-  from pulse_jax import driver
+  from pulse_jax.runtime import loop as driver
   searched = []
   real = driver.search_images
 
@@ -206,7 +206,7 @@ def test_overwrite_searches_everything_again(inputs, done, tmp_path):
 
 
 def test_files_are_renamed_into_place(tmp_path):
-  from pulse_jax import outputs
+  from pulse_jax.job import result_files as outputs
   p = tmp_path / "x.png"
   with pytest.raises(RuntimeError):
     with outputs.atomic_path(str(p)) as tmp:

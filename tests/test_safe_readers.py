@@ -17,12 +17,12 @@ import pytest
 
 from weights_convert import (TFNetwork, UnsafePickleError, WeightFileError,
                              read_tf_network_pickle, read_torch_file)
-from weights_convert.numpy_globals import resolve
-from weights_convert.pickle_globals import Call, StandInPickler, stand_in
-from weights_convert.safe_unpickle import safe_load
-from weights_convert.tf_pickle import tf_allow_list
-from weights_convert.tf_pickle_writer import write_tf_network_pickle
-from weights_convert.torch_files import LEGACY_MAGIC
+from weights_convert.readers.numpy_globals import resolve
+from support.pickle_globals import Call, StandInPickler, stand_in
+from weights_convert.readers.safe_unpickle import safe_load
+from weights_convert.readers.tf_pickle import tf_allow_list
+from support.tf_pickle_writer import write_tf_network_pickle
+from weights_convert.readers.torch_files import LEGACY_MAGIC
 
 FIXTURES = Path(os.environ.get(
     "PULSE_JAX_FIXTURES", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"))

@@ -20,8 +20,12 @@ import numpy as np
 import pytest
 
 from conftest import fixture_path
-from pulse_jax import bicubic, driver, generators, search, stylegan
-from pulse_jax.search_config import SearchConfig
+from pulse_jax import generators
+from pulse_jax.forward import bicubic
+from pulse_jax.runtime import loop as driver
+from pulse_jax.search import program as search
+from pulse_jax.nets import stylegan1 as stylegan
+from pulse_jax.search.config import SearchConfig
 from weights_convert.convert import convert_sources
 
 QUIET = lambda s: None

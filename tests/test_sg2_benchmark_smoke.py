@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from experiments import sg2_step_benchmark as bench
-from weights_convert import tables_stylegan2
+from weights_convert.tables import stylegan2 as tables_stylegan2
 
 
 def test_pulse_jax_side_runs_and_writes_results(tmp_path):
@@ -29,7 +29,7 @@ def test_torch_state_is_the_converter_run_backwards():
   state = bench.torch_state(cfg, params)
   assert state["synthesis.b4.const"].shape == (16, 4, 4)  # torch layout (C, H, W)
   assert state["synthesis.b8.conv0.weight"].shape == (16, 16, 3, 3)  # OIHW
-  from pulse_jax.upfirdn import setup_filter
+  from pulse_jax.nets.upfirdn import setup_filter
   filt = setup_filter(cfg.resample_filter)
   state.update({e.source: filt for e in tables_stylegan2.torch_table(cfg)
                 if e.transform == tables_stylegan2.CHECK_FILTER})

@@ -22,7 +22,8 @@ import pytest
 from PIL import Image
 
 from conftest import assert_same_results
-from pulse_jax import run, stopping
+from pulse_jax import run
+from pulse_jax.runtime import stopping
 
 SAMPLES = pathlib.Path(run.__file__).parent / "samples"
 STEMS = ("a", "b")

@@ -1,4 +1,4 @@
-"""StyleGAN2 in JAX (pulse_jax.stylegan2) against NVIDIA's own outputs, and its name table.
+"""StyleGAN2 in JAX (pulse_jax.nets.stylegan2) against NVIDIA's own outputs, and its name table.
 
 Fixtures: ../shared/fixtures/stylegan2_3/sg2_tiny{64,256}.{pkl,npz}, tiny random-weight
 networks in NVIDIA's pickle format with NVIDIA's outputs (networks_stylegan2.py on the CPU,
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import fixture_path
-from pulse_jax import stylegan2 as sg2
-from weights_convert import tables_stylegan2
-from weights_convert.nvidia_pickle import read_network
+from pulse_jax.nets import stylegan2 as sg2
+from weights_convert.tables import stylegan2 as tables_stylegan2
+from weights_convert.readers.nvidia_pickle import read_network
 
 TOL = 1e-5
 _mapping = jax.jit(sg2.mapping, static_argnames=("config", "truncation_cutoff"))

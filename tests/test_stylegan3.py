@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import fixture_path
-from pulse_jax import sg3_filters
-from pulse_jax import stylegan3 as sg3
-from weights_convert import tables_stylegan3 as tables
+from pulse_jax.nets import filters as sg3_filters
+from pulse_jax.nets import stylegan3 as sg3
+from weights_convert.tables import stylegan3 as tables
 
 FIXTURES = ("sg3t_tiny64", "sg3r_tiny64")
 TOL = 1e-5
@@ -36,9 +36,9 @@ def _rel(a, ref) -> float:
 def networks():
   """{name: (config, params, npz)} of the fixture pickles, read by the safe reader."""
   try:
-    from weights_convert.nvidia_pickle import read_network
+    from weights_convert.readers.nvidia_pickle import read_network
   except ImportError as e:
-    pytest.skip(f"weights_convert.nvidia_pickle (the safe NVIDIA pickle reader) absent: {e}")
+    pytest.skip(f"weights_convert.readers.nvidia_pickle (the safe NVIDIA pickle reader) absent: {e}")
   out = {}
   for name in FIXTURES:
     net = read_network(fixture_path(f"stylegan2_3/{name}.pkl"), network="G_ema")

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pulse_jax import face_landmarks
+from pulse_jax.io import face_landmarks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PT = REPO / "tests" / "data" / "rosinality_tiny32.pt"
@@ -92,7 +92,8 @@ def test_align_without_the_extra_names_the_extra_and_both_packages(monkeypatch, 
 def test_docs_align_example_fits_the_built_in_model():
   """docs/align.md's first example aligns for the built-in 64x64 DCGAN (--hr_size=64, a --size
   that divides it) and runs without --weights; the larger size is named with its --weights."""
-  from pulse_jax import inputs, models
+  from pulse_jax.io import input_images as inputs
+  from pulse_jax.job import builtin_models as models
   text = (REPO / "docs" / "align.md").read_text()
   block = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
   align_line = next(l for l in block.splitlines() if "pulse_jax.align" in l)

@@ -27,11 +27,12 @@ import pytest
 
 from experiments.measure import peak_rss_wrapper
 from weights_convert import WeightFileError, read_tf_network_pickle, read_torch_file
-from weights_convert import numpy_globals, torch_files
-from weights_convert.pickle_globals import Call, StandInPickler, stand_in
-from weights_convert.safe_unpickle import check_pickle
-from weights_convert.torch_files import LEGACY_MAGIC
-from weights_convert.torch_globals import TensorRef
+from weights_convert.readers import numpy_globals
+from weights_convert.readers import torch_files
+from support.pickle_globals import Call, StandInPickler, stand_in
+from weights_convert.readers.safe_unpickle import check_pickle
+from weights_convert.readers.torch_files import LEGACY_MAGIC
+from weights_convert.readers.torch_globals import TensorRef
 
 resource = pytest.importorskip("resource")  # POSIX only: the limits below need it
 

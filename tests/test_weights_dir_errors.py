@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from pulse_jax import checkpoint
-from pulse_jax.checkpoint import WeightsError
+from pulse_jax.io import weights_dir as checkpoint
+from pulse_jax.io.weights_dir import WeightsError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PT = REPO / "tests" / "data" / "rosinality_tiny32.pt"
@@ -121,7 +121,7 @@ def test_shape_mismatches_are_listed_briefly(weights_dir, tmp_path):
 def test_family_defaults_of_tampered_metadata_are_skipped_not_raised(weights_dir, tmp_path):
   """The option resolution reads metadata.json before loading: a tampered one must not raise
   there (RecursionError today for deeply nested JSON) but leave the message to loading."""
-  from pulse_jax.run_options import family_defaults_for
+  from pulse_jax.job.settings import family_defaults_for
   d = tampered(weights_dir, tmp_path, lambda m: "[" * 100_000)
   assert family_defaults_for(str(d)) == (None, {})
 

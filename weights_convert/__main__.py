@@ -10,7 +10,7 @@ No code from any file is run: pickles are read with an allow-list unpickler (the
 NVIDIA's pickles embed is never executed; only the chosen network's tensors are read). No file can
 make the conversion allocate much more than its own size: tensors that do not fit their
 storage, sizes the file's bytes cannot back and compressed torch records are refused with an
-error naming the file and the tensor (see weights_convert/limits.py).
+error naming the file and the tensor (see weights_convert/readers/limits.py).
 
 --out must be a new or empty directory, or (with --overwrite) converted weights; that is
 checked before any file is read. Output: the detected kinds, the steps and the written
@@ -51,7 +51,7 @@ def _error(message) -> str:
 
 
 def main(argv):
-  from pulse_jax.cli import quiet_logging
+  from pulse_jax.io.cli import quiet_logging
   from weights_convert.convert import convert_and_save
   quiet_logging()  # no absl / jax / orbax INFO lines around the converter's own (--verbosity=0)
   if len(argv) > 1:
@@ -74,7 +74,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from pulse_jax.cli import parse_flags
+  from pulse_jax.io.cli import parse_flags
   flags.mark_flags_as_required(["source", "out"])
   app.run(lambda argv: sys.exit(main(argv)),
           flags_parser=lambda argv: parse_flags(argv, "weights_convert"))

@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pulse_jax.checkpoint import GeneratorWeights, sha256_file
-from pulse_jax.dcgan import DCGANConfig
-from pulse_jax.stylegan import StyleGANConfig
-from weights_convert import tables
+from pulse_jax.io.weights_dir import GeneratorWeights, sha256_file
+from pulse_jax.nets.dcgan import DCGANConfig
+from pulse_jax.nets.stylegan1 import StyleGANConfig
+from weights_convert.tables import base as tables
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -116,7 +116,7 @@ def _names(items) -> str:
 
 def _is_network(src: "Source") -> bool:
   """A generator read into NVIDIA's names (`NetworkData`): converts on its own."""
-  from weights_convert.nvidia_pickle import NetworkData
+  from weights_convert.readers.nvidia_pickle import NetworkData
   return isinstance(src.content, NetworkData)
 
 
@@ -124,7 +124,7 @@ def read_source(path: str, network: str = "G_ema") -> Source:
   """Reads and classifies one weights file (no code from the file is ever run).
 
   The readers refuse a file that describes more data than its bytes hold, so no file makes
-  this allocate much more than its own size (`weights_convert.limits`); a `MemoryError`
+  this allocate much more than its own size (`weights_convert.readers.limits`); a `MemoryError`
   becomes a `WeightFileError` (a `ValueError`) naming the file. `network` picks the network
   of a NVIDIA pickle ('G_ema', 'G'); other files ignore it.
   """
@@ -137,28 +137,28 @@ def read_source(path: str, network: str = "G_ema") -> Source:
   try:
     return _read_source(path, network)
   except MemoryError as e:
-    from weights_convert.limits import out_of_memory
+    from weights_convert.readers.limits import out_of_memory
     raise out_of_memory(path, "it", e) from e
 
 
 def _read_source(path: str, network: str) -> Source:
-  from weights_convert import nvidia_pickle
-  from weights_convert.torch_files import read_torch_file
+  from weights_convert.readers import nvidia_pickle
+  from weights_convert.readers.torch_files import read_torch_file
   container = _container(path)
   if container == "torch":
-    from weights_convert import tables_rosinality
+    from weights_convert.tables import rosinality as tables_rosinality
     obj = read_torch_file(path)
     if tables_rosinality.is_checkpoint(obj):
       kind, content = "rosinality_stylegan2", tables_rosinality.to_network(path, obj, network)
     else:
       kind, content = _classify_torch(path, obj)
   elif nvidia_pickle.pickle_kind(path) == "persistence":
-    from weights_convert import nvidia_tables
+    from weights_convert.tables import registry as nvidia_tables
     content = nvidia_pickle.read_network(path, network)
     found = nvidia_tables.for_class(content.class_name)
     kind = NVIDIA_PREFIX + (found[0] if found else "network")
   else:
-    from weights_convert.tf_pickle import read_tf_network_pickle
+    from weights_convert.readers.tf_pickle import read_tf_network_pickle
     nets = read_tf_network_pickle(path)
     gs = nets[-1] if isinstance(nets, (tuple, list)) else nets
     comps = getattr(gs, "components", {}) or {}
@@ -179,7 +179,7 @@ def _convert_nvidia(src: Source, network: str, meta: dict, log: Callable[[str], 
   """A NVIDIA generator (`NetworkData`) -> the weights of the family whose name table reads
   its class (`nvidia_tables`)."""
   from pulse_jax.generators import family
-  from weights_convert import nvidia_tables
+  from weights_convert.tables import registry as nvidia_tables
   data = src.content
   found = nvidia_tables.for_class(data.class_name)
   if found is None:
@@ -322,7 +322,7 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
     params.update(tables.apply_table(tables.gaussian_fit_table(), s.content, s.path))
     meta["gaussian_fit"] = {"how": "imported", "file": os.path.basename(s.path)}
   elif "mapping" in params and gaussian_fit_samples > 0:
-    from pulse_jax.gaussian_fit import fit_gaussian
+    from pulse_jax.generators.gaussian_fit import fit_gaussian
     log(f"computing the Gaussian fit of the mapping network ({gaussian_fit_samples} samples, "
         f"seed {gaussian_fit_seed})")
     params["gaussian_fit"] = fit_gaussian(params["mapping"], cfg, num_samples=gaussian_fit_samples,
@@ -352,7 +352,7 @@ def convert_and_save(paths: list[str], out: str, *, overrides: dict | None = Non
   `out` is checked first (`check_out`), before any file is read or a Gaussian fit computed.
   """
   import jax
-  from pulse_jax.checkpoint import load_weights, save_weights
+  from pulse_jax.io.weights_dir import load_weights, save_weights
   check_out(out, overwrite)
   weights = convert_sources(paths, overrides=overrides, gaussian_fit_samples=gaussian_fit_samples,
                             gaussian_fit_seed=gaussian_fit_seed, network=network, log=log)

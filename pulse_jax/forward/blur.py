@@ -1,7 +1,7 @@
 """Blurs of the HR image before down-sampling: a Gaussian (`--blur_sigma`) and a user kernel.
 
 Both use reflect boundary handling without edge repeat (`numpy.pad(mode="reflect")`,
-`scipy.ndimage` mode "mirror"), the rule of the bicubic step (`pulse_jax.bicubic`); a padding
+`scipy.ndimage` mode "mirror"), the rule of the bicubic step (`pulse_jax.forward.bicubic`); a padding
 wider than the axis reflects repeatedly, as numpy does. Both keep the shape
 ``[..., C, H, W]`` and dtype of the image, filter each channel on its own, and run at full
 float32 precision (``Precision.HIGHEST``).
@@ -16,7 +16,7 @@ float32 precision (``Precision.HIGHEST``).
   kernel.
 
 Files: `load_kernel` reads a ``.npy`` 2-D array or a grayscale image (through
-`pulse_jax.image_files`) and normalises it to sum 1; `KernelError` names the file.
+`pulse_jax.io.images`) and normalises it to sum 1; `KernelError` names the file.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import image_files, npy_files
+from pulse_jax.io import images as image_files
+from pulse_jax.io import npy_files
 
 GAUSSIAN_TRUNCATE = 3.0   # radius = ceil(GAUSSIAN_TRUNCATE * sigma)
 # The largest HR image of any generator family here (StyleGAN: 4096 px). A kernel (or the
@@ -144,7 +145,7 @@ def _too_large(path, h: int, w: int, side: int) -> KernelError:
 
 
 def _read_image_kernel(path: pathlib.Path, side: int) -> np.ndarray:
-  from pulse_jax.inputs import to_rgb   # numpy/Pillow only; the shared mode conversions
+  from pulse_jax.io.input_images import to_rgb   # numpy/Pillow only; the shared mode conversions
   try:
     with image_files.open_image(path) as im:   # the size from the header: nothing decoded
       w, h = im.size

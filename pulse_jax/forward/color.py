@@ -31,7 +31,7 @@ def luminance(images: jax.Array) -> jax.Array:
 def gray_target(pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
   """A target ``[..., C, h, w]`` (C = 1 or 3) -> ``([..., 1, h, w] float32, notes)``.
 
-  One channel, or three equal channels (a gray picture that `pulse_jax.inputs` expanded to
+  One channel, or three equal channels (a gray picture that `pulse_jax.io.input_images` expanded to
   RGB), is kept exactly as its first channel; a colour target is converted with
   `LUMA_WEIGHTS` (float64, then float32), with a note.
   """

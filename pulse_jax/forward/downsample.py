@@ -2,7 +2,7 @@
 
 Both map ``[..., C, H, W]`` float to ``[..., C, H / f, W / f]`` (same dtype) for a static
 integer factor f >= 1 dividing H and W; factor 1 is the identity.
-- ``bicubic``: exactly `pulse_jax.bicubic.downsample` (the reference's filter; same numerics).
+- ``bicubic``: exactly `pulse_jax.forward.bicubic.downsample` (the reference's filter; same numerics).
 - ``area``: the mean of each f x f block (a box filter with stride f; no padding needed).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from pulse_jax import bicubic
+from pulse_jax.forward import bicubic
 
 
 def area(images: jax.Array, factor: int) -> jax.Array:

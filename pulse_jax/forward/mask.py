@@ -3,10 +3,10 @@
 A mask has the size of its input file (width x height as stored, after the EXIF orientation)
 and is binary: a pixel is known iff its value is >= 0.5 (of white), so JPEG noise or
 anti-aliased edges do not make soft weights. It is returned in the loss-mask format of
-`pulse_jax.losses`: ``[1, h, w] float32`` in {0, 1}; the L2/L1 terms and the eps test are then
+`pulse_jax.search.losses`: ``[1, h, w] float32`` in {0, 1}; the L2/L1 terms and the eps test are then
 means over the known pixels only.
 
-Files: an image in an accepted format (`pulse_jax.image_files`; colour is reduced with the
+Files: an image in an accepted format (`pulse_jax.io.images`; colour is reduced with the
 `--grayscale` luminance weights, transparency is composited on black, i.e. unknown), or a
 ``.npy`` 2-D real array. `--mask` names one file (the mask of every input) or a folder, whose
 file with the input's stem (``faces/ann.jpg`` -> ``masks/ann.png`` or ``masks/ann.npy``) is that
@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from pulse_jax import image_files, npy_files
+from pulse_jax.io import images as image_files
+from pulse_jax.io import npy_files
 from pulse_jax.forward.color import LUMA_WEIGHTS
 
 THRESHOLD = 0.5
@@ -59,7 +60,7 @@ def _read(path: pathlib.Path, size: tuple[int, int] | None = None) -> np.ndarray
     if not np.all(np.isfinite(a)):
       raise MaskError(f"--mask {path}: contains NaN or inf.")
     return a
-  from pulse_jax.inputs import to_rgb   # numpy/Pillow only; the shared mode conversions
+  from pulse_jax.io.input_images import to_rgb   # numpy/Pillow only; the shared mode conversions
   try:
     if size is not None:   # the size from the header (nothing decoded yet); the EXIF
       with image_files.open_image(path) as im:   # orientation may swap the two sides
@@ -101,7 +102,7 @@ def mask_files(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike
   mask_arg: a file (every input's mask) or a folder (the file with the input's stem and an
   image or .npy extension). Raises FileNotFoundError when mask_arg does not exist.
   """
-  from pulse_jax.inputs import image_extensions, unique_stems
+  from pulse_jax.io.input_images import image_extensions, unique_stems
   arg = pathlib.Path(mask_arg)
   if not arg.exists():
     raise FileNotFoundError(f"--mask: no such file or folder: {arg}")
@@ -153,7 +154,7 @@ def masks_for(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike,
 def fit_to_input(mask: np.ndarray, image, source: str = "--mask") -> tuple[np.ndarray, list[str]]:
   """A mask ``[1, h0, w0]`` at the input file's size -> the target's ``[1, h, w]`` loss mask.
 
-  image: a `pulse_jax.inputs.InputImage`. Follows what `load_image` did: with --fit=resize the
+  image: a `pulse_jax.io.input_images.InputImage`. Follows what `load_image` did: with --fit=resize the
   mask is resized the same way (nearest neighbour), with --fit=pad it is padded (the padding
   unknown); it is multiplied by the image's own padding mask. Returns (mask, notes); raises
   `MaskError` (naming `source`) for a wrong size or no known pixel left.
@@ -188,8 +189,8 @@ def fit_to_input(mask: np.ndarray, image, source: str = "--mask") -> tuple[np.nd
 def batch_masks(masks: Sequence[np.ndarray | None]) -> np.ndarray | None:
   """Per-input ``[1, h, w]`` masks (None: every pixel known) -> ``[B, 1, h, w]`` or None.
 
-  None when no input has a mask; the loss-mask format of `pulse_jax.losses` and
-  `pulse_jax.search.run_chunk`.
+  None when no input has a mask; the loss-mask format of `pulse_jax.search.losses` and
+  `pulse_jax.search.program.run_chunk`.
   """
   if all(m is None for m in masks):
     return None

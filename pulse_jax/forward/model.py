@@ -193,7 +193,7 @@ class ForwardModel:
 
   @property
   def is_default(self) -> bool:
-    """True when D is `pulse_jax.bicubic.downsample` by ``factor`` alone (the reference's)."""
+    """True when D is `pulse_jax.forward.bicubic.downsample` by ``factor`` alone (the reference's)."""
     return all(getattr(self, o.name) == o.default for o in OPTIONS if o.apply is not None)
 
   @property

@@ -18,7 +18,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from pulse_jax import stylegan
+from pulse_jax.nets import stylegan1 as stylegan
 from pulse_jax.generators.base import Family
 from pulse_jax.generators.registry import FAMILIES, family, kinds
 
@@ -142,7 +142,7 @@ class Generator:
 
 
 def from_weights(weights, compute_dtype: str = "float32", remat: str | bool = "none") -> Generator:
-  """A `Generator` for a loaded `pulse_jax.checkpoint.GeneratorWeights`."""
+  """A `Generator` for a loaded `pulse_jax.io.weights_dir.GeneratorWeights`."""
   g = Generator(weights.kind, weights.config, compute_dtype, remat)
   missing = [p for p in g.required_parts() if p not in weights.params]
   if missing and g.num_classes and "gaussian_fit" in missing:

@@ -29,7 +29,7 @@ class Family(abc.ABC):
   supports_compute_dtype: bool = False  # --compute_dtype changes how `synthesize` computes
   supports_remat: bool = False          # --remat changes how `synthesize` computes
   # Module of the name table that converts this family's NVIDIA network pickles
-  # (GENERATOR_CLASS, SOURCE_MARK, from_network: `weights_convert.nvidia_tables`); '' if none.
+  # (GENERATOR_CLASS, SOURCE_MARK, from_network: `weights_convert.tables.registry`); '' if none.
   nvidia_table: str = ""
 
   # ----- architecture -----

@@ -1,11 +1,11 @@
-"""The 64x64 DCGAN face generator (the built-in default): network in `pulse_jax.dcgan`.
+"""The 64x64 DCGAN face generator (the built-in default): network in `pulse_jax.nets.dcgan`.
 
 Its latent z [N, 1, nz] is the style input itself: no mapping, no noise, no W+ (GEOCROSS and
 the noise options do not apply). Part: 'dcgan'.
 """
 from __future__ import annotations
 
-from pulse_jax import dcgan
+from pulse_jax.nets import dcgan
 from pulse_jax.generators.base import Family
 
 

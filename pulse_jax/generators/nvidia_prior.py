@@ -13,7 +13,7 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax.gaussian_fit import fit_moments
+from pulse_jax.generators.gaussian_fit import fit_moments
 from pulse_jax.generators.base import Family
 
 

@@ -1,4 +1,4 @@
-"""StyleGAN v1 (the reference's FFHQ generator): networks in `pulse_jax.stylegan`.
+"""StyleGAN v1 (the reference's FFHQ generator): networks in `pulse_jax.nets.stylegan1`.
 
 Parts: 'synthesis' (required), 'gaussian_fit' {'mean', 'std'} [512] (required: the prior),
 'mapping' and 'dlatent_avg' [512] (optional: render from z).
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pulse_jax import stylegan
-from pulse_jax.gaussian_fit import latent_to_w
+from pulse_jax.nets import stylegan1 as stylegan
+from pulse_jax.generators.gaussian_fit import latent_to_w
 from pulse_jax.generators.base import Family
 
 

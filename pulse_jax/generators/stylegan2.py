@@ -1,5 +1,5 @@
 """StyleGAN2 and StyleGAN2-ADA (NVIDIA's networks_stylegan2.py): networks in
-`pulse_jax.stylegan2`; name tables in `weights_convert/tables_stylegan2.py`.
+`pulse_jax.nets.stylegan2`; name tables in `weights_convert/tables/stylegan2.py`.
 
 Parts: 'synthesis', 'mapping' and 'gaussian_fit' {'mean', 'std'} [w_dim] (the prior, fitted at
 conversion: `generators.nvidia_prior`). Noise layers: one per synthesis conv (17 at 1024 px),
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pulse_jax import stylegan2 as net
+from pulse_jax.nets import stylegan2 as net
 from pulse_jax.generators import nvidia_prior
 
 
 class StyleGAN2(nvidia_prior.NvidiaFamily):
   kind = "stylegan2"
-  nvidia_table = "weights_convert.tables_stylegan2"
+  nvidia_table = "weights_convert.tables.stylegan2"
   net = net
   uses_noise_options = True
 

@@ -1,5 +1,5 @@
-"""StyleGAN3 -T and -R (NVIDIA's networks_stylegan3.py): networks in `pulse_jax.stylegan3`;
-name table in `weights_convert/tables_stylegan3.py`.
+"""StyleGAN3 -T and -R (NVIDIA's networks_stylegan3.py): networks in `pulse_jax.nets.stylegan3`;
+name table in `weights_convert/tables/stylegan3.py`.
 
 Parts: 'synthesis', 'mapping' and 'gaussian_fit' {'mean', 'std'} [w_dim] (the prior, fitted at
 conversion: `generators.nvidia_prior`). No noise inputs. Float32.
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pulse_jax import stylegan3 as net
+from pulse_jax.nets import stylegan3 as net
 from pulse_jax.generators import nvidia_prior
 
 
 class StyleGAN3(nvidia_prior.NvidiaFamily):
   kind = "stylegan3"
-  nvidia_table = "weights_convert.tables_stylegan3"
+  nvidia_table = "weights_convert.tables.stylegan3"
   net = net
 
   def config_from_dict(self, d):

@@ -16,7 +16,7 @@ Recipe (see README.md beside this file):
      corners' midpoint (223.5, 140.0)).
   3. Resize to 64x64 with Pillow's LANCZOS filter -> ``astronaut_64x64_source.png``.
   4. Down-sample that 64x64 image (float NCHW in [0, 1]) with the project's own
-     ``pulse_jax.bicubic.downsample`` by factors 8 and 4, round to uint8 ->
+     ``pulse_jax.forward.bicubic.downsample`` by factors 8 and 4, round to uint8 ->
      ``astronaut_8x8.png`` and ``astronaut_16x16.png``.
 
 Grace Hopper, the same recipe (see README.md beside this file): matplotlib's
@@ -74,7 +74,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def make_samples(photo: Image.Image, name: str = "astronaut", box=CROP_BOX,
                  sizes=LR_SIZES) -> dict[str, Image.Image]:
   """The sample images of one photo, by file name."""
-  from pulse_jax.bicubic import downsample  # pylint: disable=import-outside-toplevel
+  from pulse_jax.forward.bicubic import downsample  # pylint: disable=import-outside-toplevel
 
   hr = photo.crop(box).resize((HR_SIZE, HR_SIZE), Image.LANCZOS)
   out = {f"{name}_{HR_SIZE}x{HR_SIZE}_source.png": hr}

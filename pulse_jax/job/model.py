@@ -1,0 +1,148 @@
+"""The generator of a job: loading what --weights names, and what the job asks about its family.
+
+Every question the job asks about the generator's family is a small function here
+(`uses_compute_dtype`, `uses_remat`, `loss_for_generator`, `check_layers`, `generator_notes`),
+answered by the generator interface (`pulse_jax.generators`), never by testing the kind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from pulse_jax.job import options
+from pulse_jax.job.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+  """Loaded generator weights (`pulse_jax.load_generator`).
+
+  name: what --weights named (a built-in model or a converted weights directory; the built-in
+  default's name when none was given); given: whether a name was given; path: the converted
+  weights directory; weights: the `checkpoint.GeneratorWeights` (params and metadata).
+  """
+  name: str
+  path: str
+  weights: object
+  given: bool = True
+
+  @property
+  def kind(self) -> str:
+    return self.weights.kind
+
+  @property
+  def resolution(self) -> int:
+    from pulse_jax.generators import family
+    return int(family(self.kind).resolution(self.weights.config))
+
+  @property
+  def params(self) -> dict:
+    return self.weights.params
+
+  def generator(self, compute_dtype: str = "float32", remat: bool = False):
+    """The `generators.Generator` to search with (UsageError naming --weights)."""
+    from pulse_jax import generators
+    try:
+      return generators.from_weights(self.weights, compute_dtype, remat)
+    except ValueError as e:
+      raise UsageError(f"--weights={self.name}: {e}") from None
+
+  def __repr__(self) -> str:
+    return f"Model({self.name!r}, kind={self.kind!r}, resolution={self.resolution})"
+
+
+def load_model(weights=None, log=print) -> Model:
+  """The model --weights names (None: the built-in default); UsageError naming the flag."""
+  from pulse_jax.job import builtin_models as models
+  name = os.fspath(weights) if weights else models.DEFAULT_MODEL
+  try:
+    path = models.resolve(name, log=log)
+    w = models.load(path, log=log)
+  except (FileNotFoundError, ValueError) as e:
+    msg = str(e)
+    raise UsageError(msg if msg.startswith("--weights") else f"--weights={name}: {msg}") from None
+  return Model(name, path, w, given=bool(weights))
+
+
+def weights_info(model: Model) -> dict:
+  """The weights as the reports record them."""
+  meta = model.weights.metadata or {}
+  return {"name": model.name if model.given else f"{model.name} (built-in default)",
+          "path": os.path.abspath(model.path), "kind": model.kind,
+          "resolution": model.resolution,
+          "sources": [{"file": s.get("file"), "sha256": s.get("sha256")}
+                      for s in meta.get("sources", [])],
+          "pulse_jax_version": meta.get("pulse_jax_version")}
+
+
+# ----------------------------------------------------------------------------- family questions
+
+def uses_compute_dtype(generator) -> bool:
+  """Whether --compute_dtype changes how `generator` computes (`Family.supports_compute_dtype`:
+  StyleGAN v1 only; the DCGAN, StyleGAN2 and StyleGAN3 always compute in float32)."""
+  return bool(_family(generator).supports_compute_dtype)
+
+
+def uses_remat(generator) -> bool:
+  """Whether --remat changes how `generator` computes (`Family.supports_remat`)."""
+  return bool(_family(generator).supports_remat)
+
+
+def _family(generator):
+  """The `generators.Family` of a generator (anything with the weights' `kind`)."""
+  from pulse_jax.generators import family
+  return family(generator.kind)
+
+
+def loss_for_generator(loss_str: str, generator) -> tuple[str, list[str]]:
+  """The loss string to search with, and notes (GEOCROSS needs W+: dropped for the DCGAN)."""
+  from pulse_jax.search.losses import parse_loss_str
+  terms = parse_loss_str(loss_str)
+  if generator.has_wplus or not any(name == "GEOCROSS" for _, name in terms):
+    return loss_str, []
+  kept = [(w, n) for w, n in terms if n != "GEOCROSS"]
+  if not kept:
+    raise UsageError(f"--loss_str={loss_str!r} has only GEOCROSS, which does not apply to the "
+                     f"{generator.kind} generator (no W+ latents); add an L2 or L1 term.")
+  new = "+".join(f"{w:g}*{n}" for w, n in kept)
+  return new, [f"note: GEOCROSS does not apply to the {generator.kind} generator (one latent "
+               f"vector, no W+; the reference computes 0 for it when tiled): searching with "
+               f"--loss_str={new!r}"]
+
+
+def search_params(model: Model, generator, class_index: int | None) -> dict:
+  """The params the search uses: a conditional model's with its class's prior
+  (UsageError naming --class_index); for other models --class_index is ignored (a note)."""
+  if not generator.num_classes:
+    return model.params
+  try:
+    return generator.search_params(model.params, class_index)
+  except ValueError as e:
+    raise UsageError(f"--class_index: {e}") from None
+
+
+def check_layers(config, generator) -> None:
+  """The noise-layer options against the generator's noise layers (UsageError naming the flag)."""
+  if not generator.noise_shapes:
+    return
+  from pulse_jax.job.settings import config_flag_message
+  try:
+    config.check_layers(len(generator.noise_shapes))
+  except ValueError as e:
+    raise UsageError(config_flag_message(e)) from None
+
+
+def generator_notes(o, generator) -> list[str]:
+  """One note per reason that options given (or set by the preset) do not apply to
+  `generator` (`Option.applies`), e.g. the noise options for the DCGAN."""
+  from pulse_jax.job.settings import source_of
+  by_reason: dict[str, list[str]] = {}
+  for opt in options.run_options():
+    if source_of(o, opt.name) != "default" and not opt.applies_to(generator):
+      by_reason.setdefault(opt.applies.reason, []).append(f"--{opt.name}")
+  notes = []
+  for reason, names in by_reason.items():
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    notes.append(f"note: the {generator.kind} generator {reason}: {listed} "
+                 f"do{'es' * (len(names) == 1)} not apply")
+  return notes
