@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from pulse_jax.io.cache import cache_root
 from pulse_jax.io.weights_dir import GeneratorWeights, WeightsError, load_weights, sha256_file
 
 DEFAULT_MODEL = "dcgan-digiface"
@@ -26,11 +27,6 @@ PRESETS: dict[str, dict] = {
                     "lr_schedule": "linear1cycledrop", "opt_name": "adam", "loss_str": "100*L2"},
 }
 INSTALL_HINT = "pip install --no-deps gan-face-generate==1.1.1"
-
-
-def cache_root() -> str:
-  return os.environ.get("PULSE_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
-                                                        "pulse_jax"))
 
 
 def builtin_source(name: str) -> str:

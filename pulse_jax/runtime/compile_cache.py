@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from pulse_jax.job import builtin_models as models
+from pulse_jax.io.cache import cache_root
 
 ENV_DIR = "PULSE_JAX_COMPILE_CACHE"
 ENV_OFF = "PULSE_JAX_NO_COMPILE_CACHE"
@@ -19,7 +19,7 @@ ENV_OFF = "PULSE_JAX_NO_COMPILE_CACHE"
 
 def cache_dir() -> str:
   """Where compiled programs are kept."""
-  return os.environ.get(ENV_DIR) or os.path.join(models.cache_root(), "xla")
+  return os.environ.get(ENV_DIR) or os.path.join(cache_root(), "xla")
 
 
 def disabled_by_env() -> bool:
