@@ -82,7 +82,8 @@ def strip(parts: list[tuple[Image.Image, str]]) -> Image.Image:
 
 
 def make_case(name: str, model, work: pathlib.Path, out_dir: pathlib.Path) -> dict:
-  from pulse_jax.run import RunOptions, run_job
+  from pulse_jax.job.pipeline import run_job
+  from pulse_jax.job.settings import RunOptions
   seed, size, opts, what = CASES[name]
   hr = dcgan_sample(model, seed)
   lr = degrade(hr, size, opts, seed)

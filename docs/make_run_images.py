@@ -2,7 +2,7 @@
 
     python docs/make_run_images.py [--output_dir=/tmp/pulse_docs_run] [--steps=100] ...
 
-Runs the main job (`pulse_jax.run.run_job`) on the shipped samples with the built-in DCGAN and
+Runs the main job (`pulse_jax.job.pipeline.run_job`) on the shipped samples with the built-in DCGAN and
 the CLI defaults (plus --duplicates=3 --save_intermediate --chunk_size=20), then composes one row
 per sample: input (nearest-neighbour enlarged) | the 3 best HR outputs | the LR image of the best
 output (enlarged) | the 64x64 crop the input was made from (never seen by the search).
@@ -20,7 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pulse_jax import run  # noqa: E402
+import pulse_jax  # noqa: E402
+from pulse_jax.job.pipeline import run_job  # noqa: E402
+from pulse_jax.job.settings import RunOptions  # noqa: E402
 
 CELL = 128
 GAP = 4
@@ -37,7 +39,7 @@ def _parse(argv):
 
 def _cast(kw):
   import dataclasses
-  types = {f.name: f.default for f in dataclasses.fields(run.RunOptions)}
+  types = {f.name: f.default for f in dataclasses.fields(RunOptions)}
   out = {}
   for k, v in kw.items():
     d = types[k]
@@ -49,9 +51,9 @@ def _cast(kw):
 def main(argv):
   kw = _cast(_parse(argv))
   kw = {"duplicates": 3, "save_intermediate": True, "chunk_size": 20, "overwrite": True, **kw}
-  summary = run.run_job(run.RunOptions(**kw))
+  summary = run_job(RunOptions(**kw))
   out = pathlib.Path(kw["output_dir"])
-  samples = pathlib.Path(run.__file__).parent / "samples"
+  samples = pathlib.Path(pulse_jax.__file__).parent / "samples"
   cols = ["input", "HR 1", "HR 2", "HR 3", "LR of HR 1", "source crop"]
   font = ImageFont.load_default()
   rows = []

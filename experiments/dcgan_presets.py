@@ -137,19 +137,16 @@ def crop_box(cx: float, top: float, side: float) -> tuple[int, int, int, int]:
   return left, upper, left + s, upper + s
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  return np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
 def make_crops(photo: Image.Image, box, sizes) -> dict:
   """{'hr': 64x64 LANCZOS crop, size: uint8 LR image} exactly as make_samples.py does."""
   from pulse_jax.forward.bicubic import downsample
+  from pulse_jax.io.images import to_uint8
   hr = photo.crop(box).resize((HR_SIZE, HR_SIZE), Image.LANCZOS)
   out = {"hr": hr}
   x = np.asarray(hr, np.float32).transpose(2, 0, 1)[None] / 255.0
   for size in sizes:
     lr = np.asarray(downsample(x, HR_SIZE // size))[0].transpose(1, 2, 0)
-    out[size] = Image.fromarray(to_uint8(lr), "RGB")
+    out[size] = Image.fromarray(to_uint8(lr, dtype=np.float64), "RGB")
   return out
 
 

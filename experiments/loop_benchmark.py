@@ -1,13 +1,18 @@
 """The search loop before and after an optimisation, both sides in one run (issue 14 §2).
 
-Measures `driver.search_images` end to end on the main job's shapes (the DCGAN at 64 px, and
-StyleGAN at 256 and 1024 px with random weights), as the main job calls it (a progress
+Measures `runtime.loop.search_images` end to end on the main job's shapes (the DCGAN at 64 px,
+and StyleGAN at 256 and 1024 px with random weights), as the main job calls it (a progress
 callback after every chunk), in two source trees: this checkout ("after") and `--before_dir`
 (e.g. a `git worktree` of an earlier commit). Every measurement is a fresh subprocess with
 that tree first on `sys.path`; sides alternate, best of `--repeats` rounds. In each
 subprocess the search runs twice and the second call is timed (its programs are compiled and
 cached by then), so the number is the loop's cost: chunk dispatch, progress reads, the
 weights' preparation, masked steps past `--steps`.
+
+The runtime keeps only the overlapped loop on weights prepared once per search (issue 20
+retired `search_images(overlap=False)`, the synchronous loop that prepared the weights in every
+chunk, and its duplicate render path): to measure against that loop, point `--before_dir` at a
+checkout that still has it (e.g. ceaeae3, the "before" of experiments/results/cpu_loop*).
 
   git worktree add /tmp/pulse_before ceaeae3
   python -m experiments.loop_benchmark --before_dir=/tmp/pulse_before --name=cpu_loop

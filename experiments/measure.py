@@ -158,7 +158,7 @@ def measure_jax(spec: dict) -> dict:
   chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed, micro_batches
   (optional, default 1; must divide restarts; 0: the fewest that fit the device's memory, or
   `memory_budget_bytes` when given), memory_budget_bytes (optional). With 0 and a budget, the
-  program `driver.choose_micro_batches` compiled (the one pulse_jax.run runs) is the one timed:
+  program `compile.choose_micro_batches` compiled (the one pulse_jax.run runs) is the one timed:
   no second compile; its compile time includes lowering.
   """
   import jax
@@ -173,12 +173,12 @@ def measure_jax(spec: dict) -> dict:
                          groups or 1)
   chosen, choose_s = None, None  # (compiled, compile s) of the automatically chosen program
   if groups == 0:  # the fewest that fit the device's memory, as pulse_jax.run --micro_batches=0
-    from pulse_jax.runtime import loop as driver
+    from pulse_jax.runtime import compile as programs
     from pulse_jax.runtime import sharding
     mesh = sharding.restart_mesh(jax.devices()[:1])
-    budget = spec.get("memory_budget_bytes") or driver.device_memory_budget(mesh)
+    budget = spec.get("memory_budget_bytes") or programs.device_memory_budget(mesh)
     t = time.perf_counter()
-    groups = driver.choose_micro_batches(
+    groups = programs.choose_micro_batches(
         problem.generator, params, problem.config, rows=n, lr_size=spec["lr_size"],
         chunk_size=spec["chunk_size"], mesh=mesh, with_mask=False, budget_bytes=budget,
         log=lambda s: None)
@@ -187,10 +187,10 @@ def measure_jax(spec: dict) -> dict:
     if budget is not None:
       # The choice compiled (and cached) the chunk program pulse_jax.run runs: time that one
       # instead of compiling the same search a second time (GPU compiles are slow).
-      compiled = driver.compiled_chunk(
+      compiled = programs.compiled_chunk(
           problem.generator, params, problem.config, rows=n, lr_size=spec["lr_size"],
           chunk_size=spec["chunk_size"], micro_batches=groups, mesh=mesh)
-      cache = driver._COMPILED  # pylint: disable=protected-access
+      cache = programs._COMPILED  # pylint: disable=protected-access
       chosen = (compiled, next(v[1] for v in cache.values()
                                if isinstance(v, tuple) and v[0] is compiled))
   params = jax.device_put(params)
@@ -204,7 +204,7 @@ def measure_jax(spec: dict) -> dict:
     (compiled, compile_s), lower_s = chosen, 0.0
     # the driver's chunk program runs on weights prepared once per search, plus the forward
     # model's (here empty) arrays
-    weights = driver._prepare_program(problem.generator, mesh)(params)  # pylint: disable=protected-access
+    weights = programs.prepare_program(problem.generator, mesh)(params)
     weights, state, ref, fwd = jax.device_put((weights, state, ref, {}),
                                               compiled.input_shardings[0])
     chunk = lambda state: compiled(weights, state, ref, fwd)

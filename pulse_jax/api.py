@@ -27,7 +27,6 @@ from typing import Callable
 
 from pulse_jax.job import options as options_lib
 from pulse_jax.job.errors import UsageError
-from pulse_jax.io.input_images import InputError  # noqa: F401  (pulse_jax.InputError)
 from pulse_jax.job.model import Model
 
 
@@ -267,12 +266,12 @@ upsample.__signature__ = _signature()
 
 def _result(item, result, i: int, report: dict, output_dir) -> Result:
   from pulse_jax.job import outputs as job_outputs
-  from pulse_jax.job import result_files as outputs
-  report = _report_in_keywords(outputs.jsonable(report), output_dir is not None)
+  from pulse_jax.job import result_files
+  report = _report_in_keywords(result_files.jsonable(report), output_dir is not None)
   return Result(
       input=item.path,
-      images=[outputs.to_pil(x) for x in result.hr[i]],
-      lr_images=[outputs.to_pil(x) for x in result.lr[i]],
+      images=[result_files.to_pil(x) for x in result.hr[i]],
+      lr_images=[result_files.to_pil(x) for x in result.lr[i]],
       l2=[o["l2"] for o in report["outputs"]], within_eps=bool(report["within_eps"]),
       report=report, latents=job_outputs.latents_of(result, i),
       output_dir=os.path.join(output_dir, item.stem) if output_dir is not None else None)
@@ -282,9 +281,9 @@ def _kept(entry: dict, output_dir) -> Result:
   """An input (its summary entry) whose complete outputs an earlier run left in output_dir
   (kept, not searched again): read back from its files."""
   from PIL import Image
-  from pulse_jax.job import result_files as outputs
+  from pulse_jax.io import run_files
   d = os.path.join(output_dir, entry["stem"])
-  with open(os.path.join(d, outputs.REPORT)) as f:
+  with open(os.path.join(d, run_files.REPORT)) as f:
     report = _report_in_keywords(json.load(f), True)
 
   def load(name):

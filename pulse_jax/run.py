@@ -29,21 +29,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+from pulse_jax.io.cli import quiet_logging, run_command
 from pulse_jax.job import options
-from pulse_jax.job import result_files as outputs
+from pulse_jax.job import result_files
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import is_writer, run_job
+from pulse_jax.job.settings import RunOptions
 from pulse_jax.runtime import stopping
-# The job's API, importable from here as before the split (tests and docs use these names).
-from pulse_jax.io.cli import HELP_ARGS, parse_flags, quiet_logging, run_command  # noqa: F401
-from pulse_jax.job.errors import UsageError  # noqa: F401
-from pulse_jax.job.init_values import init_rule  # noqa: F401
-from pulse_jax.job.pipeline import is_writer, run_job  # noqa: F401
-from pulse_jax.job.model import generator_notes, loss_for_generator  # noqa: F401
-from pulse_jax.job.inputs import SAMPLES, Item, sample_paths  # noqa: F401
-from pulse_jax.job.options import COMPUTE_DTYPES, flag_message  # noqa: F401
-from pulse_jax.job.settings import (RunOptions, check_options,  # noqa: F401
-                                   config_flag_message)
-
-DEFAULT_RESTARTS = options.get("restarts").default
 
 
 def define_flags() -> None:
@@ -80,7 +72,7 @@ def main(argv) -> int:
       print(f"pulse_jax.run: error: {e}", file=sys.stderr)
       return stopping.exit_status(stopping.requested()) if stopping.requested() else 2
   if is_writer():
-    outputs.print_summary(summary)
+    result_files.print_summary(summary)
   signum = stopping.requested()
   if signum is not None and summary.get("interrupted"):
     print(f"pulse_jax.run: stopped by {stopping.name(signum)}: {summary['interrupted']} "

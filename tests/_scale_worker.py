@@ -5,7 +5,7 @@
       [--coordinator=127.0.0.1:PORT --num_processes=2 --process_id=I]
       [--checkpoint_dir=DIR --checkpoint_every=K] [--die_at_step=S] [--hlo] [--micro_batches=G]
 
-Runs `driver.search_images` once per mesh size (the first k devices) and, in process 0,
+Runs `loop.search_images` once per mesh size (the first k devices) and, in process 0,
 writes the results as OUT.npz with keys '<k>/<field>'. --die_at_step SIGKILLs the process
 (no clean-up) after the progress report of the first chunk that ends at or past S (after its
 checkpoint). --hlo also writes the compiled chunk's HLO text of the largest mesh to OUT.hlo.txt.
@@ -139,7 +139,7 @@ def main(argv=None):
   jax.config.update("jax_num_cpu_devices", a.devices)
   from pulse_jax.runtime import distributed
   distributed.initialize(a.coordinator, a.num_processes, a.process_id)
-  from pulse_jax.runtime import loop as driver
+  from pulse_jax.runtime import loop
   from pulse_jax.runtime import sharding
 
   generator, params, ref, config = tiny_problem(a.images, a.steps, a.seed)
@@ -159,7 +159,7 @@ def main(argv=None):
   meshes = [int(k) for k in a.meshes.split(",")] if a.meshes else [len(jax.devices())]
   for k in meshes:
     mesh = sharding.restart_mesh(jax.devices()[:k])
-    r = driver.search_images(generator, params, ref, config=config, restarts=a.restarts,
+    r = loop.search_images(generator, params, ref, config=config, restarts=a.restarts,
                              chunk_size=a.chunk, micro_batches=a.micro_batches, mesh=mesh,
                              keep=a.restarts, progress=progress,
                              checkpoint_dir=a.checkpoint_dir, checkpoint_every=a.checkpoint_every)
@@ -172,7 +172,7 @@ def main(argv=None):
     out.update({f"{k}/{n}": np.asarray(v) for n, v in fields.items()})
   if a.hlo:  # the chunk as search_images compiled it (cached), and a control that communicates
     mesh = sharding.restart_mesh(jax.devices()[:meshes[-1]])
-    compiled = driver.compiled_chunk(generator, params, config, rows=a.images * a.restarts,
+    compiled = loop.compiled_chunk(generator, params, config, rows=a.images * a.restarts,
                                      lr_size=ref.shape[-1], chunk_size=a.chunk,
                                      micro_batches=a.micro_batches, mesh=mesh)
     rows = jax.ShapeDtypeStruct((len(mesh.devices.flat) * 2,), np.float32,

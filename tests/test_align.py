@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pathlib
 import struct
 import subprocess
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image, ImageFile
 
-from pulse_jax import align
+from pulse_jax.job import align
 from pulse_jax.io import images as image_files
 from pulse_jax.io import input_images as inputs
 from pulse_jax.io.face_landmarks import (AlignDependencyError, dlib_available, find_landmarks_model,
@@ -85,6 +86,25 @@ def test_gaussian_blur_matches_scipy():
   for sigma in (0.7, 3.2, 9.0):          # direct path and FFT path (kernel > 64 taps)
     want = ndimage.gaussian_filter(img.astype(np.float64), [sigma, sigma, 0])
     np.testing.assert_allclose(align.gaussian_blur(img, sigma), want, atol=2e-3)
+
+
+def test_gaussian_blur_taps_are_the_forward_models():
+  """align's numpy blur applies `forward.blur.gaussian_taps` (one definition of the taps) with
+  FFHQ's radius int(4 sigma + 0.5): the taps of the former private kernel, bit for bit."""
+  from pulse_jax.forward.blur import gaussian_taps
+  for sigma in (0.1, 0.7, 3.2, 9.0):
+    r = int(4.0 * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    np.testing.assert_array_equal(gaussian_taps(sigma, radius=r), k / k.sum())
+  img = np.random.default_rng(3).uniform(0, 255, (9, 7, 2)).astype(np.float32)
+  one = align.gaussian_blur(img[..., :1], 1.0)[..., 0]
+  taps = gaussian_taps(1.0, radius=4)   # separable: rows then columns, reflect (symmetric pad)
+  rows = sum(t * np.pad(img[..., 0], ((4, 4), (0, 0)), mode="symmetric")[j:j + 9]
+             for j, t in enumerate(taps.astype(np.float64)))
+  want = sum(t * np.pad(rows.astype(np.float32), ((0, 0), (4, 4)), mode="symmetric")[:, j:j + 7]
+             for j, t in enumerate(taps.astype(np.float64)))
+  np.testing.assert_allclose(one, want, rtol=1e-6)
 
 
 def test_ffhq_crop_pads_outside_the_photo():
@@ -166,7 +186,6 @@ def no_eps(monkeypatch):
 
 def test_load_photo_refuses_what_run_refuses(tmp_path, monkeypatch, no_eps):
   """Same allow-list and same pixel cap (one constant) as run, checked before decoding."""
-  assert align.MAX_IMAGE_PIXELS is inputs.MAX_IMAGE_PIXELS is image_files.MAX_IMAGE_PIXELS
   monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: 1 / 0)   # never decode
   for name, words in _hostile_files(tmp_path).items():
     t0 = time.perf_counter()
@@ -271,7 +290,7 @@ def test_two_faces(tmp_path, astronaut, landmarker):
 def test_exif_orientation_applied(tmp_path, astronaut, landmarker, astronaut_face):
   path = tmp_path / "exif.jpg"
   exif = Image.Exif()
-  exif[align.EXIF_ORIENTATION] = 6          # "rotate 90 CW to display"
+  exif[image_files.EXIF_ORIENTATION] = 6    # "rotate 90 CW to display"
   astronaut.transpose(Image.Transpose.ROTATE_90).save(path, quality=90, exif=exif)
   r = align.align_file(path, tmp_path / "out", 16, 64, landmarker=landmarker)
   assert r.status == "ok" and r.exif_orientation == 6 and r.rotation == 0, r
@@ -336,6 +355,23 @@ def test_hostile_files_among_good_ones(tmp_path, no_eps):
   report = json.loads((tmp_path / "out" / align.REPORT_NAME).read_text())
   assert report["counts"] == {"ok": 1, "error": 3} and report["faces_written"] == 1
   assert no_eps == []
+
+
+@needs_dlib
+def test_folder_listing_is_runs(tmp_path):
+  """align lists a folder with run's listing (`input_images.folder_files`): a FIFO named like
+  an image is an 'error' entry in its sorted place, never opened; other names are ignored."""
+  src = tmp_path / "in"
+  src.mkdir()
+  (src / "b.jpg").write_bytes(ASTRONAUT.read_bytes())
+  os.mkfifo(src / "a.png")
+  (src / "notes.txt").write_text("not a photo")
+  results = align.align_path(src, tmp_path / "out", 16, 64)
+  assert [(pathlib.Path(r.input).name, r.status) for r in results] == [("a.png", "error"),
+                                                                       ("b.jpg", "ok")]
+  assert "named pipe" in results[0].message
+  with pytest.raises(FileNotFoundError, match="--input: .* is a named pipe"):
+    align.align_path(src / "a.png", tmp_path / "out2", 16, 64)
 
 
 @needs_dlib

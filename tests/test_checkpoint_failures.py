@@ -18,7 +18,8 @@ import sys
 
 import pytest
 
-from pulse_jax.run import RunOptions, run_job
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.pipeline import run_job
 
 # Runs pulse_jax.run after an injection (argv[1]: Python code run first).
 _WRAPPER = """

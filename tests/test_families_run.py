@@ -23,11 +23,13 @@ import pytest
 from PIL import Image
 
 from conftest import fixture_path
-from pulse_jax import generators, render
+from pulse_jax import generators
+from pulse_jax.job import render
 from pulse_jax.forward import bicubic
 from pulse_jax.nets import stylegan2 as sg2
 from pulse_jax.io.weights_dir import GeneratorWeights, load_weights, save_weights
-from pulse_jax.run import RunOptions, run_job
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.pipeline import run_job
 
 EPS = 2e-3
 

@@ -16,7 +16,8 @@ from pulse_jax.forward import bicubic
 from pulse_jax.search import losses
 from pulse_jax.forward import (OPTION_NAMES, OPTIONS, ForwardModel, KernelError, MaskError,
                                batch_masks, blur, color, downsample, fit_to_input, load_kernel,
-                               load_mask, masks_for)
+                               load_mask)
+from pulse_jax.job.inputs import masks_for
 from pulse_jax.io.input_images import load_image
 
 RNG = np.random.default_rng(0)
@@ -369,3 +370,17 @@ def test_masked_loss_equals_numpy_masked_mean(tmp_path):
   noisy = ForwardModel.from_options(factor=2, noise_sigma=0.5)
   within = np.asarray(got) <= noisy.effective_eps(1e-3)
   assert within.all()
+
+
+def test_the_forward_table_is_the_one_definition():
+  from pulse_jax.forward import downsample, options as forward_options
+  assert OPTIONS is forward_options.OPTIONS
+  assert forward_options.DOWNSAMPLERS == tuple(downsample.METHODS)
+  fields = dataclasses.fields(ForwardModel)
+  assert [f.name for f in fields] == ["factor", *OPTION_NAMES]
+  assert all(f.metadata["option"] is o for f, o in zip(fields[1:], OPTIONS))
+  assert [o.kind for o in OPTIONS] == ["float", "string", "enum", "bool", "string", "float"]
+  assert all(o.group == "forward" and o.scope == "job" for o in OPTIONS)
+  m = ForwardModel.from_options(factor=2, grayscale=True)
+  assert hash(m) == hash(ForwardModel(factor=2, grayscale=True)) and m.target_channels == 1
+  assert m.lr_shape((3, 8, 8)) == (1, 4, 4)

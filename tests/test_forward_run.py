@@ -20,7 +20,9 @@ import pytest
 from PIL import Image
 
 from pulse_jax.job import options
-from pulse_jax.run import RunOptions, UsageError, run_job
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import run_job
+from pulse_jax.job.settings import RunOptions
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = dict(restarts=1, steps=1, chunk_size=1)  # error cases: the search itself does not matter

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import gallery
+import pulse_jax
+from pulse_jax.io import gallery
+from pulse_jax.io import run_files
 from pulse_jax.io import responsible_use
-from pulse_jax.run import RunOptions, run_job
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.pipeline import run_job
 
-SAMPLES = pathlib.Path(gallery.__file__).parent / "samples"
+SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 HOSTILE = "<svg onload=alert(1)>\"x&y'#?%"   # input file names (stems) with HTML and URL specials
 BROKEN = "<img src=x onerror=alert(2)>"
 FAST = dict(steps=6, restarts=3, duplicates=2, chunk_size=3, eps=0.15)
@@ -64,10 +67,10 @@ def run_dir(tmp_path_factory):
   summary = run_job(RunOptions(input=str(src), output_dir=str(out), **FAST),
                     log=lambda s: None, warn=lambda s: None)
   assert (out / "index.html").is_file()  # the run writes its gallery
-  trace = json.loads((out / HOSTILE / gallery.TRACE).read_text())
+  trace = json.loads((out / HOSTILE / run_files.TRACE).read_text())
   assert trace["steps"] == list(range(1, FAST["steps"] + 1))
   assert sorted(trace["restarts"], key=int) == [str(r) for r in range(FAST["restarts"])]
-  (out / "noise16" / gallery.TRACE).unlink()
+  (out / "noise16" / run_files.TRACE).unlink()
   path = gallery.write_gallery(str(out))
   return out, summary, pathlib.Path(path)
 

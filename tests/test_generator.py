@@ -94,7 +94,7 @@ def test_synthesis_mapping_and_fit_combine_into_one_checkpoint(tmp_path):
 
 def test_tf_pickle_with_official_structure_converts_and_renders(tmp_path):
   """Fixture weights written as NVIDIA's TF pickle render the reference's image."""
-  from tf_official import write_official_pickle
+  from support.tf_official import write_official_pickle
   data = np.load(fixture_path("synthesis_tiny256.npz"))
   w = convert_sources([str(fixture_path("synthesis_tiny256.pt")), str(fixture_path("mapping.pt"))],
                       gaussian_fit_samples=0, log=QUIET)
@@ -111,7 +111,7 @@ def test_tf_pickle_with_official_structure_converts_and_renders(tmp_path):
 
 
 def test_converter_names_leftover_and_missing_tensors(tmp_path):
-  from weights_convert.tables import base as tables
+  from weights_convert.tables import stylegan1 as tables
   w = convert_sources([str(fixture_path("synthesis_tiny256.pt"))], log=QUIET)
   table = tables.torch_synthesis_table(w.config)
   tensors = {e.source: np.zeros(1) for e in table}
@@ -156,7 +156,7 @@ def test_loader_names_shape_mismatches_before_allocating(tmp_path):
 
 
 def test_gaussian_fit_matches_direct_computation():
-  from pulse_jax.generators.gaussian_fit import fit_gaussian
+  from pulse_jax.generators.prior import fit_gaussian
   cfg = stylegan.StyleGANConfig(resolution=8)
   params = stylegan.MappingNetwork(cfg).init(jax.random.key(3), jnp.zeros((1, 512)))["params"]
   fit = fit_gaussian(params, cfg, num_samples=5000, seed=7, chunk=2048)
@@ -207,7 +207,7 @@ def test_render_cli_writes_raw_npz_and_png(tmp_path):
 @pytest.mark.full_size
 def test_full_default_configuration_converts_loads_and_renders(tmp_path):
   """The official 1024 architecture (18 layers, ~24M parameters), random weights, as a TF pickle."""
-  from tf_official import write_official_pickle
+  from support.tf_official import write_official_pickle
   cfg = stylegan.StyleGANConfig()
   shapes = stylegan.synthesis_param_shapes(cfg)
   rng = np.random.default_rng(0)

@@ -78,7 +78,8 @@ def rss(key):
     return int([l for l in f if l.startswith(key + ":")][0].split()[1]) * 1024
 
 import types
-from pulse_jax import generators, render
+from pulse_jax import generators
+from pulse_jax.job import render
 from pulse_jax.job import inputs as job_inputs
 from pulse_jax.job import builtin_models as models
 from pulse_jax.forward import blur, mask
@@ -393,7 +394,7 @@ def test_render_existing_outputs_exit_2_like_run_without_list_repr(tmp_path):
 
 
 def test_render_messages_have_no_list_repr(tmp_path):
-  from pulse_jax import render
+  from pulse_jax.job import render
   with pytest.raises(ValueError) as e:
     render.select_rows({"latent": np.zeros((2, 1, 100)), "_rows": 2}, "0,5")
   assert "rows 0, 5 out of range" in str(e.value), str(e.value)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax.nets import ops as layers
+from pulse_jax.nets import ops
 
 
 def _conv(x, k, pad, lhs_dilation=(1, 1)):
@@ -28,18 +28,18 @@ def test_upsample_conv_equals_direct_forms(size, cin, cout):
   kx, kk = jax.random.split(jax.random.key(size))
   x = jax.random.normal(kx, (2, size, size, cin))
   k = jax.random.normal(kk, (3, 3, cin, cout))
-  nearest = _conv(layers.upscale_nearest_2x(x), k, ((1, 1), (1, 1)))
-  np.testing.assert_allclose(layers.upsample_conv2d(x, k, "nearest"), nearest, rtol=1e-5, atol=1e-4)
-  np.testing.assert_allclose(layers.upsample_conv2d(x, k, "fused"), _fused_direct(x, k),
+  nearest = _conv(ops.upscale_nearest_2x(x), k, ((1, 1), (1, 1)))
+  np.testing.assert_allclose(ops.upsample_conv2d(x, k, "nearest"), nearest, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(ops.upsample_conv2d(x, k, "fused"), _fused_direct(x, k),
                              rtol=1e-5, atol=1e-4)
 
 
 def test_upsample_conv_gradients_equal_direct_forms():
   x = jax.random.normal(jax.random.key(0), (1, 6, 6, 3))
   k = jax.random.normal(jax.random.key(1), (3, 3, 3, 2))
-  for mode, direct in (("nearest", lambda x, k: _conv(layers.upscale_nearest_2x(x), k, ((1, 1),) * 2)),
+  for mode, direct in (("nearest", lambda x, k: _conv(ops.upscale_nearest_2x(x), k, ((1, 1),) * 2)),
                        ("fused", _fused_direct)):
-    ours = jax.grad(lambda x, k: jnp.sum(jnp.sin(layers.upsample_conv2d(x, k, mode))), (0, 1))(x, k)
+    ours = jax.grad(lambda x, k: jnp.sum(jnp.sin(ops.upsample_conv2d(x, k, mode))), (0, 1))(x, k)
     ref = jax.grad(lambda x, k: jnp.sum(jnp.sin(direct(x, k))), (0, 1))(x, k)
     for a, b in zip(ours, ref):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -52,8 +52,8 @@ def test_blur_and_instance_norm():
   direct = jax.lax.conv_general_dilated(x, depthwise, (1, 1), ((1, 1), (1, 1)),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                         feature_group_count=3)
-  np.testing.assert_allclose(layers.blur_121(x), direct, rtol=1e-5, atol=1e-6)
-  y = np.asarray(layers.instance_norm(x, 1e-5))
+  np.testing.assert_allclose(ops.blur_121(x), direct, rtol=1e-5, atol=1e-6)
+  y = np.asarray(ops.instance_norm(x, 1e-5))
   xn = np.asarray(x, np.float64)
   ref = (xn - xn.mean((1, 2), keepdims=True)) / np.sqrt(xn.var((1, 2), keepdims=True) + 1e-5)
   np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
@@ -65,15 +65,15 @@ def test_prepared_convs_match_plain_convs_and_gradients():
   k = jax.random.normal(jax.random.key(1), (3, 3, 4, 3))
   direct = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
                                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  w = layers.prepare_conv2d(k)
+  w = ops.prepare_conv2d(k)
   assert w["kernel_t"].shape == (3, 3, 3, 4)
-  np.testing.assert_allclose(layers.conv2d_prepared(x, w), direct(x, k), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ops.conv2d_prepared(x, w), direct(x, k), rtol=1e-5, atol=1e-5)
   f = lambda conv: lambda x, k: jnp.sum(jnp.cos(conv(x, k)))
-  ours = jax.grad(f(layers.conv2d), (0, 1))(x, k)
+  ours = jax.grad(f(ops.conv2d), (0, 1))(x, k)
   ref = jax.grad(f(direct), (0, 1))(x, k)
   for a, b in zip(ours, ref):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-  up = layers.prepare_upsample_conv2d(k, "fused")
+  up = ops.prepare_upsample_conv2d(k, "fused")
   assert up["kernel"].shape == (2, 2, 2, 2, 4, 3) and up["kernel_t"].shape == (2, 2, 2, 2, 3, 4)
-  np.testing.assert_allclose(layers.upsample_conv2d_prepared(x, up),
-                             layers.upsample_conv2d(x, k, "fused"), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(ops.upsample_conv2d_prepared(x, up),
+                             ops.upsample_conv2d(x, k, "fused"), rtol=1e-6, atol=1e-6)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 from pathlib import Path
 
 import jax
@@ -121,3 +122,16 @@ def test_total_loss_weights_terms_and_takes_strings():
   assert list(terms) == ["L2", "L1", "GEOCROSS"] and total.dtype == jnp.float32
   with pytest.raises(ValueError):
     total_loss((), w, a, b, EPS)
+
+
+def test_the_loss_table_drives_the_parser_and_the_help():
+  from pulse_jax.search import losses
+  assert list(losses.LOSS_TERMS) == ["L2", "L1", "GEOCROSS"]
+  assert losses.loss_str_help() == (
+      "Loss: 'weight*NAME' terms joined by '+', NAME in L2, L1, GEOCROSS (GEOCROSS is dropped "
+      "for generators without W+ latents, e.g. the DCGAN).")
+  wplus, single = types.SimpleNamespace(has_wplus=True), types.SimpleNamespace(has_wplus=False)
+  assert [n for n, t in losses.LOSS_TERMS.items() if not t.applies_to(single)] == ["GEOCROSS"]
+  assert all(t.applies_to(wplus) for t in losses.LOSS_TERMS.values())
+  with pytest.raises(ValueError, match="valid terms: L2, L1, GEOCROSS"):
+    parse_loss_str("1*L3")

@@ -232,19 +232,7 @@ def _tiny_generator(seed: int = 0, c_dim: int = 0) -> tuple[sg2.Stylegan2Config,
             "mapping_kwargs": EASYDICT.new({"num_layers": 2, "lr_multiplier": np.float32(0.01)}),
             "channel_base": 32, "channel_max": 8, "conv_clamp": None}
   params = sg2.init_params(jax.random.key(seed), config)
-  inverse = {"copy": lambda a: a, "transpose": lambda a: a.T,
-             "oihw_to_hwio": lambda a: a.transpose(3, 2, 0, 1),
-             "chw_to_hwc": lambda a: a.transpose(2, 0, 1)}
-  tensors = {}
-  for e in tables_stylegan2.torch_table(config):
-    if e.dest is None:
-      tensors[e.source] = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(np.float32) / 64
-    else:
-      leaf = params
-      for k in e.dest:
-        leaf = leaf[k]
-      tensors[e.source] = inverse[e.transform](np.asarray(leaf))
-  return config, kwargs, tensors
+  return config, kwargs, tables_stylegan2.state_dict(config, params)
 
 
 def test_d_is_never_materialised(tmp_path, monkeypatch):
@@ -407,30 +395,30 @@ def test_pickle_kind(tmp_path):
     nvidia_pickle.read_network(legacy)
 
 
-def test_a_new_nvidia_family_is_its_module_table_and_registry_line(tmp_path, monkeypatch):
+def test_a_new_nvidia_family_is_its_module_table_and_registry_lines(tmp_path, monkeypatch):
   """Issue 12's rule for converters: a family defined here (a StyleGAN2 subclass under another
-  kind), its name table (a module with GENERATOR_CLASS, SOURCE_MARK, from_network) and its
-  registry entry are all it takes for a pickle of its class to be detected, converted, saved,
-  loaded and rendered; nothing in weights_convert or pulse_jax names it."""
-  import sys
+  kind) with its line in the generator registry, and its name table (a module with
+  GENERATOR_CLASS, SOURCE_MARK, from_network) with its line in the tables registry, are all it
+  takes for a pickle of its class to be detected, converted, saved, loaded and rendered;
+  nothing else in weights_convert or pulse_jax names it."""
   import types
   from pulse_jax import generators
   from pulse_jax.io.weights_dir import load_weights
   from pulse_jax.generators import registry
   from pulse_jax.generators.stylegan2 import StyleGAN2
   from weights_convert.convert import convert_and_save
+  from weights_convert.tables import registry as tables_registry
 
   table = types.ModuleType("fancy_tables")
   table.GENERATOR_CLASS = "training.networks_fancy.Generator"
   table.SOURCE_MARK = "class FancyBlock("
   table.from_network = tables_stylegan2.from_network  # the architecture is StyleGAN2's
-  monkeypatch.setitem(sys.modules, "fancy_tables", table)
 
   class Fancy(StyleGAN2):
     kind = "fancy"
-    nvidia_table = "fancy_tables"
 
   monkeypatch.setitem(registry.FAMILIES, "fancy", Fancy())
+  monkeypatch.setitem(tables_registry.TABLES, "fancy", table)
   config, kwargs, tensors = _tiny_generator()
   source = "# a made-up module source\nclass FancyBlock(): pass\nclass Generator: pass\n"
   path = _write_nvidia_pickle(tmp_path / "fancy.pkl", {
@@ -470,3 +458,15 @@ def test_conditional_pickle_converts_with_a_prior_per_class(tmp_path):
   assert weights.metadata["gaussian_fit"]["per_class"] == 3
   assert any("one fit per class: 3 classes" in line for line in lines)
   assert np.abs(fit["mean"][0] - fit["mean"][2]).max() > 0
+
+
+def test_tables_registry_lists_one_tables_module_per_family():
+  """weights_convert/tables/registry.py is the one list kind -> tables module: every family
+  of the generator registry has its tables, and NVIDIA classes are found through it."""
+  from pulse_jax.generators.registry import FAMILIES
+  from weights_convert.tables import registry, stylegan3
+  assert set(registry.TABLES) == set(FAMILIES)
+  assert registry.for_class(stylegan3.GENERATOR_CLASS) == ("stylegan3", stylegan3)
+  assert registry.for_class("training.networks_stylegan2.Discriminator") is None
+  assert registry.generator_classes() == [tables_stylegan2.GENERATOR_CLASS,
+                                          stylegan3.GENERATOR_CLASS]

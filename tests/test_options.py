@@ -168,3 +168,36 @@ def test_importing_pulse_jax_is_cheap():
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'orbax')))")
   p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
   assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_layers_define_their_options_and_the_job_composes_them():
+  from pulse_jax.core import dtypes
+  from pulse_jax.forward import options as forward_options
+  from pulse_jax.search import config
+  assert options.GROUPS["search"] is config.SEARCH
+  assert options.GROUPS["forward"] is forward_options.OPTIONS
+  assert all(options.get(o.name) is o for o in config.SEARCH + forward_options.OPTIONS)
+  # --compute_dtype: the generators' dtypes without the verification-only float64
+  assert options.COMPUTE_DTYPES == ("float32", "bfloat16")
+  assert set(options.COMPUTE_DTYPES) < set(dtypes.COMPUTE_DTYPES)
+  assert options.get("compute_dtype").choices == options.COMPUTE_DTYPES
+
+
+def test_compute_dtypes_are_the_generators():
+  from pulse_jax import generators
+  from pulse_jax.core import dtypes
+  assert generators.COMPUTE_DTYPES == dtypes.COMPUTE_DTYPES
+
+
+def test_lower_layers_import_no_job():
+  code = ("import sys, pulse_jax.search.config, pulse_jax.forward.options, "
+          "pulse_jax.forward.model, pulse_jax.core.option; "
+          "print(sorted(m for m in sys.modules if m.startswith('pulse_jax.job')))")
+  p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+  assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_family_predicates_ask_the_family():
+  assert not options.uses_compute_dtype(DCGAN) and options.uses_compute_dtype(STYLEGAN)
+  assert job_generator.uses_remat is options.uses_remat
+  assert options.get("remat").applies_to(STYLEGAN) and not options.get("remat").applies_to(DCGAN)

@@ -18,12 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import gallery, run
+import pulse_jax
+from pulse_jax.io import gallery
 from pulse_jax.io import input_images as inputs
 from pulse_jax.job import result_files as outputs
-from pulse_jax.run import RunOptions, UsageError, run_job
+from pulse_jax.io import run_files
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import run_job
 
-SAMPLE = pathlib.Path(run.__file__).parent / "samples" / "astronaut_8x8.png"
+SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 FAST = dict(steps=2, restarts=2)
 
 
@@ -169,7 +173,7 @@ def test_a_symlinked_input_folder_is_not_followed(tmp_path):
   os.rmdir(out / "b" / "frames")
   (out / "b" / "frames").symlink_to(elsewhere, target_is_directory=True)
   with pytest.raises(outputs.UnsafeOutputPath, match="symbolic link"):
-    outputs.input_dir(str(out), "b", sub=outputs.FRAMES)
+    outputs.input_dir(str(out), "b", sub=run_files.FRAMES)
   with pytest.raises(outputs.UnsafeOutputPath, match="plain name"):
     outputs.input_dir(str(out), "..")
 
@@ -226,7 +230,7 @@ def test_disk_full_while_writing_the_summary(tmp_path, monkeypatch):
   real = outputs.write_json
 
   def full(path, doc):
-    if os.path.basename(path) == outputs.SUMMARY:
+    if os.path.basename(path) == run_files.SUMMARY:
       raise OSError(errno.ENOSPC, "No space left on device", path)
     return real(path, doc)
   monkeypatch.setattr(outputs, "write_json", full)

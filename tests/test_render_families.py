@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 from conftest import fixture_path
-from pulse_jax import generators, render
+from pulse_jax import generators
+from pulse_jax.job import render
 from pulse_jax.nets import stylegan2 as sg2
 from pulse_jax.io.weights_dir import load_weights
 from pulse_jax.job.errors import UsageError
-from pulse_jax.run import RunOptions, run_job
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.pipeline import run_job
 from test_families_run import healthy_sg2
 
 TOL = 1e-5
@@ -168,7 +170,7 @@ def conditional_fitted(tmp_path_factory):
 
 
 def test_conditional_prior_is_one_fit_per_class(conditional_fitted):
-  from pulse_jax.generators import nvidia_prior
+  from pulse_jax.generators import prior as nvidia_prior
   w = load_weights(str(conditional_fitted))
   fit = w.params["gaussian_fit"]
   assert fit["mean"].shape == fit["std"].shape == (3, 64)

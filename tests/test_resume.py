@@ -14,7 +14,7 @@ import pytest
 
 import _scale_worker as w
 
-from pulse_jax.runtime import loop as driver
+from pulse_jax.runtime import loop
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_resume_with_other_settings_is_refused(runs, tmp_path, change, match):
     params = {**params, "gaussian_fit": {"mean": params["gaussian_fit"]["mean"] + 1.0,
                                          "std": params["gaussian_fit"]["std"]}}
   with pytest.raises(ValueError, match=match) as e:
-    driver.search_images(generator, params, ref, config=config,
+    loop.search_images(generator, params, ref, config=config,
                          restarts=4 if change == "restarts" else 3, chunk_size=2,
                          checkpoint_dir=ckpt, checkpoint_every=2)
   assert "holds checkpoints of a different search" in str(e.value)
@@ -78,6 +78,6 @@ def test_same_settings_are_accepted(runs):
   """The settings check passes for the run that wrote the checkpoint (at step 6 = done)."""
   from pulse_jax.runtime import checkpoints as resume
   generator, params, ref, config = w.tiny_problem(2, 6, 0)
-  problem = driver.search.Problem(generator, config, 4, 2)
-  settings = driver._settings(problem, params, ref, None, 3, np.arange(2), None)
+  problem = loop.program.Problem(generator, config, 4, 2)
+  settings = loop._settings(problem, params, ref, None, 3, np.arange(2), None)
   assert resume.SearchCheckpoints(runs["full"], settings)._meta["step"] == 6

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from pulse_jax import generators, render
+from pulse_jax import generators
+from pulse_jax.job import render
 from pulse_jax.nets import stylegan2 as sg2
 from pulse_jax.io.weights_dir import load_weights
 from weights_convert import WeightFileError
@@ -102,7 +103,8 @@ def test_tensors_the_table_does_not_list_or_lacks_are_all_named():
 
 def test_converted_checkpoint_is_searched(converted, tmp_path):
   from PIL import Image
-  from pulse_jax.run import RunOptions, run_job
+  from pulse_jax.job.pipeline import run_job
+  from pulse_jax.job.settings import RunOptions
   Image.new("RGB", (8, 8), (120, 80, 60)).save(tmp_path / "x.png")
   summary = run_job(RunOptions(weights=str(converted), input=str(tmp_path / "x.png"),
                                output_dir=str(tmp_path / "out"), steps=2, restarts=2,

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulse_jax import run
-from pulse_jax.run import RunOptions, UsageError, run_job
+import pulse_jax
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import run_job
 
-SAMPLES = pathlib.Path(run.__file__).parent / "samples"
+SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 FAST = dict(steps=20, restarts=4, chunk_size=10)
 
 
@@ -86,7 +88,7 @@ def test_no_eps_success_is_reported_with_advice_and_saved(sample_run):
 
 
 def test_saved_latents_re_render_to_the_saved_images(sample_run, tmp_path):
-  from pulse_jax import render
+  from pulse_jax.job import render
   out = sample_run[0]
   for stem in ("astronaut_8x8", "hopper_4x4"):
     # by default the kept rows, best first: PATH_<k>.png is hr_<k>.png

@@ -10,10 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from pulse_jax import run
-from pulse_jax.run import RunOptions, UsageError, run_job
+import pulse_jax
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import run_job
 
-SAMPLE = pathlib.Path(run.__file__).parent / "samples" / "astronaut_8x8.png"
+SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 TINY = ["--steps=2", "--restarts=2", "--chunk_size=1"]
 
 # (arguments, exit status, what stderr (or stdout for help) must say)

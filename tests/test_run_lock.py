@@ -12,11 +12,13 @@ import sys
 
 import pytest
 
-from pulse_jax import run
+import pulse_jax
 from pulse_jax.job import run_lock
-from pulse_jax.run import RunOptions, UsageError, run_job
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import run_job
 
-SAMPLE = pathlib.Path(run.__file__).parent / "samples" / "astronaut_8x8.png"
+SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 FAST = dict(input=str(SAMPLE), steps=2, restarts=2)
 # A process that takes the lock of sys.argv[1] as a run does (flock on the lock file, its pid,
 # host and start time written into it), says so, and waits.

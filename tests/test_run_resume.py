@@ -16,10 +16,12 @@ import pytest
 from PIL import Image
 
 from conftest import assert_same_results
-from pulse_jax import run
-from pulse_jax.run import RunOptions, UsageError, run_job
+import pulse_jax
+from pulse_jax.job.settings import RunOptions
+from pulse_jax.job.errors import UsageError
+from pulse_jax.job.pipeline import run_job
 
-SAMPLES = pathlib.Path(run.__file__).parent / "samples"
+SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 STEMS = ("a", "b", "c")
 
 

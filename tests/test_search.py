@@ -22,8 +22,9 @@ import pytest
 from conftest import fixture_path
 from pulse_jax import generators
 from pulse_jax.forward import bicubic
-from pulse_jax.runtime import loop as driver
+from pulse_jax.runtime import compile, loop
 from pulse_jax.search import program as search
+from pulse_jax.search import rank
 from pulse_jax.nets import stylegan1 as stylegan
 from pulse_jax.search.config import SearchConfig
 from weights_convert.convert import convert_sources
@@ -175,7 +176,7 @@ def test_dcgan_search_recovers_a_face(dcgan_weights):
   hr = (g.render(dcgan_weights.params, z, []) + 1) / 2
   ref = np.asarray(bicubic.downsample(hr, 8))  # [1, 3, 8, 8]
   cfg = SearchConfig(loss_str="100*L2", steps=100)
-  res = driver.search_images(g, dcgan_weights.params, ref, config=cfg, restarts=16, keep=2)
+  res = loop.search_images(g, dcgan_weights.params, ref, config=cfg, restarts=16, keep=2)
   best = res.ranking[0, 0]
   assert res.within_eps[0, best] and res.l2[0, best] <= cfg.eps
   assert res.success_rate[0] > 0
@@ -208,16 +209,16 @@ def test_second_batch_does_not_recompile(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=6, bad_noise_layers="7")
   ref = _small_ref(g, params)
-  driver.search_images(g, params, ref, config=cfg, restarts=2, chunk_size=3)
+  loop.search_images(g, params, ref, config=cfg, restarts=2, chunk_size=3)
   events = []
   listener = lambda name, *a, **k: events.append(name) if "compile" in name else None
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    before = driver.compile_count
-    driver.search_images(g, params, ref[::-1].copy(), config=cfg, restarts=2, chunk_size=3)
+    before = compile.compile_count
+    loop.search_images(g, params, ref[::-1].copy(), config=cfg, restarts=2, chunk_size=3)
   finally:
     jax.monitoring.clear_event_listeners() if hasattr(jax.monitoring, "clear_event_listeners") else None
-  assert driver.compile_count == before
+  assert compile.compile_count == before
   assert not [e for e in events if "backend_compile" in e], events
 
 
@@ -225,8 +226,8 @@ def test_restarts_are_independent_and_chunking_is_exact(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=7, bad_noise_layers="7", seed=5)
   ref = _small_ref(g, params, b=1)
-  a = driver.search_images(g, params, ref, config=cfg, restarts=3, chunk_size=7)
-  b = driver.search_images(g, params, ref, config=cfg, restarts=1, chunk_size=3)
+  a = loop.search_images(g, params, ref, config=cfg, restarts=3, chunk_size=7)
+  b = loop.search_images(g, params, ref, config=cfg, restarts=1, chunk_size=3)
   # Restart 0 alone (and in chunks of 3, masked past step 7) equals restart 0 among three.
   np.testing.assert_allclose(b.trace["TOTAL"][:, 0, 0], a.trace["TOTAL"][:, 0, 0], rtol=1e-5)
   np.testing.assert_allclose(b.total[0, 0], a.total[0, 0], rtol=1e-5)
@@ -242,23 +243,23 @@ def test_automatic_micro_batches_fit_the_budget_and_keep_results(tiny32):
   cfg = SearchConfig(steps=4, bad_noise_layers="7")
   ref = _small_ref(g, params, b=1)
   kw = dict(rows=8, lr_size=ref.shape[-1], chunk_size=2)
-  need = {k: driver.program_bytes(driver.compiled_chunk(g, params, cfg, micro_batches=k, **kw))
+  need = {k: loop.program_bytes(loop.compiled_chunk(g, params, cfg, micro_batches=k, **kw))
           for k in (1, 8)}
   assert need[8] < need[1]
   budget = (need[1] + need[8]) // 2
-  one = driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2)
-  auto = driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
+  one = loop.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2)
+  auto = loop.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
                               micro_batches=0, memory_budget_bytes=budget, log=lambda s: None)
   assert one.micro_batches == 1 and auto.micro_batches in (2, 4, 8)
-  chosen = driver.compiled_chunk(g, params, cfg, micro_batches=auto.micro_batches, **kw)
-  assert driver.program_bytes(chosen) <= budget
+  chosen = loop.compiled_chunk(g, params, cfg, micro_batches=auto.micro_batches, **kw)
+  assert loop.program_bytes(chosen) <= budget
   np.testing.assert_allclose(auto.trace["TOTAL"], one.trace["TOTAL"], rtol=1e-5)
   np.testing.assert_allclose(auto.hr, one.hr, atol=1e-5)
   # No budget (the CPU reports no memory limit): one batch. Too small: a clear error.
-  assert driver.choose_micro_batches(g, params, cfg, mesh=driver.sharding.restart_mesh(),
+  assert loop.choose_micro_batches(g, params, cfg, mesh=loop.sharding.restart_mesh(),
                                      with_mask=False, budget_bytes=None, log=print, **kw) == 1
   with pytest.raises(ValueError, match="does not fit .* even one restart at a time"):
-    driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
+    loop.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
                          micro_batches=0, memory_budget_bytes=1000)
 
 
@@ -266,10 +267,10 @@ def test_start_values_round_trip(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=5, bad_noise_layers="7")
   ref = _small_ref(g, params, b=1)
-  a = driver.search_images(g, params, ref, config=cfg, restarts=2, keep=2)
+  a = loop.search_images(g, params, ref, config=cfg, restarts=2, keep=2)
   start = {k: v[0] for k, v in a.start_values.items()}  # [K=2, ...] as written per input
   assert start["latent"].shape == (2, 8, 512) and "noise_0" in start and "noise_7" not in start
-  b = driver.search_images(g, params, ref, config=cfg, restarts=2, start=start)
+  b = loop.search_images(g, params, ref, config=cfg, restarts=2, start=start)
   # Step 1 of the refined run evaluates exactly the saved best iterates.
   np.testing.assert_allclose(np.sort(b.trace["TOTAL"][0, 0]), np.sort(a.total[0]), rtol=1e-5)
 
@@ -332,7 +333,7 @@ def test_schedules_and_optimisers_run(tiny32):
   for opt, sched in (("sgd", "fixed"), ("sgdm", "linear1cycle"), ("adamax", "linear1cycledrop")):
     cfg = SearchConfig(opt_name=opt, lr_schedule=sched, steps=3, bad_noise_layers="7",
                        learning_rate=0.1, loss_str="100*L2+1*L1+0.05*GEOCROSS")
-    res = driver.search_images(g, params, ref, config=cfg, restarts=1)
+    res = loop.search_images(g, params, ref, config=cfg, restarts=1)
     assert np.isfinite(res.total).all() and set(res.terms) == {"L2", "L1", "GEOCROSS"}
 
 
@@ -360,7 +361,7 @@ def test_kept_iterate_is_the_best_within_eps(tiny32):
   cfg = SearchConfig(steps=20, bad_noise_layers="7", eps=1e-3, learning_rate=0.02,
                      loss_str="100*L2+1*GEOCROSS", noise_type="zero", lr_schedule="fixed")
   near = np.asarray(x) + 0.01 * np.asarray(jax.random.normal(jax.random.key(5), (8, 8, 512)))
-  res = driver.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=10,
+  res = loop.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=10,
                              start={"latent": near})
   total, l2 = res.trace["TOTAL"][:, 0], res.trace["L2_raw"][:, 0]  # [steps, R]
   matters = 0
@@ -395,8 +396,8 @@ def test_a_diverging_restart_harms_no_other(tiny32, poison, micro_batches):
   else:
     bad["noise_0"][2, 0, 1, 1] = np.nan
   kw = dict(config=cfg, restarts=4, keep=3, chunk_size=3, micro_batches=micro_batches)
-  a = driver.search_images(g, params, ref, start=clean, **kw)
-  b = driver.search_images(g, params, ref, start=bad, **kw)
+  a = loop.search_images(g, params, ref, start=clean, **kw)
+  b = loop.search_images(g, params, ref, start=bad, **kw)
   assert np.isfinite(a.total).all()
   assert not np.isfinite(b.total[0, 2]) and b.best_step[0, 2] == 0 and not b.within_eps[0, 2]
   assert b.failed[0].tolist() == [False, False, True, False]
@@ -414,3 +415,55 @@ def test_a_diverging_restart_harms_no_other(tiny32, poison, micro_batches):
   for r in both:
     np.testing.assert_array_equal(b.hr[0, list(b.selected[0]).index(r)],
                                   a.hr[0, list(a.selected[0]).index(r)])
+
+
+def _rank_cases(seed: int, count: int):
+  """Random [3, 5] (total, l2) pairs with ties, infinities and NaNs around eps = 2e-3."""
+  rng = np.random.default_rng(seed)
+  for _ in range(count):
+    total = rng.choice([0.1, 0.2, 0.2, np.inf, np.nan], (3, 5)).astype(np.float32)
+    l2 = rng.choice([1e-3, 2e-3, 3e-3, 3e-3, np.inf, np.nan], (3, 5)).astype(np.float32)
+    yield total, l2
+
+
+def test_ranking_is_one_rule_on_host_and_device():
+  """`rank.ranking` gives the same order on numpy and inside a compiled program; it puts
+  within-eps first, then lower total, then lower L2, then the lower index; NaN / inf last."""
+  eps = 2e-3
+  device = jax.jit(lambda t, l: rank.ranking(t, l, eps))
+  for total, l2 in _rank_cases(0, 100):
+    host = rank.ranking(total, l2, eps)
+    np.testing.assert_array_equal(host, np.asarray(device(total, l2)))
+    np.testing.assert_array_equal(rank.best_restart(total, l2, eps), host[:, 0])
+    for row in range(3):
+      key = lambda r: (not l2[row, r] <= eps,
+                       total[row, r] if np.isfinite(total[row, r]) else np.inf,
+                       l2[row, r] if np.isfinite(l2[row, r]) else np.inf, r)
+      assert list(host[row]) == sorted(range(5), key=key)
+  # within eps the total ties (clamped L2 term): the lower L2 goes first
+  np.testing.assert_array_equal(
+      rank.ranking(np.array([[0.2, 0.2]]), np.array([[2e-3, 1e-3]]), eps), [[1, 0]])
+
+
+def test_kept_follower_matches_the_compiled_kept_iterate(tiny32):
+  """The host follower of the kept losses (progress) and the compiled search keep the same
+  iterate: `rank.replaces` on numpy per step == the state's best_total / best_l2."""
+  g, params = tiny32
+  cfg = SearchConfig(steps=9, bad_noise_layers="7", eps=5e-3)
+  seen = []
+  res = loop.search_images(g, params, _small_ref(g, params), config=cfg, restarts=3,
+                           chunk_size=4, progress=seen.append, frames=True)
+  assert [i.step for i in seen] == [4, 8, 9]
+  # the last progress names, and its frames show, the restart the final ranking puts first
+  top = res.ranking[:, 0]
+  np.testing.assert_array_equal(seen[-1].best_total, res.total[np.arange(2), top])
+  np.testing.assert_array_equal(seen[-1].frames["hr"], res.hr[:, 0])
+  follower = rank.KeptFollower(6, cfg.eps, [{k: v.reshape(v.shape[0], -1)
+                                             for k, v in res.trace.items()}])
+  np.testing.assert_array_equal(follower.total.astype(np.float32), res.total.reshape(-1))
+  np.testing.assert_array_equal(follower.l2.astype(np.float32), res.l2.reshape(-1))
+  # and it is the rule: a non-finite iterate never replaces, within eps beats outside
+  kept = rank.replaces(np.array([1.0, np.nan, 5.0, 0.5]), np.array([9e-3, 1e-3, 1e-3, 9e-3]),
+                       np.array([2.0, 2.0, 0.1, 0.1]), np.array([9e-3, 9e-3, 9e-3, 1e-3]),
+                       5e-3)
+  np.testing.assert_array_equal(kept, [True, False, True, False])

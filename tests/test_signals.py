@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 
 from conftest import assert_same_results
-from pulse_jax import run
+import pulse_jax
 from pulse_jax.runtime import stopping
 
-SAMPLES = pathlib.Path(run.__file__).parent / "samples"
+SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 STEMS = ("a", "b")
 
 

@@ -210,37 +210,41 @@ def _tf_memo_index(path):  # LONG_BINPUT 2**31 - 1: the C unpickler would size a
   Path(path).write_bytes(b"\x80\x02Nr\xff\xff\xff\x7f.")
 
 
-# name -> (builder, reader, pattern the message must match)
-CASES = {
-    "stride0": (_stride0, "torch",
-                r"size \(65536, 65536\), stride \(0, 0\)\) of storage '0' has 4294967296 elements "
-                r"but its storage holds only 1: an expanded"),
-    "offset_past_end": (_offset_past_end, "torch", r"offset 1099511627776.*storage '0' reaches element"),
-    "empty_offset_past_end": (_empty_offset_past_end, "torch", r"storage '0' starts past the end"),
-    "negative_stride": (_negative_stride, "torch", r"stride must be .*non-negative.*\(-1,\).*storage '0'"),
-    "negative_size": (_negative_size, "torch", r"size must be .*non-negative.*storage '0'"),
-    "storage_exceeds_record": (_storage_exceeds_record, "torch",
-                               r"storage '0' is 1073741824 x float32 = 4294967296 bytes but its "
-                               r"record 'archive/data/0' holds only 16"),
-    "compressed_record": (_compressed_record, "torch", r"record 'archive/data/0' \(storage '0'\) is compressed"),
-    "compressed_pickle": (_compressed_pickle, "torch", r"record 'archive/data.pkl' \(its pickle\) is compressed"),
-    "oversized_record": (_oversized_record, "torch",
-                         r"record 'archive/data/0' holds 65536 bytes but the pickle says storage "
-                         r"'0' is 1 x float32 = 4 bytes"),
-    "overlapping_records": (_overlapping_records, "torch", r"storage '1' needs \d+ bytes.*more than the file's size"),
-    "views_beyond_budget": (_views_beyond_budget, "torch", r"tensor 't\d+' \(storage '0'.*more than 2 x the file's"),
-    "lying_pickle_string": (_lying_pickle_string, "torch", r"BINUNICODE8 at byte 2 states 17179869184 bytes"),
-    "legacy_64gib": (_legacy_64gib, "torch", r"truncated: storage '0' needs 68719476736 bytes"),
-    "legacy_storages_add_up": (_legacy_storages_add_up, "torch", r"storage '1' .*more than the file's size"),
-    "tf_huge_array": (_tf_huge_array, "tf",
-                      r"numpy array of shape \(65536, 65536\) and dtype float32 needs 17179869184 "
-                      r"bytes, the pickle holds 4"),
-    "tf_shared_data": (_tf_shared_data, "tf", r"numpy array of shape \(65536,\).*more than 2 x the file's"),
-    "tf_lying_bytes": (_tf_lying_bytes, "tf", r"BINBYTES8 at byte 2 states 17179869184 bytes"),
-    "tf_lying_bytearray": (_tf_lying_bytearray, "tf", r"BYTEARRAY8 at byte 2 states 17179869184 bytes"),
-    "tf_lying_frame": (_tf_lying_frame, "tf", r"FRAME at byte 2 states 1099511627776 bytes"),
-    "tf_memo_index": (_tf_memo_index, "tf", r"LONG_BINPUT at byte 3 uses memo slot 2147483647"),
-}
+# Hostile files: (builder, pattern the message must match); the builder's name, without its
+# leading '_', names the case. The torch ones are read by read_torch_file, the tf ones by
+# read_tf_network_pickle.
+TORCH_CASES = [
+    (_stride0, r"size \(65536, 65536\), stride \(0, 0\)\) of storage '0' has 4294967296 elements "
+               r"but its storage holds only 1: an expanded"),
+    (_offset_past_end, r"offset 1099511627776.*storage '0' reaches element"),
+    (_empty_offset_past_end, r"storage '0' starts past the end"),
+    (_negative_stride, r"stride must be .*non-negative.*\(-1,\).*storage '0'"),
+    (_negative_size, r"size must be .*non-negative.*storage '0'"),
+    (_storage_exceeds_record, r"storage '0' is 1073741824 x float32 = 4294967296 bytes but its "
+                              r"record 'archive/data/0' holds only 16"),
+    (_compressed_record, r"record 'archive/data/0' \(storage '0'\) is compressed"),
+    (_compressed_pickle, r"record 'archive/data.pkl' \(its pickle\) is compressed"),
+    (_oversized_record, r"record 'archive/data/0' holds 65536 bytes but the pickle says storage "
+                        r"'0' is 1 x float32 = 4 bytes"),
+    (_overlapping_records, r"storage '1' needs \d+ bytes.*more than the file's size"),
+    (_views_beyond_budget, r"tensor 't\d+' \(storage '0'.*more than 2 x the file's"),
+    (_lying_pickle_string, r"BINUNICODE8 at byte 2 states 17179869184 bytes"),
+    (_legacy_64gib, r"truncated: storage '0' needs 68719476736 bytes"),
+    (_legacy_storages_add_up, r"storage '1' .*more than the file's size"),
+]
+TF_CASES = [
+    (_tf_huge_array, r"numpy array of shape \(65536, 65536\) and dtype float32 needs 17179869184 "
+                     r"bytes, the pickle holds 4"),
+    (_tf_shared_data, r"numpy array of shape \(65536,\).*more than 2 x the file's"),
+    (_tf_lying_bytes, r"BINBYTES8 at byte 2 states 17179869184 bytes"),
+    (_tf_lying_bytearray, r"BYTEARRAY8 at byte 2 states 17179869184 bytes"),
+    (_tf_lying_frame, r"FRAME at byte 2 states 1099511627776 bytes"),
+    (_tf_memo_index, r"LONG_BINPUT at byte 3 uses memo slot 2147483647"),
+]
+# name -> (builder, reader, pattern)
+CASES = {builder.__name__[1:]: (builder, reader, pattern)
+         for reader, cases in (("torch", TORCH_CASES), ("tf", TF_CASES))
+         for builder, pattern in cases}
 
 
 def _file(folder, name):

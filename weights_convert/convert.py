@@ -10,11 +10,11 @@ tensor names inside), never from its name:
   - 'nvidia_<family>' (nvidia_stylegan2, nvidia_stylegan3): NVIDIA's PyTorch network pickles
     (stylegan2-ada-pytorch, stylegan3; `torch_utils.persistence` objects) - one network,
     G_ema by default, is read (`nvidia_pickle`); the family is the one whose name table reads
-    that network's class (`nvidia_tables`, from the generator registry);
+    that network's class (`tables.registry`);
   - 'stylegan2_tf': NVIDIA's TF StyleGAN2 pickle (G, D, Gs) - Gs (or G), renamed to the
     PyTorch names;
   - 'rosinality_stylegan2': a rosinality stylegan2-pytorch checkpoint (torch.save of g_ema,
-    g, ...) or generator state dict - renamed to NVIDIA's names (`tables_rosinality`).
+    g, ...) or generator state dict - renamed to NVIDIA's names (`tables.rosinality`).
 The NVIDIA kinds convert on their own into that family's weights.
 Several files may be combined into one StyleGAN checkpoint (synthesis + mapping
 + Gaussian fit).
@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Any, Callable
 
 import numpy as np
 
 from pulse_jax.io.weights_dir import GeneratorWeights, sha256_file
-from pulse_jax.nets.dcgan import DCGANConfig
 from pulse_jax.nets.stylegan1 import StyleGANConfig
-from weights_convert.tables import base as tables
+from weights_convert.tables import registry as tables
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -141,35 +139,62 @@ def read_source(path: str, network: str = "G_ema") -> Source:
     raise out_of_memory(path, "it", e) from e
 
 
-def _read_source(path: str, network: str) -> Source:
-  from weights_convert.readers import nvidia_pickle
+def _read_torch(path: str, network: str) -> tuple[str, Any]:
+  """A torch file: a rosinality checkpoint (its generator `network`, as `NetworkData`) or one
+  of the reference's / gan-face-generate's state dicts (`_classify_torch`)."""
   from weights_convert.readers.torch_files import read_torch_file
-  container = _container(path)
-  if container == "torch":
-    from weights_convert.tables import rosinality as tables_rosinality
-    obj = read_torch_file(path)
-    if tables_rosinality.is_checkpoint(obj):
-      kind, content = "rosinality_stylegan2", tables_rosinality.to_network(path, obj, network)
-    else:
-      kind, content = _classify_torch(path, obj)
-  elif nvidia_pickle.pickle_kind(path) == "persistence":
-    from weights_convert.tables import registry as nvidia_tables
-    content = nvidia_pickle.read_network(path, network)
-    found = nvidia_tables.for_class(content.class_name)
-    kind = NVIDIA_PREFIX + (found[0] if found else "network")
-  else:
-    from weights_convert.readers.tf_pickle import read_tf_network_pickle
-    nets = read_tf_network_pickle(path)
-    gs = nets[-1] if isinstance(nets, (tuple, list)) else nets
-    comps = getattr(gs, "components", {}) or {}
-    if "synthesis" not in comps:
-      raise ValueError(f"{path}: a StyleGAN TF pickle must hold (G, D, Gs) with Gs having a "
-                       f"'synthesis' component; found components "
-                       f"{_names(sorted(map(str, comps))) or 'none'}.")
-    if nvidia_pickle.is_stylegan2_tf(gs):
-      kind, content = "stylegan2_tf", nvidia_pickle.network_from_tf(nets, path, network)
-    else:
-      kind, content = "stylegan_tf", gs
+  from weights_convert.tables import rosinality
+  obj = read_torch_file(path)
+  if rosinality.is_checkpoint(obj):
+    return "rosinality_stylegan2", rosinality.to_network(path, obj, network)
+  return _classify_torch(path, obj)
+
+
+def _read_nvidia_pickle(path: str, network: str) -> tuple[str, Any]:
+  """A NVIDIA PyTorch network pickle: its network `network` (`NetworkData`), of the kind
+  'nvidia_<family>' of the family whose tables read its class."""
+  from weights_convert.readers import nvidia_pickle
+  content = nvidia_pickle.read_network(path, network)
+  found = tables.for_class(content.class_name)
+  return NVIDIA_PREFIX + (found[0] if found else "network"), content
+
+
+def _read_tf_pickle(path: str, network: str) -> tuple[str, Any]:
+  """A TF pickle (G, D, Gs): StyleGAN2 (its network `network`, renamed to the PyTorch names)
+  or StyleGAN v1 (Gs)."""
+  from weights_convert.readers import nvidia_pickle
+  from weights_convert.readers.tf_pickle import read_tf_network_pickle
+  nets = read_tf_network_pickle(path)
+  gs = nets[-1] if isinstance(nets, (tuple, list)) else nets
+  comps = getattr(gs, "components", {}) or {}
+  if "synthesis" not in comps:
+    raise ValueError(f"{path}: a StyleGAN TF pickle must hold (G, D, Gs) with Gs having a "
+                     f"'synthesis' component; found components "
+                     f"{_names(sorted(map(str, comps))) or 'none'}.")
+  if nvidia_pickle.is_stylegan2_tf(gs):
+    return "stylegan2_tf", nvidia_pickle.network_from_tf(nets, path, network)
+  return "stylegan_tf", gs
+
+
+# File format (`_file_format`) -> its reader: (path, network) -> (source kind, content).
+READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
+    "torch": _read_torch,
+    "nvidia_pickle": _read_nvidia_pickle,
+    "tf_pickle": _read_tf_pickle,
+}
+
+
+def _file_format(path: str) -> str:
+  """'torch' (zip or legacy torch.save), 'nvidia_pickle' (torch_utils.persistence objects) or
+  'tf_pickle' (anything else that is a pickle: the TF reader refuses what it cannot read)."""
+  from weights_convert.readers import nvidia_pickle
+  if _container(path) == "torch":
+    return "torch"
+  return "nvidia_pickle" if nvidia_pickle.pickle_kind(path) == "persistence" else "tf_pickle"
+
+
+def _read_source(path: str, network: str) -> Source:
+  kind, content = READERS[_file_format(path)](path, network)
   return Source(os.path.abspath(path), kind, content, sha256_file(path))
 
 
@@ -177,14 +202,13 @@ def _convert_nvidia(src: Source, network: str, meta: dict, log: Callable[[str], 
                     gaussian_fit_samples: int = 1_000_000,
                     gaussian_fit_seed: int = 0) -> GeneratorWeights:
   """A NVIDIA generator (`NetworkData`) -> the weights of the family whose name table reads
-  its class (`nvidia_tables`)."""
+  its class (`tables.registry.for_class`)."""
   from pulse_jax.generators import family
-  from weights_convert.tables import registry as nvidia_tables
   data = src.content
-  found = nvidia_tables.for_class(data.class_name)
+  found = tables.for_class(data.class_name)
   if found is None:
     raise ValueError(f"{src.path}: network {network!r} is a {data.class_name}, not a generator "
-                     f"this converter reads ({', '.join(nvidia_tables.generator_classes())}); "
+                     f"this converter reads ({', '.join(tables.generator_classes())}); "
                      "pass --network=G_ema (or G).")
   kind, table = found
   cfg, params = table.from_network(data)
@@ -205,52 +229,17 @@ def _convert_nvidia(src: Source, network: str, meta: dict, log: Callable[[str], 
   return GeneratorWeights(kind, cfg, params, meta)
 
 
-def _infer_stylegan_config(path: str, resolution: int, channels: list[int],
-                           static_kwargs: dict | None, overrides: dict) -> StyleGANConfig:
-  kw = {}
-  if static_kwargs:
-    for k in ("resolution", "fmap_base", "fmap_decay", "fmap_max", "dlatent_size", "num_channels"):
-      if k in static_kwargs:
-        kw[k] = static_kwargs[k]
-  kw.setdefault("resolution", resolution)
-  if "fmap_max" not in kw:
-    kw["fmap_max"] = max(channels)
-  if "fmap_base" not in kw:
-    below = [c * 2 ** (b + 1) for b, c in enumerate(channels) if c < kw["fmap_max"]]
-    kw["fmap_base"] = below[0] if below else kw["fmap_max"] * 2 ** len(channels)
-  kw.update(overrides)
-  cfg = StyleGANConfig(**kw)
-  got = [cfg.stage_channels(b + 1) for b in range(cfg.resolution_log2 - 1)]
-  if cfg.resolution != resolution or got != channels:
-    raise ValueError(f"{path}: the tensors' channels {channels} at resolution {resolution} do "
-                     f"not follow StyleGAN's nf() rule for {cfg}.")
-  return cfg
+# Source kinds that convert on their own into one family's weights, besides the network files
+# (`NetworkData`: NVIDIA pickles, rosinality checkpoints, `_convert_nvidia`): source kind ->
+# (how errors name it, family kind); the family's tables module reads it (`from_state_dict`).
+WHOLE_GENERATORS = {"dcgan": ("A DCGAN weights file", "dcgan")}
 
 
-def _torch_synthesis_arch(src: Source, overrides) -> StyleGANConfig:
-  sizes = [int(m.group(1)) for k in src.content
-           for m in [re.match(r"blocks\.(\d+)x\1\.", k)] if m]
-  resolution = max(sizes)
-  channels = [int(src.content["blocks.4x4.const"].shape[1])]
-  r = 8
-  while f"blocks.{r}x{r}.conv1.weight" in src.content:
-    channels.append(int(src.content[f"blocks.{r}x{r}.conv1.weight"].shape[0]))
-    r *= 2
-  return _infer_stylegan_config(src.path, resolution, channels, None, overrides)
-
-
-def _tf_synthesis_arch(src: Source, overrides) -> StyleGANConfig:
-  syn = src.content.components["synthesis"]
-  v = syn.variables
-  sizes = [int(m.group(1)) for k in v for m in [re.match(r"(\d+)x\1/", k)] if m]
-  resolution = max(sizes)
-  channels = [int(v["4x4/Const/const"].shape[1])]
-  r = 8
-  while f"{r}x{r}/Conv1/weight" in v:
-    channels.append(int(v[f"{r}x{r}/Conv1/weight"].shape[-1]))
-    r *= 2
-  return _infer_stylegan_config(src.path, resolution, channels, dict(syn.static_kwargs or {}),
-                                overrides)
+def _provides(kind: str) -> str:
+  """What a source provides, as a clash of two sources names it: 'synthesis' for either
+  StyleGAN v1 synthesis source (`tables.stylegan1.PARTS`), else its kind."""
+  part = tables.TABLES["stylegan"].PARTS.get(kind, (kind,))[0]
+  return part if part == "synthesis" else kind
 
 
 def convert_sources(paths: list[str], *, overrides: dict | None = None,
@@ -263,15 +252,13 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
   """
   overrides = dict(overrides or {})
   sources = [read_source(p, network) for p in paths]
-  by_kind: dict[str, Source] = {}
+  by_part: dict[str, Source] = {}
   for s in sources:
     log(f"{s.path}: detected {s.kind}")
-    part_kind = "synthesis" if s.kind in ("pulse_synthesis", "stylegan_tf") else s.kind
-    clash = [o for o in by_kind.values()
-             if ("synthesis" if o.kind in ("pulse_synthesis", "stylegan_tf") else o.kind) == part_kind]
-    if clash:
-      raise ValueError(f"{s.path} and {clash[0].path} both provide {part_kind}; pass one.")
-    by_kind[s.kind] = s
+    part = _provides(s.kind)
+    if part in by_part:
+      raise ValueError(f"{s.path} and {by_part[part].path} both provide {part}; pass one.")
+    by_part[part] = s
   meta = {"sources": [s.describe() for s in sources]}
 
   nvidia = [s for s in sources if _is_network(s)]
@@ -286,43 +273,33 @@ def convert_sources(paths: list[str], *, overrides: dict | None = None,
     return _convert_nvidia(nvidia[0], network, meta, log, gaussian_fit_samples,
                            gaussian_fit_seed)
 
-  if "dcgan" in by_kind:
-    if len(sources) != 1:
-      raise ValueError("A DCGAN weights file converts on its own; do not combine it with "
-                       f"other sources ({_names(s.path for s in sources)}).")
-    sd = by_kind["dcgan"].content
-    cfg = DCGANConfig(nz=int(sd["main.0.weight"].shape[0]), ngf=int(sd["main.0.weight"].shape[1]) // 8,
-                      nc=int(sd["main.12.weight"].shape[1]))
-    params = tables.apply_table(tables.dcgan_table(), sd, by_kind["dcgan"].path)
-    return GeneratorWeights("dcgan", cfg, params, meta)
+  for s in sources:
+    if s.kind in WHOLE_GENERATORS:
+      what, kind = WHOLE_GENERATORS[s.kind]
+      if len(sources) != 1:
+        raise ValueError(f"{what} converts on its own; do not combine it with "
+                         f"other sources ({_names(s.path for s in sources)}).")
+      cfg, params = tables.TABLES[kind].from_state_dict(s.content, s.path)
+      return GeneratorWeights(kind, cfg, params, meta)
 
+  # StyleGAN v1: each source one part, in the order of `tables.stylegan1.PARTS`.
+  v1 = tables.TABLES["stylegan"]
   params: dict = {}
   cfg = None
-  if "pulse_synthesis" in by_kind:
-    s = by_kind["pulse_synthesis"]
-    cfg = _torch_synthesis_arch(s, overrides)
-    params.update(tables.apply_table(tables.torch_synthesis_table(cfg), s.content, s.path))
-  if "stylegan_tf" in by_kind:
-    s = by_kind["stylegan_tf"]
-    cfg = _tf_synthesis_arch(s, overrides)
-    gs = s.content
-    params.update(tables.apply_table(tables.tf_synthesis_table(cfg),
-                                     gs.components["synthesis"].variables, s.path + ":Gs/synthesis"))
-    if "mapping" in gs.components:
-      params.update(tables.apply_table(tables.tf_mapping_table(cfg),
-                                       gs.components["mapping"].variables, s.path + ":Gs/mapping"))
-    params.update(tables.apply_table(tables.tf_gs_table(), gs.variables, s.path + ":Gs"))
+  imported_fit = None
+  by_kind = {s.kind: s for s in sources}
+  for kind, (part, read) in v1.PARTS.items():
+    s = by_kind.get(kind)
+    if s is not None:
+      cfg, got = read(s.content, s.path, cfg, overrides)
+      params.update(got)
+      imported_fit = s if part == "gaussian_fit" else imported_fit
   if cfg is None:
     cfg = StyleGANConfig(**overrides)
-  if "pulse_mapping" in by_kind:
-    s = by_kind["pulse_mapping"]
-    params.update(tables.apply_table(tables.torch_mapping_table(cfg), s.content, s.path))
-  if "gaussian_fit" in by_kind:
-    s = by_kind["gaussian_fit"]
-    params.update(tables.apply_table(tables.gaussian_fit_table(), s.content, s.path))
-    meta["gaussian_fit"] = {"how": "imported", "file": os.path.basename(s.path)}
+  if imported_fit is not None:
+    meta["gaussian_fit"] = {"how": "imported", "file": os.path.basename(imported_fit.path)}
   elif "mapping" in params and gaussian_fit_samples > 0:
-    from pulse_jax.generators.gaussian_fit import fit_gaussian
+    from pulse_jax.generators.prior import fit_gaussian
     log(f"computing the Gaussian fit of the mapping network ({gaussian_fit_samples} samples, "
         f"seed {gaussian_fit_seed})")
     params["gaussian_fit"] = fit_gaussian(params["mapping"], cfg, num_samples=gaussian_fit_samples,

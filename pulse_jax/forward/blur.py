@@ -69,9 +69,11 @@ def check_sigma(sigma: float, side: int = MAX_HR_SIDE, what: str = "") -> None:
         "the HR image either")
 
 
-def gaussian_taps(sigma: float) -> np.ndarray:
-  """The 1-D Gaussian: ``[2 r + 1] float64`` summing to 1 (``[1.]`` for sigma 0)."""
-  r = gaussian_radius(sigma)
+def gaussian_taps(sigma: float, radius: int | None = None) -> np.ndarray:
+  """The 1-D Gaussian: ``[2 r + 1] float64`` ``exp(-i**2 / (2 sigma**2))`` for ``i`` in
+  ``[-r, r]``, summing to 1 (``[1.]`` for r 0). radius: r, default `gaussian_radius(sigma)`
+  (the forward model's ``ceil(3 sigma)``; `pulse_jax.job.align` passes FFHQ's)."""
+  r = gaussian_radius(sigma) if radius is None else int(radius)
   if r == 0:
     return np.ones(1)
   i = np.arange(-r, r + 1, dtype=np.float64)

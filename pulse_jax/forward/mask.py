@@ -8,17 +8,16 @@ means over the known pixels only.
 
 Files: an image in an accepted format (`pulse_jax.io.images`; colour is reduced with the
 `--grayscale` luminance weights, transparency is composited on black, i.e. unknown), or a
-``.npy`` 2-D real array. `--mask` names one file (the mask of every input) or a folder, whose
-file with the input's stem (``faces/ann.jpg`` -> ``masks/ann.png`` or ``masks/ann.npy``) is that
-input's mask. Every problem is a `MaskError` naming the file, per input, so that a caller can
-skip only that input.
+``.npy`` 2-D real array (`load_mask`). Which file is an input's mask (``--mask`` a file or a
+folder) is the job's matter: `pulse_jax.job.inputs.mask_files`. Every problem is a `MaskError`
+naming the file, per input, so that a caller can skip only that input.
 """
 from __future__ import annotations
 
 import math
 import os
 import pathlib
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -93,62 +92,6 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     raise MaskError(f"--mask {path}: no known pixel (nothing >= {THRESHOLD} of white); white "
                     "marks the pixels the search must match.")
   return known[None].astype(np.float32)
-
-
-def mask_files(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike
-               ) -> tuple[dict[str, pathlib.Path], dict[str, MaskError]]:
-  """({stem: mask file}, {stem: MaskError}) for each input, keyed like `inputs.unique_stems`.
-
-  mask_arg: a file (every input's mask) or a folder (the file with the input's stem and an
-  image or .npy extension). Raises FileNotFoundError when mask_arg does not exist.
-  """
-  from pulse_jax.io.input_images import image_extensions, unique_stems
-  arg = pathlib.Path(mask_arg)
-  if not arg.exists():
-    raise FileNotFoundError(f"--mask: no such file or folder: {arg}")
-  stems = unique_stems(inputs)
-  found: dict[str, pathlib.Path] = {}
-  errors: dict[str, MaskError] = {}
-  by_stem: dict[str, list[pathlib.Path]] = {}
-  if arg.is_dir():
-    exts = image_extensions() | {".npy"}
-    for f in sorted(arg.iterdir()):
-      if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in exts:
-        by_stem.setdefault(f.stem, []).append(f)
-  for inp, stem in zip(inputs, stems):
-    inp = pathlib.Path(inp)
-    if not arg.is_dir():
-      found[stem] = arg
-      continue
-    cands = by_stem.get(inp.stem, [])
-    if inp.exists():
-      cands = [c for c in cands if not c.resolve() == inp.resolve()]
-    if not cands:
-      errors[stem] = MaskError(f"--mask {arg}: no mask for input {inp} (expected a file named "
-                               f"{inp.stem}.png, .npy, ... in that folder).")
-    elif len(cands) > 1:
-      errors[stem] = MaskError(f"--mask {arg}: several masks for input {inp}: "
-                               f"{npy_files.listing(c.name for c in cands)}; keep one.")
-    else:
-      found[stem] = cands[0]
-  return found, errors
-
-
-def masks_for(inputs: Sequence[os.PathLike], mask_arg: str | os.PathLike,
-              sizes: Mapping[str, tuple[int, int]] | None = None
-              ) -> tuple[dict[str, np.ndarray], dict[str, MaskError]]:
-  """({stem: [1, h, w] float32 mask}, {stem: MaskError}): `mask_files` then `load_mask`.
-
-  sizes: optional {stem: (width, height)} of the inputs, to check each mask's size.
-  """
-  files, errors = mask_files(inputs, mask_arg)
-  masks = {}
-  for stem, path in files.items():
-    try:
-      masks[stem] = load_mask(path, None if sizes is None else sizes.get(stem))
-    except MaskError as e:
-      errors[stem] = e
-  return masks, errors
 
 
 def fit_to_input(mask: np.ndarray, image, source: str = "--mask") -> tuple[np.ndarray, list[str]]:

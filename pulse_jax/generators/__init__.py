@@ -18,13 +18,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from pulse_jax.core.dtypes import COMPUTE_DTYPES
 from pulse_jax.nets import stylegan1 as stylegan
 from pulse_jax.generators.base import Family
 from pulse_jax.generators.registry import FAMILIES, family, kinds
-
-# float64 is a verification mode (under jax x64): a search in float64 reproduces the
-# reference's float64 runs to ~1e-9 (tests/test_search.py), where float32 runs are chaotic.
-COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 __all__ = ["COMPUTE_DTYPES", "FAMILIES", "Family", "Generator", "family", "from_weights", "kinds"]
 

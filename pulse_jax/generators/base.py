@@ -1,8 +1,9 @@
 """The generator-family interface: what the search, driver, render and checkpoint code may ask.
 
 A family (StyleGAN v1, the DCGAN, StyleGAN2, ...) is ONE module in this package that subclasses
-`Family`, plus its name table in `weights_convert/`, plus one line in `registry.py`. Nothing
-else in pulse-jax knows which families exist.
+`Family`, plus one line in `registry.py`; its converter is its name-table module in
+`weights_convert/tables/` plus one line in `weights_convert/tables/registry.py` (the runtime
+never imports `weights_convert`). Nothing else in pulse-jax knows which families exist.
 
 Shapes: `ws: [N, num_ws, w_dim]` (the generator's style input, W+ for StyleGANs, the latent
 itself for the DCGAN); search variable `x: [N, latent_layers, w_dim]` standard normal (mapped
@@ -28,9 +29,6 @@ class Family(abc.ABC):
   uses_noise_options: bool = False
   supports_compute_dtype: bool = False  # --compute_dtype changes how `synthesize` computes
   supports_remat: bool = False          # --remat changes how `synthesize` computes
-  # Module of the name table that converts this family's NVIDIA network pickles
-  # (GENERATOR_CLASS, SOURCE_MARK, from_network: `weights_convert.tables.registry`); '' if none.
-  nvidia_table: str = ""
 
   # ----- architecture -----
   @abc.abstractmethod

@@ -1,5 +1,6 @@
 """The one list of generator families (kind -> family). Adding a family: its module in this
-package, its name table in weights_convert/, and one line here."""
+package and one line here; its converter: its name-table module in weights_convert/tables/ and
+one line in weights_convert/tables/registry.py."""
 from __future__ import annotations
 
 from pulse_jax.generators.base import Family

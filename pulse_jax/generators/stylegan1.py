@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from pulse_jax.nets import stylegan1 as stylegan
-from pulse_jax.generators.gaussian_fit import latent_to_w
+from pulse_jax.generators.prior import latent_to_w
 from pulse_jax.generators.base import Family
 
 

@@ -2,7 +2,7 @@
 `pulse_jax.nets.stylegan2`; name tables in `weights_convert/tables/stylegan2.py`.
 
 Parts: 'synthesis', 'mapping' and 'gaussian_fit' {'mean', 'std'} [w_dim] (the prior, fitted at
-conversion: `generators.nvidia_prior`). Noise layers: one per synthesis conv (17 at 1024 px),
+conversion: `generators.prior`). Noise layers: one per synthesis conv (17 at 1024 px),
 unit-variance maps scaled by each layer's learned noise_strength, as NVIDIA's; without noise
 arrays a render uses the model's own noise_const maps (NVIDIA's noise_mode='const').
 Everything runs in float32 (the pickles' fp16 layers included, as NVIDIA's code on the CPU).
@@ -12,12 +12,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from pulse_jax.nets import stylegan2 as net
-from pulse_jax.generators import nvidia_prior
+from pulse_jax.generators.nvidia import NvidiaFamily
 
 
-class StyleGAN2(nvidia_prior.NvidiaFamily):
+class StyleGAN2(NvidiaFamily):
   kind = "stylegan2"
-  nvidia_table = "weights_convert.tables.stylegan2"
   net = net
   uses_noise_options = True
 

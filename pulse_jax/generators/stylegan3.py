@@ -2,19 +2,18 @@
 name table in `weights_convert/tables/stylegan3.py`.
 
 Parts: 'synthesis', 'mapping' and 'gaussian_fit' {'mean', 'std'} [w_dim] (the prior, fitted at
-conversion: `generators.nvidia_prior`). No noise inputs. Float32.
+conversion: `generators.prior`). No noise inputs. Float32.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 
 from pulse_jax.nets import stylegan3 as net
-from pulse_jax.generators import nvidia_prior
+from pulse_jax.generators.nvidia import NvidiaFamily
 
 
-class StyleGAN3(nvidia_prior.NvidiaFamily):
+class StyleGAN3(NvidiaFamily):
   kind = "stylegan3"
-  nvidia_table = "weights_convert.tables.stylegan3"
   net = net
 
   def config_from_dict(self, d):

@@ -1,13 +1,14 @@
 """Opening user image files safely: an allow-list of formats and a pixel cap, in one place.
 
-Every entry point that reads a user's image (`pulse_jax.io.input_images` for `run`, `pulse_jax.align`
-for photos) goes through `open_image` / `read_image`, so that:
+Every entry point that reads a user's image (`pulse_jax.io.input_images` for `run`,
+`pulse_jax.job.align` for photos) goes through `open_image` / `read_image`, so that:
   - only `ALLOWED_FORMATS` decoders are ever tried, whatever the file is called: an EPS or
     PostScript file named `face.png` never reaches Pillow's EPS plugin (Ghostscript), nor any
     other of Pillow's rarer decoders; a refused file gets an `ImageFileError` naming the file,
     the format its first bytes announce (checked without opening it) and the fix;
   - a header claiming more than `MAX_IMAGE_PIXELS` pixels is refused before any pixel is
     decoded (Pillow reads the size from the header; the pixels are decoded on `load()`).
+`to_uint8` is the one conversion of float pixels to 8 bits (PNG files, PIL images).
 Nothing here imports JAX.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import pathlib
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps
 
 # The only decoders tried. Everything else Pillow could read (EPS/PostScript via Ghostscript,
@@ -140,3 +142,17 @@ def read_image(path: str | os.PathLike,
           f"{path}: corrupt or truncated image ({type(e).__name__}: {e}).") from None
   out.format = fmt
   return out, (int(orientation) if orientation is not None else None)
+
+
+def to_uint8(images01, *, channels_first: bool = False, dtype=np.float32) -> np.ndarray:
+  """Float pixels in [0, 1] -> uint8 0..255: clamped to [0, 1], times 255, rounded half to
+  even (`np.round`), the arithmetic done in `dtype` (float32, or float64 where a caller's
+  values are float64).
+
+  images01: [..., H, W, C] (any shape), or [..., C, H, W] with `channels_first`, returned as
+  [..., H, W, C]. Returns a uint8 array.
+  """
+  x = np.clip(np.asarray(images01, dtype), 0.0, 1.0)
+  if channels_first:
+    x = np.moveaxis(x, -3, -1)
+  return np.round(x * 255.0).astype(np.uint8)

@@ -26,14 +26,12 @@ import pathlib
 import stat
 import unicodedata
 import zlib
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 from PIL import Image
 
 from pulse_jax.io import images as image_files
-# Re-exported: one allow-list and one pixel cap for every reader of user images.
-from pulse_jax.io.images import ALLOWED_FORMATS, MAX_IMAGE_PIXELS
 
 FITS = ("error", "resize", "pad")
 BACKGROUNDS = ("black", "white")
@@ -98,18 +96,7 @@ def list_inputs(path: str | os.PathLike) -> tuple[list[pathlib.Path], list[pathl
   """
   p = pathlib.Path(path)
   if p.is_dir():
-    exts = image_extensions()
-    entries = sorted(f for f in p.iterdir() if not f.name.startswith("."))
-    files, skipped = [], []
-    for f in entries:
-      why = _not_a_file(f)
-      if why == "folder":
-        continue
-      if why is None and f.suffix.lower() in exts:
-        files.append(f)
-      else:
-        skipped.append(f)
-    return files, skipped
+    return folder_files(p, image_extensions())
   why = _not_a_file(p)
   if why is None or why == "folder":  # a folder that vanished, or an input file
     if p.exists():
@@ -117,6 +104,25 @@ def list_inputs(path: str | os.PathLike) -> tuple[list[pathlib.Path], list[pathl
   elif why != "missing":
     raise NotAnInputFile(f"--input: {p} is {why}, not an image file")
   raise FileNotFoundError(f"--input: no such file or folder: {p}")
+
+
+def folder_files(folder: str | os.PathLike, extensions: Collection[str]
+                 ) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+  """(files, skipped): the one listing of a folder of user files (inputs, photos to align,
+  masks). Entries sorted; hidden ones (a name starting with '.') and sub-folders left out.
+  files: regular files (or links to one) that can be read, whose lower-cased suffix is in
+  `extensions` (e.g. {'.png', '.npy'}); skipped: the other entries, never opened (opening a
+  FIFO blocks); `skip_reason` says why."""
+  files, skipped = [], []
+  for f in sorted(f for f in pathlib.Path(folder).iterdir() if not f.name.startswith(".")):
+    why = _not_a_file(f)
+    if why == "folder":
+      continue
+    if why is None and f.suffix.lower() in extensions:
+      files.append(f)
+    else:
+      skipped.append(f)
+  return files, skipped
 
 
 class NotAnInputFile(FileNotFoundError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from pulse_jax.io import npy_files
-from pulse_jax.job import result_files as outputs
+from pulse_jax.io import run_files
 from pulse_jax.job.errors import UsageError
 from pulse_jax.search.config import SearchConfig
 
@@ -92,7 +92,7 @@ def attach_init(o, items: list, generator, config: SearchConfig, log) -> None:
     if init_file is not None:
       it.init, source = init_file, o.init
     else:  # a previous run's output folder: DIR/<stem>/latents.npz
-      source = os.path.join(o.init, it.stem, outputs.LATENTS)
+      source = os.path.join(o.init, it.stem, run_files.LATENTS)
       if not os.path.isfile(source):
         it.fail(f"{it.path}: --init={o.init}: no {source} for this input.")
         continue

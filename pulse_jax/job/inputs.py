@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from pulse_jax.io import input_images as inputs_lib
+from pulse_jax.io.images import to_uint8
 from pulse_jax.job.errors import UsageError
 
 # Inside the built-in model's range (docs/presets.md): both within eps with its preset.
@@ -170,11 +171,68 @@ def _gray_target(it: Item, forward, log) -> None:
     log(f"{it.path}: note: {n}")
 
 
+def mask_files(inputs: list[os.PathLike], mask_arg: str | os.PathLike
+               ) -> tuple[dict[str, pathlib.Path], dict[str, Exception]]:
+  """--mask: ({stem: mask file}, {stem: MaskError}) for each input, keyed like
+  `unique_stems`.
+
+  mask_arg: a file (every input's mask) or a folder (the file with the input's stem and an
+  image or .npy extension, listed by `folder_files`; the input itself is never its own mask).
+  Raises FileNotFoundError when mask_arg does not exist.
+  """
+  from pulse_jax.forward.mask import MaskError
+  from pulse_jax.io.npy_files import listing
+  arg = pathlib.Path(mask_arg)
+  if not arg.exists():
+    raise FileNotFoundError(f"--mask: no such file or folder: {arg}")
+  stems = inputs_lib.unique_stems(inputs)
+  if not arg.is_dir():
+    return {stem: arg for stem in stems}, {}
+  by_stem: dict[str, list[pathlib.Path]] = {}
+  for f in inputs_lib.folder_files(arg, inputs_lib.image_extensions() | {".npy"})[0]:
+    by_stem.setdefault(f.stem, []).append(f)
+  found: dict[str, pathlib.Path] = {}
+  errors: dict[str, MaskError] = {}
+  for inp, stem in zip(inputs, stems):
+    inp = pathlib.Path(inp)
+    cands = by_stem.get(inp.stem, [])
+    if inp.exists():
+      cands = [c for c in cands if not c.resolve() == inp.resolve()]
+    if not cands:
+      errors[stem] = MaskError(f"--mask {arg}: no mask for input {inp} (expected a file named "
+                               f"{inp.stem}.png, .npy, ... in that folder).")
+    elif len(cands) > 1:
+      errors[stem] = MaskError(f"--mask {arg}: several masks for input {inp}: "
+                               f"{listing(c.name for c in cands)}; keep one.")
+    else:
+      found[stem] = cands[0]
+  return found, errors
+
+
+def masks_for(inputs: list[os.PathLike], mask_arg: str | os.PathLike,
+              sizes: dict[str, tuple[int, int]] | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, Exception]]:
+  """({stem: [1, h, w] float32 mask}, {stem: MaskError}): `mask_files` then
+  `pulse_jax.forward.mask.load_mask`.
+
+  sizes: optional {stem: (width, height)} of the inputs, to check each mask's size.
+  """
+  from pulse_jax.forward.mask import MaskError, load_mask
+  files, errors = mask_files(inputs, mask_arg)
+  masks = {}
+  for stem, path in files.items():
+    try:
+      masks[stem] = load_mask(path, None if sizes is None else sizes.get(stem))
+    except MaskError as e:
+      errors[stem] = e
+  return masks, errors
+
+
 def _attach_masks(mask_arg, items: list[Item], log) -> None:
   from pulse_jax.forward import mask as mask_lib
   paths = [it.path for it in items]
   try:
-    files, errors = mask_lib.mask_files(paths, mask_arg)
+    files, errors = mask_files(paths, mask_arg)
   except FileNotFoundError as e:
     raise UsageError(str(e)) from None
   for it, key in zip(items, inputs_lib.unique_stems(paths)):
@@ -264,7 +322,7 @@ def to_pil_image(picture, label: str = "the picture"):
       raise inputs_lib.InputError(f"{label}: a {a.dtype} array must hold values in [0, 1] "
                                   f"(got {np.nanmin(f):g}..{np.nanmax(f):g}); pass uint8 for "
                                   "0..255.")
-    a = np.round(f * 255.0).astype(np.uint8)
+    a = to_uint8(f, dtype=np.float64)   # in [0, 1] already: the clamp changes nothing
   elif a.dtype != np.uint8:
     raise inputs_lib.InputError(f"{label}: arrays of {a.dtype} are not images; pass uint8, or "
                                 "floats in [0, 1].")
@@ -304,7 +362,7 @@ def align_items(o, items: list[Item], generator_size: int, out_dir: str, log,
   same bytes (the same command run again) is fine, one with other bytes needs --overwrite.
   """
   try:
-    from pulse_jax import align
+    from pulse_jax.job import align
     from pulse_jax.io.face_landmarks import AlignDependencyError, FaceLandmarker
   except ImportError as e:
     raise UsageError("--align needs dlib: pip install -e '.[align]' from a clone, or pip "

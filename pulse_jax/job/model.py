@@ -1,8 +1,9 @@
 """The generator of a job: loading what --weights names, and what the job asks about its family.
 
 Every question the job asks about the generator's family is a small function here
-(`uses_compute_dtype`, `uses_remat`, `loss_for_generator`, `check_layers`, `generator_notes`),
-answered by the generator interface (`pulse_jax.generators`), never by testing the kind.
+(`uses_compute_dtype`, `uses_remat` from `pulse_jax.job.options`, `loss_for_generator`,
+`check_layers`, `generator_notes`), answered by the generator interface (`pulse_jax.generators`)
+and the loss table (`pulse_jax.search.losses.LOSS_TERMS`), never by testing the kind.
 """
 from __future__ import annotations
 
@@ -76,38 +77,34 @@ def weights_info(model: Model) -> dict:
 
 
 # ----------------------------------------------------------------------------- family questions
-
-def uses_compute_dtype(generator) -> bool:
-  """Whether --compute_dtype changes how `generator` computes (`Family.supports_compute_dtype`:
-  StyleGAN v1 only; the DCGAN, StyleGAN2 and StyleGAN3 always compute in float32)."""
-  return bool(_family(generator).supports_compute_dtype)
+# Whether --compute_dtype / --remat change how a generator computes (asked of its family).
+uses_compute_dtype = options.uses_compute_dtype
+uses_remat = options.uses_remat
 
 
-def uses_remat(generator) -> bool:
-  """Whether --remat changes how `generator` computes (`Family.supports_remat`)."""
-  return bool(_family(generator).supports_remat)
-
-
-def _family(generator):
-  """The `generators.Family` of a generator (anything with the weights' `kind`)."""
-  from pulse_jax.generators import family
-  return family(generator.kind)
+def _listed(names: list[str]) -> str:
+  return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def loss_for_generator(loss_str: str, generator) -> tuple[str, list[str]]:
-  """The loss string to search with, and notes (GEOCROSS needs W+: dropped for the DCGAN)."""
-  from pulse_jax.search.losses import parse_loss_str
+  """The loss string to search with, and notes: the terms of the loss table
+  (`pulse_jax.search.losses.LOSS_TERMS`) that do not apply to `generator` are dropped (e.g.
+  GEOCROSS, which needs W+, for the DCGAN), one note per term; UsageError when none is left."""
+  from pulse_jax.search.losses import LOSS_TERMS, parse_loss_str
   terms = parse_loss_str(loss_str)
-  if generator.has_wplus or not any(name == "GEOCROSS" for _, name in terms):
+  dropped = [n for _, n in terms if not LOSS_TERMS[n].applies_to(generator)]
+  if not dropped:
     return loss_str, []
-  kept = [(w, n) for w, n in terms if n != "GEOCROSS"]
+  kept = [(w, n) for w, n in terms if n not in dropped]
   if not kept:
-    raise UsageError(f"--loss_str={loss_str!r} has only GEOCROSS, which does not apply to the "
-                     f"{generator.kind} generator (no W+ latents); add an L2 or L1 term.")
+    why = "; ".join(LOSS_TERMS[n].lacks for n in dropped)
+    usable = " or ".join(n for n, t in LOSS_TERMS.items() if t.applies_to(generator))
+    raise UsageError(f"--loss_str={loss_str!r} has only {_listed(dropped)}, which "
+                     f"do{'es' * (len(dropped) == 1)} not apply to the {generator.kind} "
+                     f"generator ({why}); add an {usable} term.")
   new = "+".join(f"{w:g}*{n}" for w, n in kept)
-  return new, [f"note: GEOCROSS does not apply to the {generator.kind} generator (one latent "
-               f"vector, no W+; the reference computes 0 for it when tiled): searching with "
-               f"--loss_str={new!r}"]
+  return new, [f"note: {n} does not apply to the {generator.kind} generator "
+               f"({LOSS_TERMS[n].note_why}): searching with --loss_str={new!r}" for n in dropped]
 
 
 def search_params(model: Model, generator, class_index: int | None) -> dict:

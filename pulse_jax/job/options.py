@@ -1,136 +1,73 @@
-"""Every option of pulse-jax, defined once: name, type, default, help, check, where it applies.
+"""Every option of pulse-jax, one registry: the job's own options and the layers' tables.
 
-`GROUPS` below is the registry. Derived from it:
+Each option is defined once, by the layer it belongs to: the search options in
+`pulse_jax.search.config.SEARCH` (`SearchConfig`'s fields), the forward-model options in
+`pulse_jax.forward.options.OPTIONS` (`ForwardModel`'s fields and operators), the job's own
+below. `GROUPS` composes them into the registry. Derived from it:
   - the absl flags of `python -m pulse_jax.run` (`define_flags`);
   - `pulse_jax.job.settings.RunOptions` (the options of scope "search" and "job");
-  - `SearchConfig`'s field defaults and checks (scope "search": `config_field`, `check_config`);
   - the keyword arguments of `pulse_jax.upsample` (`api_names`);
   - the validation messages, which name the flag (`problems`: '--steps: must be an integer >= 1
     (got 0)');
   - what the reports record: "options" (value and source of every option that applies to the
     generator, `Option.applies`) and "settings" (`Option.setting`).
 
-Adding an option: one `Option(...)` in its group's tuple. Adding a group, e.g. the
-forward-model options (--blur_sigma, --blur_kernel, --downsample, --grayscale, --mask,
---noise_sigma): a tuple `FORWARD = (Option("blur_sigma", float, 0.0, "...",
-check=finite(0.0), group="forward"), ...)` next to the others and its name in `GROUPS`. With
-the default scope "job" each option becomes a flag, a `RunOptions` field and an `upsample`
-keyword, is validated, may be set by a model preset (`pulse_jax.job.builtin_models.PRESETS`) and is
-recorded in the reports; the job reads it as `o.blur_sigma`, or the whole group as
-`values_of(o, "forward")` (e.g. for `ForwardModel.from_options(**...)`). A check over several
-options is a `Rule` in `RULES`. An existing table such as `pulse_jax.forward.OPTIONS` maps in
-a few lines (its checks raise ValueError naming the flag, which `flag_message` accepts; their
-return values are not used: a job's options stay the raw values given):
+Adding an option: one `Option(...)` in its group's tuple (a search option: in `SEARCH`; a
+forward operator: one entry in `pulse_jax.forward.options.OPTIONS`). Adding a group: a tuple
+next to the others and its name in `GROUPS`. With the default scope "job" each option becomes
+a flag, a `RunOptions` field and an `upsample` keyword, is validated, may be set by a model
+preset (`pulse_jax.job.builtin_models.PRESETS`) and is recorded in the reports; the job reads
+it as `o.blur_sigma`, or the whole group as `values_of(o, "forward")` (e.g. for
+`ForwardModel.from_options(**...)`). A check over several options is a `Rule` in `RULES`.
 
-    FORWARD = tuple(Option(f.name, {"float": float, "bool": bool}.get(f.kind, str), f.default,
-                           f.help, check=f.check, choices=f.choices,
-                           optional=f.default is None) for f in forward.OPTIONS)
-
-Nothing here imports jax: importing this module is cheap.
+The option record (`Option`, its checks and messages) is `pulse_jax.core.option`, re-exported
+here. Nothing here imports jax: importing this module is cheap.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import os
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
+from pulse_jax.core import dtypes
+from pulse_jax.core.option import (SCOPES, Applies, Option, at_least,  # noqa: F401
+                                   field_of, flag_message)  # (field_of: for RunOptions)
+from pulse_jax.forward.options import MAX_HR_SIDE  # noqa: F401  (the forward table's bound)
+from pulse_jax.forward.options import OPTIONS as FORWARD
 from pulse_jax.io.input_images import BACKGROUNDS, FITS
+from pulse_jax.search.config import SEARCH
 
-NOISE_TYPES = ("zero", "fixed", "trainable")
-OPT_NAMES = ("sgd", "adam", "sgdm", "adamax")
-LR_SCHEDULES = ("fixed", "linear1cycle", "linear1cycledrop")
-COMPUTE_DTYPES = ("float32", "bfloat16")
+# --compute_dtype: the generators' compute dtypes without the verification-only ones
+# (float64 needs jax's 64-bit mode): ("float32", "bfloat16").
+COMPUTE_DTYPES = tuple(d for d in dtypes.COMPUTE_DTYPES if d not in dtypes.VERIFICATION_DTYPES)
 SOURCES = ("given", "preset", "family", "default")  # where a value used by a job came from
-SCOPES = ("search", "job", "cli")
 
 
-class Applies(NamedTuple):
-  """Which generators an option means something for.
+# ----------------------------------------------------------------------------- generators
 
-  predicate: generator -> bool (asks the generator, e.g. `bool(g.noise_shapes)`); reason:
-  completes 'the <kind> generator ...' in the note printed when such an option is given to a
-  generator it does not apply to (e.g. 'has no noise inputs').
-  """
-  predicate: Callable[[Any], bool]
-  reason: str
+def _family(generator):
+  """The `generators.Family` of a generator (anything with the weights' `kind`)."""
+  from pulse_jax.generators import family  # jax: only when a generator is asked
+  return family(generator.kind)
 
 
-def _uses_compute_dtype(g) -> bool:
-  from pulse_jax.job import model as job_generator  # the one place that asks about a generator's family
-  return job_generator.uses_compute_dtype(g)
+def uses_compute_dtype(generator) -> bool:
+  """Whether --compute_dtype changes how `generator` computes (`Family.supports_compute_dtype`:
+  StyleGAN v1 only; the DCGAN, StyleGAN2 and StyleGAN3 always compute in float32)."""
+  return bool(_family(generator).supports_compute_dtype)
 
 
-HAS_NOISE = Applies(lambda g: bool(g.noise_shapes), "has no noise inputs")
-HAS_STYLE_ROWS = Applies(lambda g: g.latent_layers(True) != g.latent_layers(False),
-                         "has a single latent vector (nothing to tile)")
-HAS_COMPUTE_DTYPE = Applies(_uses_compute_dtype, "computes in float32 only")
+def uses_remat(generator) -> bool:
+  """Whether --remat changes how `generator` computes (`Family.supports_remat`)."""
+  return bool(_family(generator).supports_remat)
 
 
-def _uses_remat(g) -> bool:
-  from pulse_jax.job import model as job_generator
-  return job_generator.uses_remat(g)
-
-
-HAS_REMAT = Applies(_uses_remat, "has no rematerialisation policies")
+HAS_COMPUTE_DTYPE = Applies(uses_compute_dtype, "computes in float32 only")
+HAS_REMAT = Applies(uses_remat, "has no rematerialisation policies")
 IS_CONDITIONAL = Applies(lambda g: bool(g.num_classes), "is unconditional (no classes)")
 
 
-# ----------------------------------------------------------------------------- checks
-# A check raises ValueError('must be ...') for a bad value; the message does not name the
-# option (`problems` writes '--name: ...', SearchConfig 'name ...').
-
-def at_least(bound, what: str = "", note: str = "") -> Callable[[Any], None]:
-  """value >= bound, e.g. 'must be >= 1 (got 0)' ('must be an integer >= 1' with what='an
-  integer'). The flag gets absl's lower_bound too (absl's message: 'flag --steps=0: ...')."""
-  def check(v):
-    if v < bound:
-      raise ValueError(f"must be {what + ' ' if what else ''}>= {bound}"
-                       f"{f' ({note})' if note else ''} (got {v!r})")
-  check.lower_bound = bound
-  return check
-
-
-def finite(bound: float, strict: bool = False) -> Callable[[Any], None]:
-  """A finite number >= bound (> bound when strict): 'must be a finite number >= 0 (got -1.0)'."""
-  def check(v):
-    if not (math.isfinite(v) and (v > bound if strict else v >= bound)):
-      raise ValueError(f"must be a finite number {'>' if strict else '>='} {bound:g} (got {v!r})")
-  return check
-
-
-def in_range(lo: int, hi: int, why: str = "") -> Callable[[Any], None]:
-  """lo <= value <= hi: 'must be in 0..4294967295 (why) (got ...)'. The flag gets absl's
-  lower_bound too."""
-  def check(v):
-    if not lo <= v <= hi:
-      raise ValueError(f"must be in {lo}..{hi}{f' ({why})' if why else ''} (got {v!r})")
-  check.lower_bound = lo
-  check.upper_bound = hi
-  return check
-
-
-# The search's random keys are jax.random.key(seed): a uint32 seed (2**32 would be 0 again).
-SEED_MAX = 2 ** 32 - 1
-
-
-def _loss_str(v):
-  from pulse_jax.search.losses import parse_loss_str
-  parse_loss_str(v)
-
-
-def bad_layers(value: str) -> tuple[int, ...]:
-  """--bad_noise_layers ('17', '16.17', or '' for none) as layer indices; ValueError."""
-  s = value.strip()
-  if not s:
-    return ()
-  try:
-    return tuple(int(p) for p in s.split("."))
-  except ValueError:
-    raise ValueError(f"must be layer indices joined by '.', e.g. '17' or '16.17' (or '' for "
-                     f"none) (got {shown(value)})") from None
-
+# ----------------------------------------------------------------------------- the job's checks
 
 def _weights_help() -> str:
   from pulse_jax.job import builtin_models as models
@@ -144,104 +81,6 @@ def _existing_path(v):
     raise ValueError(f"no such file or folder: {v}")
 
 
-# ----------------------------------------------------------------------------- an option
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-  """One option: flag `--name`, `RunOptions.name`, keyword `api_name or name` of `upsample`.
-
-  type: int, float, bool, str or os.PathLike (a path: str or PathLike, kept as str);
-  default: the global default (a built-in model's preset may replace it, `models.PRESETS`);
-  check: raises ValueError('must be ...') for a bad value of the right type (see `at_least`,
-  `finite`); choices: the allowed values (an enum flag); optional: None is allowed (not set);
-  applies: the generators it means something for (None: every one); scope: "search" (also a
-  `SearchConfig` field), "job" (`RunOptions` and the API) or "cli" (a flag only); api: an
-  `upsample` keyword; setting: recorded in the reports' "settings", which a re-run compares
-  unless affects_result is False (speed and memory only); presettable: a preset may set it.
-  """
-  name: str
-  type: type
-  default: Any
-  help: str | Callable[[], str]
-  check: Callable[[Any], None] | None = None
-  choices: tuple = ()
-  optional: bool = False
-  applies: Applies | None = None
-  scope: str = "job"
-  group: str = ""
-  api: bool = True
-  api_name: str | None = None
-  setting: bool = True
-  affects_result: bool = True
-  presettable: bool = True
-
-  @property
-  def keyword(self) -> str:
-    return self.api_name or self.name
-
-  @property
-  def lower_bound(self):
-    return getattr(self.check, "lower_bound", None)
-
-  @property
-  def upper_bound(self):
-    return getattr(self.check, "upper_bound", None)
-
-  def applies_to(self, generator) -> bool:
-    return self.applies is None or bool(self.applies.predicate(generator))
-
-  def validate(self, value):
-    """The value normalised (int, float, bool, str); ValueError('must be ...') when bad."""
-    if value is None and self.optional:
-      return None
-    t = self.type
-    if t is bool:
-      if not (isinstance(value, bool) or type(value).__name__ == "bool_"):
-        raise ValueError(f"must be true or false (got {shown(value)})")
-      value = bool(value)
-    elif t is int:
-      if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"must be an integer (got {shown(value)})")
-      value = int(value)
-    elif t is float:
-      if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"must be a number (got {shown(value)})")
-      value = float(value)
-    elif t is os.PathLike:
-      if not isinstance(value, (str, os.PathLike)):
-        raise ValueError(f"must be a file or folder name (got {shown(value)})")
-      value = os.fspath(value)
-    elif not isinstance(value, str):
-      raise ValueError(f"must be a string (got {shown(value)})")
-    if self.choices and value not in self.choices:
-      raise ValueError(f"must be one of {', '.join(map(str, self.choices))} (got "
-                       f"{shown(value)})")
-    if self.check is not None:
-      self.check(value)
-    return value
-
-  def help_text(self) -> str:
-    """The help (`help` may be a function, for text that names other modules' values), with
-    the built-in models' presets of this option."""
-    return (self.help() if callable(self.help) else self.help) + _preset_help(self.name)
-
-  def define_flag(self, flags, flag_values=None) -> None:
-    """Defines `--name` (absl) with this option's default, help, choices and lower bound."""
-    kw = {} if flag_values is None else {"flag_values": flag_values}
-    text = self.help_text()
-    if self.type is bool:
-      flags.DEFINE_boolean(self.name, self.default, text, **kw)
-    elif self.choices:
-      flags.DEFINE_enum(self.name, self.default, list(self.choices), text, **kw)
-    elif self.type is int:
-      flags.DEFINE_integer(self.name, self.default, text, lower_bound=self.lower_bound,
-                           upper_bound=self.upper_bound, **kw)
-    elif self.type is float:
-      flags.DEFINE_float(self.name, self.default, text, lower_bound=self.lower_bound, **kw)
-    else:
-      flags.DEFINE_string(self.name, self.default, text, **kw)
-
-
 class Rule(NamedTuple):
   """A check over the options `needs`: check(values) -> the problem ('must be ...') or None,
   given as '--flag: ...'."""
@@ -250,12 +89,13 @@ class Rule(NamedTuple):
   check: Callable[[Mapping[str, Any]], str | None]
 
 
-def _preset_help(name: str) -> str:
+def help_text(o: Option) -> str:
+  """An option's --help text: its help, with the built-in models' presets of it."""
   from pulse_jax.job import builtin_models as models
-  mine = {m: p[name] for m, p in models.PRESETS.items() if name in p}
+  mine = {m: p[o.name] for m, p in models.PRESETS.items() if o.name in p}
   if not mine:
-    return ""
-  return (" Built-in model preset" + "s" * (len(mine) > 1) + ": "
+    return o.help_text()
+  return (o.help_text() + " Built-in model preset" + "s" * (len(mine) > 1) + ": "
           + ", ".join(f"{m} {v!r}" for m, v in mine.items())
           + " (when not given; see docs/run.md).")
 
@@ -289,44 +129,8 @@ JOB = (
            check=at_least(0), optional=True, applies=IS_CONDITIONAL, presettable=False),
 )
 
-# The reference's search options (names, formats and defaults): SearchConfig's fields.
-SEARCH = (
-    Option("loss_str", str, "100*L2+0.05*GEOCROSS",
-           "Loss: 'weight*NAME' terms joined by '+', NAME in L2, L1, GEOCROSS (GEOCROSS is "
-           "dropped for generators without W+ latents, e.g. the DCGAN).",
-           check=_loss_str, scope="search"),
-    Option("eps", float, 2e-3,
-           "Success threshold on each restart's L2 (mean squared error of the down-sampled "
-           "output); L2 is also clamped below at eps.",
-           check=finite(0.0), scope="search"),
-    Option("noise_type", str, "trainable",
-           "StyleGAN noise maps: zero, fixed (random) or trainable.",
-           choices=NOISE_TYPES, applies=HAS_NOISE, scope="search"),
-    Option("num_trainable_noise_layers", int, 5,
-           "With --noise_type=trainable: how many noise layers (from the lowest resolution) "
-           "are optimised.",
-           check=at_least(0), applies=HAS_NOISE, scope="search"),
-    Option("bad_noise_layers", str, "17",
-           "Noise layers set to zero, joined by '.' (e.g. '16.17'; '' for none).",
-           check=bad_layers, applies=HAS_NOISE, scope="search"),
-    Option("tile_latent", bool, False,
-           "Search one latent vector shared by every style layer (StyleGAN) instead of W+.",
-           applies=HAS_STYLE_ROWS, scope="search"),
-    Option("opt_name", str, "adam", "Optimiser (with the spherical projection).",
-           choices=OPT_NAMES, scope="search"),
-    Option("learning_rate", float, 0.4, "Peak learning rate.",
-           check=finite(0.0, strict=True), scope="search"),
-    Option("steps", int, 100, "Optimisation steps per restart.",
-           check=at_least(1, what="an integer"), scope="search"),
-    Option("lr_schedule", str, "linear1cycledrop", "Learning-rate schedule.",
-           choices=LR_SCHEDULES, scope="search"),
-    Option("seed", int, 0,
-           "Random seed (honoured, 0 included): a restart's start depends only on the seed, "
-           "the input's pixels and the restart index. 0..4294967295 (the uint32 seed of "
-           "jax.random.key).",
-           check=in_range(0, SEED_MAX, "the uint32 seed of jax.random.key"), scope="search",
-           presettable=False),
-)
+# The reference's search options (names, formats and defaults; SearchConfig's fields) are
+# `SEARCH`, defined by `pulse_jax.search.config`.
 
 RUN = (
     Option("init", os.PathLike, None,
@@ -389,77 +193,8 @@ INPUTS = (
            check=at_least(1), optional=True),
 )
 
-# The forward model D (pulse_jax.forward; docs/forward.md). Names, defaults, choices and help
-# are those of `pulse_jax.forward.OPTIONS` (which imports jax: duplicated here so that this
-# module stays cheap; tests/test_forward_run.py checks that the two agree).
-
-def _noise_sigma(v):
-  if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-    raise ValueError(f"must be a finite number in [0, 1] (got {v!r})")
-
-
-# = pulse_jax.forward.blur.MAX_HR_SIDE: the largest HR image of any generator family here
-# (tests/test_input_limits.py checks that the two agree).
-MAX_HR_SIDE = 4096
-
-
-def _blur_sigma(v):
-  """A finite sigma >= 0 whose 2 r + 1 taps (r = ceil(3 sigma)) fit the largest HR image of
-  any generator (the job checks the generator's own size before compiling)."""
-  finite(0.0)(v)
-  bound = ((MAX_HR_SIDE - 1) // 2) / 3
-  if v > bound:
-    raise ValueError(f"must be <= {bound:g}: its radius ceil(3 sigma) would give more than "
-                     f"{MAX_HR_SIDE} taps, larger than the largest HR image of any generator "
-                     f"({MAX_HR_SIDE}x{MAX_HR_SIDE}); the bound for a generator of size G is "
-                     f"(G - 1) // 2 / 3, e.g. 10.3333 for 64 (got {v!r})")
-
-
-def _optional_path(v):
-  if v != "" and not os.path.exists(v):
-    raise ValueError(f"no such file or folder: {v}")
-
-
-def _kernel_file(v):
-  """Reads the kernel (once more when the job builds its forward model: small files), so that
-  a bad kernel is a usage error before anything is loaded."""
-  if v == "":
-    return
-  from pulse_jax.forward.blur import KernelError, load_kernel  # jax: only when given
-  try:
-    load_kernel(v)
-  except KernelError as e:
-    m = str(e)
-    head = f"--blur_kernel={v}: "
-    raise ValueError(f"{v}: {m[len(head):]}" if m.startswith(head) else m) from None
-
-
-FORWARD = (
-    Option("blur_sigma", float, 0.0,
-           "Gaussian blur of the HR image before down-sampling: sigma in HR pixels (radius "
-           "ceil(3 sigma), reflect boundary); 0: none.",
-           check=_blur_sigma),
-    Option("blur_kernel", os.PathLike, None,
-           "A blur kernel applied after --blur_sigma: a .npy 2-D array or a grayscale image, "
-           "normalised to sum 1; true convolution, reflect boundary.",
-           check=_kernel_file, optional=True),
-    Option("downsample", str, "bicubic",
-           "Down-sampler by the factor generator size / input size: bicubic (the reference's) "
-           "or area (mean of each factor x factor block).",
-           choices=("bicubic", "area")),
-    Option("grayscale", bool, False,
-           "Compare luminance only (ITU-R BT.601 0.299 R + 0.587 G + 0.114 B): the model and "
-           "the target have one channel."),
-    Option("mask", os.PathLike, None,
-           "Known-pixel masks (white = known, threshold 0.5), the size of the input: one file "
-           "for every input, or a folder matched to the inputs by file stem. The loss and the "
-           "eps test use only the known pixels.",
-           check=_optional_path, optional=True),
-    Option("noise_sigma", float, 0.0,
-           "Std of the noise the input carries, in [0, 1] units: the model is unchanged, the "
-           "eps test uses max(eps, noise_sigma^2).",
-           check=_noise_sigma),
-)
+# The forward model D (pulse_jax.forward; docs/forward.md): `FORWARD` is its table,
+# `pulse_jax.forward.options.OPTIONS`.
 
 # Multi-device / multi-host (see pulse_jax.runtime.distributed).
 CLUSTER = (
@@ -549,32 +284,6 @@ def values_of(values, group: str) -> dict:
   return {o.name: getattr(values, o.name) for o in GROUPS[group]}
 
 
-MAX_MESSAGE = 600   # characters of one option's message (a value may be megabytes long)
-
-
-def shown(value, limit: int = 60) -> str:
-  """repr(value), at most `limit` characters ('...' and the length when cut)."""
-  r = repr(value)
-  return r if len(r) <= limit else f"{r[:limit - 3]}... ({len(r):,} characters)"
-
-
-def short_message(message, limit: int = MAX_MESSAGE) -> str:
-  """str(message), cut to `limit` characters."""
-  m = str(message)
-  return m if len(m) <= limit else m[:limit - 20] + f"... ({len(m):,} characters)"
-
-
-def flag_message(flag: str, message) -> str:
-  """'--flag: message', without repeating a leading 'flag ' or '--flag ' of the message (at
-  most `MAX_MESSAGE` characters: an option's value may be long)."""
-  m = short_message(message)
-  for head in (f"--{flag} ", f"{flag} "):
-    if m.startswith(head):
-      m = m[len(head):]
-      break
-  return f"--{flag}: {m}"
-
-
 def problems(values: Mapping[str, Any], names: Iterable[str] | None = None,
              why: Mapping[str, str] | None = None) -> tuple[dict, list[str]]:
   """(the values normalised, one '--flag: what is wrong' per bad option and broken rule).
@@ -598,37 +307,30 @@ def problems(values: Mapping[str, Any], names: Iterable[str] | None = None,
   return out, found
 
 
-# ----------------------------------------------------------------------------- SearchConfig
-
-def config_field(name: str):
-  """A `SearchConfig` field of option `name`: its default, and the option in the metadata."""
-  o = OPTIONS[name]
-  if o.scope != "search":
-    raise ValueError(f"option {name!r} is not a search option (scope {o.scope!r})")
-  return dataclasses.field(default=o.default, metadata={"option": o})
-
-
-def check_config(config) -> None:
-  """Checks (and normalises) every field of a frozen config built with `config_field`; raises
-  ValueError('steps must be an integer >= 1 (got 0)')."""
-  for f in dataclasses.fields(config):
-    o = f.metadata.get("option")
-    if o is None:
-      continue
-    try:
-      value = o.validate(getattr(config, f.name))
-    except ValueError as e:
-      raise ValueError(f"{f.name} {short_message(e)}") from None
-    object.__setattr__(config, f.name, value)
-
-
 # ----------------------------------------------------------------------------- absl flags
+
+def define_flag(o: Option, flags, flag_values=None) -> None:
+  """Defines `--name` (absl) with the option's default, help (`help_text`), choices and bounds."""
+  kw = {} if flag_values is None else {"flag_values": flag_values}
+  text = help_text(o)
+  if o.type is bool:
+    flags.DEFINE_boolean(o.name, o.default, text, **kw)
+  elif o.choices:
+    flags.DEFINE_enum(o.name, o.default, list(o.choices), text, **kw)
+  elif o.type is int:
+    flags.DEFINE_integer(o.name, o.default, text, lower_bound=o.lower_bound,
+                         upper_bound=o.upper_bound, **kw)
+  elif o.type is float:
+    flags.DEFINE_float(o.name, o.default, text, lower_bound=o.lower_bound, **kw)
+  else:
+    flags.DEFINE_string(o.name, o.default, text, **kw)
+
 
 def define_flags(names: Iterable[str] | None = None, flag_values=None) -> None:
   """Defines the flags of `names` (default: every option), in registry order."""
   from absl import flags
   for o in (OPTIONS.values() if names is None else [OPTIONS[n] for n in names]):
-    o.define_flag(flags, flag_values)
+    define_flag(o, flags, flag_values)
 
 
 def given_flags(flag_values, names: Iterable[str]) -> dict:

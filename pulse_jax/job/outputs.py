@@ -11,7 +11,8 @@ from typing import Callable
 import numpy as np
 
 from pulse_jax.io import input_images as inputs_lib
-from pulse_jax.job import result_files as outputs
+from pulse_jax.job import result_files
+from pulse_jax.io import run_files
 from pulse_jax.io import responsible_use
 from pulse_jax.job.errors import UsageError
 
@@ -74,14 +75,14 @@ def check_existing(o, todo: list, identity: dict, summary_path: str, writer: boo
 
 def drop_unusable_folders(output_dir: str, todo: list, writer: bool, warn) -> list:
   """`todo` without the inputs whose folder OUTPUT_DIR/<stem> the job must not use (a
-  symbolic link, a file, outside OUTPUT_DIR: `outputs.input_dir`); those fail, with the
+  symbolic link, a file, outside OUTPUT_DIR: `result_files.input_dir`); those fail, with the
   reason. Process 0 decides for every process."""
   bad, why = np.zeros(len(todo), np.int32), {}
   if writer:
     for i, it in enumerate(todo):
       try:
-        outputs.input_dir(output_dir, it.stem)
-      except outputs.UnsafeOutputPath as e:
+        result_files.input_dir(output_dir, it.stem)
+      except result_files.UnsafeOutputPath as e:
         bad[i], why[i] = 1, str(e)
   bad = from_process_0(bad)
   for i, it in enumerate(todo):
@@ -98,16 +99,16 @@ def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
   for i, it in enumerate(todo):
     d = os.path.join(o.output_dir, it.stem)
     try:
-      if not outputs.existing_outputs(o.output_dir, it.stem):
+      if not result_files.existing_outputs(o.output_dir, it.stem):
         continue
-      report = outputs.complete_report(o.output_dir, it.stem)
+      report = result_files.complete_report(o.output_dir, it.stem)
     except ValueError as e:  # UnsafeOutputPath included
       clashes.append(str(e))
       continue
     if report is None:
       log(f"{d}: incomplete outputs of an interrupted run: searching this input again")
       continue
-    diffs = outputs.resume_differences(report, identity, it.image, mask=it.mask_info)
+    diffs = result_files.resume_differences(report, identity, it.image, mask=it.mask_info)
     if diffs:
       clashes.append(f"{d} (other settings: {_first(diffs)})")
     else:
@@ -116,8 +117,9 @@ def earlier_outputs(o, todo: list, identity: dict, summary_path: str,
     try:
       with open(summary_path) as f:
         s = json.load(f)
-      diffs = ([] if not _has_results(s) else outputs.differences(
-          {"input": s.get("input", "?"), **outputs.result_identity(s["settings"], s["weights"])},
+      diffs = ([] if not _has_results(s) else result_files.differences(
+          {"input": s.get("input", "?"),
+           **result_files.result_identity(s["settings"], s["weights"])},
           {"input": o.input, **identity}))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
       diffs = [f"unreadable: {type(e).__name__}"]
@@ -167,7 +169,7 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   it.status = "within_eps" if within else "not_within_eps"
   advice = None
   if not within:
-    advice = outputs.advice(it.stem, config.eps, it.best_l2, o.restarts, o.steps, best_r)
+    advice = result_files.advice(it.stem, config.eps, it.best_l2, o.restarts, o.steps, best_r)
     it.message = f"not within eps: closest L2 {it.best_l2:.4g} > eps {config.eps:g}"
     ctx.warn(f"warning: {advice}")
   else:
@@ -177,19 +179,19 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   k_out = result.hr.shape[1]
   if ctx.write:
     files = {"hr": [f"hr_{k}.png" for k in range(k_out)],
-             "lr": [f"lr_{k}.png" for k in range(k_out)], "latents": outputs.LATENTS}
-    # Every file of this input's folder that this run writes (`outputs.clear_outputs` removes
+             "lr": [f"lr_{k}.png" for k in range(k_out)], "latents": run_files.LATENTS}
+    # Every file of this input's folder that this run writes (`result_files.clear_outputs` removes
     # these, and only these, when the input is searched again).
-    written = ([outputs.INPUT_PNG] + [n for k in range(k_out)
+    written = ([run_files.INPUT_PNG] + [n for k in range(k_out)
                                       for n in (files["hr"][k], files["lr"][k])]
-               + [outputs.LATENTS, outputs.TRACE]
-               + ([outputs.NOT_WITHIN_EPS] if advice is not None else [])
-               + ([outputs.GIF] if frames else [])
+               + [run_files.LATENTS, run_files.TRACE]
+               + ([run_files.NOT_WITHIN_EPS] if advice is not None else [])
+               + ([run_files.GIF] if frames else [])
                + sorted(ctx.frame_files.get(it.stem, ()))
-               + [outputs.REPORT])
+               + [run_files.REPORT])
   else:
     files = {"hr": [None] * k_out, "lr": [None] * k_out, "latents": None}
-  report = outputs.input_report(
+  report = result_files.input_report(
       it.image, result, i, config=config, restarts=o.restarts, duplicates=o.duplicates,
       files=files, settings=ctx.settings, weights=ctx.winfo, env=ctx.env, timings=timings,
       advice_text=advice)
@@ -207,25 +209,27 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
 
 
 def _write_files(ctx: Context, it, result, i: int, frames: list, files: dict, advice, report):
-  d = outputs.input_dir(ctx.o.output_dir, it.stem)
+  d = result_files.input_dir(ctx.o.output_dir, it.stem)
   os.makedirs(d, exist_ok=True)
-  outputs.input_dir(ctx.o.output_dir, it.stem)  # made here: still a plain folder inside
-  outputs.save_png(it.image.pixels, os.path.join(d, outputs.INPUT_PNG))
+  result_files.input_dir(ctx.o.output_dir, it.stem)  # made here: still a plain folder inside
+  result_files.save_png(it.image.pixels, os.path.join(d, run_files.INPUT_PNG))
   for k in range(result.hr.shape[1]):
     for kind in ("hr", "lr"):
-      outputs.save_png(getattr(result, kind)[i, k], os.path.join(d, files[kind][k]))
-  outputs.write_compact_json(os.path.join(d, outputs.TRACE), outputs.trace_doc(result, i))
-  outputs.save_npz(os.path.join(d, outputs.LATENTS), latents_of(result, i))
+      result_files.save_png(getattr(result, kind)[i, k], os.path.join(d, files[kind][k]))
+  result_files.write_compact_json(os.path.join(d, run_files.TRACE),
+                                  result_files.trace_doc(result, i))
+  result_files.save_npz(os.path.join(d, run_files.LATENTS), latents_of(result, i))
   if advice is not None:
-    outputs.write_text(os.path.join(d, outputs.NOT_WITHIN_EPS), advice + "\n")
+    result_files.write_text(os.path.join(d, run_files.NOT_WITHIN_EPS), advice + "\n")
   if frames:
-    outputs.write_gif(frames, os.path.join(d, outputs.GIF))
-  outputs.write_json(os.path.join(d, outputs.REPORT), report)  # last: the outputs are complete
+    result_files.write_gif(frames, os.path.join(d, run_files.GIF))
+  # last: the outputs are complete
+  result_files.write_json(os.path.join(d, run_files.REPORT), report)
 
 
 def latents_of(result, i: int) -> dict:
   """Input i's latents.npz arrays: every restart's best iterate, 'kept' and 'rank'."""
-  return outputs.latent_arrays({k: v[i] for k, v in result.all_start_values.items()},
+  return result_files.latent_arrays({k: v[i] for k, v in result.all_start_values.items()},
                                result.ranking[i], result.selected[i])
 
 
@@ -237,16 +241,16 @@ def save_frames(ctx: Context, batch: list, frames: dict, info) -> None:
   for i, it in enumerate(batch):
     if it.kept:
       continue
-    d = outputs.input_dir(ctx.o.output_dir, it.stem, sub=outputs.FRAMES)
+    d = result_files.input_dir(ctx.o.output_dir, it.stem, sub=run_files.FRAMES)
     os.makedirs(d, exist_ok=True)
-    outputs.input_dir(ctx.o.output_dir, it.stem, sub=outputs.FRAMES)
-    hr, lr = outputs.to_pil(info.frames["hr"][i]), outputs.to_pil(info.frames["lr"][i])
+    result_files.input_dir(ctx.o.output_dir, it.stem, sub=run_files.FRAMES)
+    hr, lr = result_files.to_pil(info.frames["hr"][i]), result_files.to_pil(info.frames["lr"][i])
     names = [f"hr_step{info.step:04d}.png", f"lr_step{info.step:04d}.png"]
-    outputs.save_image(hr, os.path.join(d, names[0]))
-    outputs.save_image(lr, os.path.join(d, names[1]))
-    ctx.frame_files.setdefault(it.stem, set()).update(f"{outputs.FRAMES}/{n}" for n in names)
-    frames[i].append(outputs.frame_strip([outputs.to_pil(it.image.pixels), lr, hr],
-                                         outputs.gif_cell(G)))
+    result_files.save_image(hr, os.path.join(d, names[0]))
+    result_files.save_image(lr, os.path.join(d, names[1]))
+    ctx.frame_files.setdefault(it.stem, set()).update(f"{run_files.FRAMES}/{n}" for n in names)
+    frames[i].append(result_files.frame_strip([result_files.to_pil(it.image.pixels), lr, hr],
+                                         result_files.gif_cell(G)))
 
 
 # ----------------------------------------------------------------------------- the summary
@@ -289,7 +293,7 @@ def summary(ctx: Context, job, items: list, skipped, num_batches: int, summary_p
   if ctx.write:
     try:
       os.makedirs(o.output_dir, exist_ok=True)
-      outputs.write_json(summary_path, s)
+      result_files.write_json(summary_path, s)
     except OSError as e:
       done = [os.path.join(o.output_dir, it.stem) for it in ran]
       s["error"] = (f"{summary_path}: not written ({type(e).__name__}: "

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from pulse_jax import gallery
+from pulse_jax.io import gallery
 from pulse_jax.runtime import compile_cache
 from pulse_jax.job import init_values
 from pulse_jax.io import input_images as inputs_lib
@@ -24,7 +24,8 @@ from pulse_jax.job import model as job_generator
 from pulse_jax.job import inputs as job_inputs
 from pulse_jax.job import outputs as job_outputs
 from pulse_jax.job import options
-from pulse_jax.job import result_files as outputs
+from pulse_jax.job import result_files
+from pulse_jax.io import run_files
 from pulse_jax.job import run_lock
 from pulse_jax.job import settings as run_options
 from pulse_jax.job.errors import UsageError
@@ -140,27 +141,27 @@ def _search_and_summarise(o, model, params, generator, config, forward, items, s
   ctx = job_outputs.Context(
       o=o, generator=generator, config=config, settings=settings,
       record=run_options.record(o, generator), winfo=winfo,
-      env={"versions": outputs.versions(), "device": outputs.device_info()},
+      env={"versions": result_files.versions(), "device": result_files.device_info()},
       write=writer and o.output_dir is not None, log=log, warn=warn, forward=forward)
-  summary_path = (os.path.join(o.output_dir, outputs.SUMMARY) if o.output_dir is not None
+  summary_path = (os.path.join(o.output_dir, run_files.SUMMARY) if o.output_dir is not None
                   else None)
   if o.output_dir is not None:
     todo = job_outputs.drop_unusable_folders(o.output_dir, todo, writer, warn)
     ctx.reports.update(job_outputs.check_existing(
-        o, todo, outputs.result_identity(settings, winfo), summary_path, writer, log))
+        o, todo, result_files.result_identity(settings, winfo), summary_path, writer, log))
   if ctx.write:
     os.makedirs(o.output_dir, exist_ok=True)
     for it in todo:
       if not it.kept:
-        outputs.clear_outputs(o.output_dir, it.stem)
-        os.makedirs(outputs.input_dir(o.output_dir, it.stem), exist_ok=True)
+        result_files.clear_outputs(o.output_dir, it.stem)
+        os.makedirs(result_files.input_dir(o.output_dir, it.stem), exist_ok=True)
 
   job = Job(ctx, params, on_result=on_result, strict=strict)
   batches = make_batches(todo, o.batch_size)
   job.search(batches)
   summary = job_outputs.summary(ctx, job, items, skipped, len(batches), summary_path, t_start)
   if ctx.write and summary.get("error"):
-    warn(f"warning: gallery page not written ({outputs.SUMMARY} could not be written)")
+    warn(f"warning: gallery page not written ({run_files.SUMMARY} could not be written)")
   elif ctx.write:
     try:
       log(f"gallery: {gallery.write_gallery(o.output_dir)}")

@@ -41,10 +41,10 @@ from PIL import Image
 
 from pulse_jax.job import options
 from pulse_jax.io import responsible_use
-from pulse_jax.render import to_uint8
+from pulse_jax.io.images import to_uint8
 
-from pulse_jax.io.run_files import (FRAMES, GIF, INDEX, INPUT_PNG, LATENTS, NOT_WITHIN_EPS,  # noqa: F401
-                                 REPORT, SUMMARY, TRACE)
+from pulse_jax.io.run_files import (FRAMES, GIF, INPUT_PNG, LATENTS, NOT_WITHIN_EPS, REPORT,
+                                    TRACE)
 
 # The names a run writes in OUTPUT_DIR/<stem>/ (and in its frames/ folder): the only files
 # `clear_outputs` may remove there, and only those an earlier report.json lists (temporaries:
@@ -287,7 +287,7 @@ def latent_arrays(all_values: dict, ranking: np.ndarray, kept: np.ndarray) -> di
 
 def to_pil(image01: np.ndarray) -> Image.Image:
   """[C, H, W] float in [0, 1] -> PIL image (RGB, or L for one channel)."""
-  a = to_uint8(image01)
+  a = to_uint8(image01, channels_first=True)
   return Image.fromarray(a[:, :, 0] if a.shape[-1] == 1 else a)
 
 

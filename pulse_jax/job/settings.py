@@ -13,16 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 
 from pulse_jax.job import options
 from pulse_jax.job.errors import UsageError
 from pulse_jax.search.config import SearchConfig
-
-
-def _annotation(o: options.Option):
-  t = str if o.type is os.PathLike else o.type
-  return typing.Optional[t] if o.optional or o.default is None else t
 
 
 def _init(self, **values) -> None:
@@ -65,8 +59,7 @@ NAMES = tuple(o.name for o in options.run_options())
 
 RunOptions = dataclasses.make_dataclass(
     "RunOptions",
-    [(o.name, _annotation(o), dataclasses.field(default=o.default, metadata={"option": o}))
-     for o in options.run_options()],
+    [(o.name, o.annotation, options.field_of(o)) for o in options.run_options()],
     namespace={"__init__": _init, "given_names": _given_names, "replace": _replace,
                "search_config": _search_config,
                "__doc__": "Every option of the job (the flags of `python -m pulse_jax.run`, "

@@ -1,4 +1,11 @@
-"""Building blocks of StyleGAN v1, as pure functions on NHWC activations.
+"""The shared ops of every network (StyleGAN v1, 2, 3), as pure functions on NHWC activations:
+what NVIDIA's torch_utils/ops holds for its networks, plus StyleGAN v1's blocks.
+
+  activations: `leaky_relu` (and its inverse), `ACTIVATIONS`, `bias_act` (NVIDIA's bias_act);
+  layers: `dense` (equalised-lr FullyConnectedLayer), `conv_nhwc` (stride-1 conv with a fast
+    input gradient) and its prepared forms, the 2x up-sampling convs, `blur_121`;
+  normalisation: `pixel_norm` (= NVIDIA's normalize_2nd_moment), `instance_norm`.
+FIR resampling (upfirdn2d, filtered_lrelu) is `pulse_jax.nets.upfirdn`.
 
 Every function here is a pure jnp function so that the networks built from them
 are jit-able, differentiable and rematerialisable. Weights are stored unscaled
@@ -9,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,18 +31,73 @@ def he_coefficient(fan_in: int, gain: float = math.sqrt(2.0), lrmul: float = 1.0
 
 
 def leaky_relu(x: jax.Array, slope: float = LRELU_SLOPE) -> jax.Array:
+  """x where x >= 0, else x * slope. Any shape and dtype."""
   return jnp.where(x >= 0, x, x * slope)
 
 
-def _conv_plain(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+def leaky_relu_inverse(y: jax.Array, slope: float = LRELU_SLOPE) -> jax.Array:
+  """The inverse of `leaky_relu`: y where y >= 0, else y / slope. Any shape and dtype."""
+  return jnp.where(y >= 0, y, y / slope)
+
+
+class Activation(NamedTuple):
+  """One of NVIDIA's bias_act.activation_funcs: func(x, alpha), default alpha and gain."""
+  func: Callable[[jax.Array, float], jax.Array]
+  def_alpha: float
+  def_gain: float
+
+
+ACTIVATIONS = {
+    "linear": Activation(lambda x, alpha: x, 0.0, 1.0),
+    "relu": Activation(lambda x, alpha: jax.nn.relu(x), 0.0, math.sqrt(2.0)),
+    "lrelu": Activation(leaky_relu, LRELU_SLOPE, math.sqrt(2.0)),
+}
+
+
+def bias_act(x: jax.Array, b: jax.Array | None = None, act: str = "linear",
+             alpha: float | None = None, gain: float | None = None,
+             clamp: float | None = None) -> jax.Array:
+  """NVIDIA's bias_act on the last axis: (x + b) -> act(alpha) -> * gain -> clip to +-clamp.
+
+  x: [..., C]; b: [C] or None; alpha, gain: None for the activation's defaults (`ACTIVATIONS`).
+  A gain of 1 multiplies nothing, a clamp of None clips nothing. Same shape and dtype as x.
+  """
+  spec = ACTIVATIONS[act]
+  if b is not None:
+    x = x + b
+  x = spec.func(x, spec.def_alpha if alpha is None else alpha)
+  gain = spec.def_gain if gain is None else gain
+  if gain != 1.0:
+    x = x * gain
+  if clamp is not None:
+    x = jnp.clip(x, -clamp, clamp)
+  return x
+
+
+def dense(p: dict, x: jax.Array, lr_multiplier: float = 1.0, precision=None) -> jax.Array:
+  """NVIDIA's FullyConnectedLayer without activation (equalised learning rate).
+
+  p: {'kernel': [in, out], 'bias': [out]} as stored (torch's weight transposed); x: [B, in].
+  Returns x @ (kernel * lr / sqrt(in)) + bias * lr, [B, out] in x's dtype; `precision`: the
+  matmul's `jax.lax.Precision` (None: the backend's default).
+  """
+  gain = lr_multiplier / math.sqrt(p["kernel"].shape[0])
+  y = jnp.matmul(x, p["kernel"] * gain, precision=precision)
+  return y + (p["bias"] * lr_multiplier if lr_multiplier != 1 else p["bias"])
+
+
+def _conv_plain(x: jax.Array, kernel: jax.Array, padding, precision=None) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), padding,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      precision=precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def conv_nhwc(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array, padding) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def conv_nhwc(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array, padding,
+              precision=None) -> jax.Array:
   """Stride-1 conv. x: [B, H, W, Cin]; kernel: [kh, kw, Cin, Cout] (HWIO);
-  kernel_t: `transpose_kernel(kernel)`, [kh, kw, Cout, Cin]; padding: ((top, bottom), (left, right)).
+  kernel_t: `transpose_kernel(kernel)`, [kh, kw, Cout, Cin]; padding: ((top, bottom), (left, right));
+  precision: the convs' `jax.lax.Precision`, forward and backward (None: the default).
 
   The same function as `lax.conv_general_dilated`; its input gradient is written as a plain
   NHWC/HWIO conv of the output gradient with `kernel_t`, which the caller computes once (the
@@ -45,19 +108,19 @@ def conv_nhwc(x: jax.Array, kernel: jax.Array, kernel_t: jax.Array, padding) -> 
   pass, so its own cotangent is zero.
   """
   del kernel_t
-  return _conv_plain(x, kernel, padding)
+  return _conv_plain(x, kernel, padding, precision)
 
 
-def _conv_nhwc_fwd(x, kernel, kernel_t, padding):
-  return _conv_plain(x, kernel, padding), (x, kernel, kernel_t)
+def _conv_nhwc_fwd(x, kernel, kernel_t, padding, precision):
+  return _conv_plain(x, kernel, padding, precision), (x, kernel, kernel_t)
 
 
-def _conv_nhwc_bwd(padding, res, g):
+def _conv_nhwc_bwd(padding, precision, res, g):
   x, kernel, kernel_t = res
   kh, kw = kernel.shape[:2]
   (t, b), (l, r) = padding
-  dx = _conv_plain(g, kernel_t, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)))
-  _, kernel_vjp = jax.vjp(lambda w: _conv_plain(x, w, padding), kernel)  # unused by the search
+  dx = _conv_plain(g, kernel_t, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)), precision)
+  _, kernel_vjp = jax.vjp(lambda w: _conv_plain(x, w, padding, precision), kernel)  # unused
   return dx.astype(x.dtype), kernel_vjp(g)[0], jnp.zeros_like(kernel_t)
 
 
@@ -179,5 +242,6 @@ def instance_norm(x: jax.Array, eps: float) -> jax.Array:
 
 
 def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-  """x * rsqrt(mean(x**2 over the last axis) + eps)."""
+  """x * rsqrt(mean(x**2 over the last axis) + eps), any shape [..., C]: StyleGAN v1's pixel
+  norm, and on [B, C] NVIDIA's `normalize_2nd_moment` (StyleGAN2/3 mapping inputs)."""
   return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)

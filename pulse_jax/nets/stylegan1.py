@@ -26,14 +26,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.nets import ops as layers
+from pulse_jax.nets import ops
 from pulse_jax.nets import remat as remat_lib
+from pulse_jax.nets.config_dict import DictConfig
 
 FUSED_MIN_RESOLUTION = 128  # output resolution from which up-sampling is a fused transposed conv
 
 
 @dataclasses.dataclass(frozen=True)
-class StyleGANConfig:
+class StyleGANConfig(DictConfig):
   """Static architecture of a StyleGAN v1 generator (the reference's names and defaults)."""
   resolution: int = 1024
   fmap_base: int = 8192
@@ -78,16 +79,6 @@ class StyleGANConfig:
     return tuple((1, self.layer_resolution(i), self.layer_resolution(i))
                  for i in range(self.num_layers))
 
-  def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: dict) -> "StyleGANConfig":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-      raise ValueError(f"Unknown StyleGANConfig fields {sorted(unknown)}; valid: {sorted(names)}.")
-    return cls(**d)
 
 
 REMAT_POLICIES = ("none", "epilogue", "block")
@@ -159,7 +150,7 @@ def accum_dtype(dtype):
 def prepare_synthesis(params: dict, config: StyleGANConfig, dtype=jnp.float32) -> dict:
   """Run-time weights from stored ones: equalised-LR scaling, the compute dtype, and the forms
   the convolutions use (per-phase 2x2 kernels for up-sampling convs, transposed kernels for the
-  input gradient; see `layers`). A pure function of the parameters: the search computes it once
+  input gradient; see `ops`). A pure function of the parameters: the search computes it once
   per compiled chunk, outside its step loop. Styles, biases of RGB and norms stay in the
   accumulation dtype (`accum_dtype(dtype)`: float32, or float64 for a float64 verification run).
 
@@ -171,18 +162,18 @@ def prepare_synthesis(params: dict, config: StyleGANConfig, dtype=jnp.float32) -
   out = {f"block_{b}": {} for b in range(config.resolution_log2 - 1)}
   out["block_0"]["const"] = f32(params["block_0"]["const"]).astype(dtype)
   for b, i, cin, _, mode in _conv_layers(config):
-    kernel = f32(params[f"block_{b}"][f"conv_{i}"]["kernel"]) * layers.he_coefficient(cin * 9)
-    out[f"block_{b}"][f"conv_{i}"] = (layers.prepare_conv2d(kernel, dtype) if mode == "none"
-                                      else layers.prepare_upsample_conv2d(kernel, mode, dtype))
+    kernel = f32(params[f"block_{b}"][f"conv_{i}"]["kernel"]) * ops.he_coefficient(cin * 9)
+    out[f"block_{b}"][f"conv_{i}"] = (ops.prepare_conv2d(kernel, dtype) if mode == "none"
+                                      else ops.prepare_upsample_conv2d(kernel, mode, dtype))
   for i in range(config.num_layers):
     p = params[f"block_{i // 2}"][f"layer_{i}"]
     out[f"block_{i // 2}"][f"layer_{i}"] = {
         "bias": f32(p["bias"]).astype(dtype), "noise_weight": f32(p["noise_weight"]).astype(dtype),
-        "style_kernel": f32(p["style_kernel"]) * layers.he_coefficient(d, gain=1.0),
+        "style_kernel": f32(p["style_kernel"]) * ops.he_coefficient(d, gain=1.0),
         "style_bias": f32(p["style_bias"])}
   c_last = config.layer_channels(config.num_layers - 1)
-  out["torgb"] = layers.prepare_conv2d(
-      f32(params["torgb_kernel"]) * layers.he_coefficient(c_last, gain=1.0), dtype)
+  out["torgb"] = ops.prepare_conv2d(
+      f32(params["torgb_kernel"]) * ops.he_coefficient(c_last, gain=1.0), dtype)
   out["torgb_bias"] = f32(params["torgb_bias"])
   return out
 
@@ -194,7 +185,7 @@ def _epilogue(x, w, dlatent, noise, eps: float, blur: bool):
   noise: [B, 1, H, W] (NCHW, as the reference).
   """
   if blur:
-    x = layers.blur_121(x)
+    x = ops.blur_121(x)
   dtype = x.dtype
   c = x.shape[-1]
   x = x + w["bias"]
@@ -202,7 +193,7 @@ def _epilogue(x, w, dlatent, noise, eps: float, blur: bool):
   # of the search loop as a [B, H, W, C] buffer per layer, ~190 MB per restart at 1024 px.
   noise = remat_lib.depend_on(noise, x)
   x = x + w["noise_weight"] * jnp.transpose(noise, (0, 2, 3, 1)).astype(dtype)
-  x = layers.instance_norm(layers.leaky_relu(x), eps)
+  x = ops.instance_norm(ops.leaky_relu(x), eps)
   style = jnp.dot(dlatent.astype(w["style_kernel"].dtype), w["style_kernel"]) + w["style_bias"]  # [B, 2C]
   scale = (style[:, :c] + 1.0).astype(dtype)[:, None, None, :]
   shift = style[:, c:].astype(dtype)[:, None, None, :]
@@ -226,9 +217,9 @@ def _block(config: StyleGANConfig, block: int, remat: str, w, x, styles, noise0,
     x = jnp.broadcast_to(w["const"], (styles.shape[0],) + w["const"].shape[1:])
     x = epilogue(x, w[f"layer_{i0}"], styles[:, 0], noise0, config.instance_norm_eps, False)
   else:
-    x = layers.upsample_conv2d_prepared(x, w[f"conv_{i0}"])
+    x = ops.upsample_conv2d_prepared(x, w[f"conv_{i0}"])
     x = epilogue(x, w[f"layer_{i0}"], styles[:, 0], noise0, config.instance_norm_eps, True)
-  x = layers.conv2d_prepared(x, w[f"conv_{i1}"])
+  x = ops.conv2d_prepared(x, w[f"conv_{i1}"])
   return epilogue(x, w[f"layer_{i1}"], styles[:, 1], noise1, config.instance_norm_eps, False)
 
 
@@ -259,7 +250,7 @@ def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
       block = remat_lib.recompute_in_backward(block)
     x = block(prepared[f"block_{b}"], x, dlatents[:, 2 * b:2 * b + 2], noise[2 * b],
               noise[2 * b + 1])
-  rgb = layers.conv2d_prepared(x, prepared["torgb"]).astype(accum_dtype(dtype))
+  rgb = ops.conv2d_prepared(x, prepared["torgb"]).astype(accum_dtype(dtype))
   rgb = rgb + prepared["torgb_bias"]
   return jnp.transpose(rgb, (0, 3, 1, 2))
 
@@ -290,14 +281,14 @@ class MappingNetwork(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     cfg = self.config
-    x = layers.pixel_norm(z.astype(jnp.float32))
+    x = ops.pixel_norm(z.astype(jnp.float32))
     for i in range(cfg.mapping_layers):
       fan_in = x.shape[-1]
       kernel = self.param(f"dense{i}_kernel", nn.initializers.normal(1.0 / cfg.mapping_lrmul),
                           (fan_in, cfg.dlatent_size))
       bias = self.param(f"dense{i}_bias", nn.initializers.zeros, (cfg.dlatent_size,))
-      x = jnp.dot(x, kernel * layers.he_coefficient(fan_in, lrmul=cfg.mapping_lrmul))
-      x = layers.leaky_relu(x + bias * cfg.mapping_lrmul)
+      x = jnp.dot(x, kernel * ops.he_coefficient(fan_in, lrmul=cfg.mapping_lrmul))
+      x = ops.leaky_relu(x + bias * cfg.mapping_lrmul)
     return x
 
 

@@ -41,18 +41,15 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.nets import ops as layers
+from pulse_jax.nets import ops
 from pulse_jax.nets import upfirdn
+from pulse_jax.nets.config_dict import DictConfig
 
 SQRT2 = math.sqrt(2.0)
-LRELU_ALPHA = 0.2
+LRELU_ALPHA = ops.LRELU_SLOPE
 ARCHITECTURES = ("orig", "skip", "resnet")
-# name -> (function, default gain), as NVIDIA's bias_act.activation_funcs.
-ACTIVATIONS = {
-    "linear": (lambda x: x, 1.0),
-    "relu": (jax.nn.relu, SQRT2),
-    "lrelu": (lambda x: jnp.where(x >= 0, x, x * LRELU_ALPHA), SQRT2),
-}
+# name -> (func, default alpha, default gain), as NVIDIA's bias_act.activation_funcs.
+ACTIVATIONS = ops.ACTIVATIONS
 # init_kwargs that change nothing here (memory layout / fused-op choices of the torch code).
 _IGNORED_KWARGS = ("fp16_channels_last", "fused_modconv_default", "channels_last")
 _MAPPING_KWARGS = {"num_layers": "mapping_layers", "embed_features": "mapping_embed_features",
@@ -64,7 +61,7 @@ _SYNTHESIS_KWARGS = ("channel_base", "channel_max", "num_fp16_res", "conv_clamp"
 
 
 @dataclasses.dataclass(frozen=True)
-class Stylegan2Config:
+class Stylegan2Config(DictConfig):
   """Static architecture of a StyleGAN2 generator (NVIDIA's argument names and defaults)."""
   z_dim: int = 512
   c_dim: int = 0
@@ -139,13 +136,6 @@ class Stylegan2Config:
     d["resample_filter"] = list(self.resample_filter)
     return d
 
-  @classmethod
-  def from_dict(cls, d: dict) -> Stylegan2Config:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-      raise ValueError(f"Unknown Stylegan2Config fields {sorted(unknown)}; valid: {sorted(names)}.")
-    return cls(**d)
 
   @property
   def resolution_log2(self) -> int:
@@ -292,51 +282,26 @@ def _part(params: dict, name: str) -> dict:
 # ------------------------------------------------------------------------------ layers
 
 
-def _bias_act(x: jax.Array, b: jax.Array | None, act: str, gain: float | None = None,
-              clamp: float | None = None) -> jax.Array:
-  """NVIDIA's bias_act on the last axis: (x + b) -> act -> * gain -> clip to +-clamp."""
-  fn, def_gain = ACTIVATIONS[act]
-  if b is not None:
-    x = x + b
-  x = fn(x)
-  gain = def_gain if gain is None else gain
-  if gain != 1.0:
-    x = x * gain
-  if clamp is not None:
-    x = jnp.clip(x, -clamp, clamp)
-  return x
-
-
-def _fc_pre(p: dict, x: jax.Array, lr: float = 1.0) -> jax.Array:
-  """Equalised-lr FC layer before its activation: x [B, in] -> [B, out]."""
-  fin = p["kernel"].shape[0]
-  return x @ (p["kernel"] * (lr / math.sqrt(fin))) + p["bias"] * lr
-
-
-def _normalize_2nd_moment(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True) + eps)
-
-
 def _conv(x: jax.Array, weight: jax.Array, up: int, taps: Sequence[float]) -> jax.Array:
   """Shared-weight conv, optionally 2x up-sampling as NVIDIA's conv2d_resample (flip_weight =
   up == 1): insert zeros, pad, FIR (gain up^2), true convolution with ``weight``.
 
   x: [B, H, W, Cin]; weight: [k, k, Cin, Cout] -> [B, H * up, W * up, Cout].
 
-  Every conv is a plain stride-1 NHWC conv with `layers.conv_nhwc`'s input gradient: XLA:CPU
+  Every conv is a plain stride-1 NHWC conv with `ops.conv_nhwc`'s input gradient: XLA:CPU
   runs the backward convs JAX's own transpose rule writes on a slow generic path inside the
-  search's `lax.scan` (measured 5x on a 256 px conv; see `layers.conv_nhwc`).
+  search's `lax.scan` (measured 5x on a 256 px conv; see `ops.conv_nhwc`).
   """
   k = weight.shape[0]
   p = k // 2
   if up == 1:
-    return layers.conv_nhwc(x, weight, layers.transpose_kernel(weight), ((p, p), (p, p)))
+    return ops.conv_nhwc(x, weight, ops.transpose_kernel(weight), ((p, p), (p, p)))
   n = len(taps)
   lo, hi = p + (n + up - 1) // 2, p + (n - up) // 2 + up - 1  # on the zero-dilated input
   # Conv and FIR are both correlations on the up-sampled grid, so they commute: the conv (on
   # the zero-dilated input: a transposed conv) comes first, the FIR runs on its output.
   y = _upsample_conv(x, weight[::-1, ::-1], up, lo, hi)
-  return upfirdn.upfirdn2d(y, taps, gain=float(up * up))
+  return upfirdn.upfirdn2d(y, upfirdn.normalized_taps(taps), gain=float(up * up))
 
 
 def _phases(size: int, k: int, up: int, lo: int, hi: int) -> list[tuple[list[int], int, int, int]]:
@@ -366,7 +331,7 @@ def _upsample_conv(x: jax.Array, weight: jax.Array, up: int, lo: int, hi: int) -
     line = []
     for taps_c, left, right, n_c in cols:
       wk = weight[taps_r[0]:taps_r[-1] + 1:up, taps_c[0]:taps_c[-1] + 1:up]
-      y = layers.conv_nhwc(x, wk, layers.transpose_kernel(wk), ((top, bottom), (left, right)))
+      y = ops.conv_nhwc(x, wk, ops.transpose_kernel(wk), ((top, bottom), (left, right)))
       line.append(jnp.pad(y, ((0, 0), (0, h - n_r), (0, w - n_c), (0, 0))))
     out.append(jnp.stack(line, axis=3))  # [B, h, w, up (c), C]
   y = jnp.stack(out, axis=2)  # [B, h, up (r), w, up (c), C]
@@ -381,7 +346,7 @@ def _synthesis_layer(p: dict, config: Stylegan2Config, x: jax.Array, w: jax.Arra
 
   x: [B, H, W, Cin]; w: [B, D]; noise: [B or 1, H * up, W * up, 1] unit noise or None.
   """
-  styles = _fc_pre(p["affine"], w)  # [B, Cin]
+  styles = ops.dense(p["affine"], w)  # [B, Cin]
   weight = p["kernel"]
   x = _conv(x * styles[:, None, None, :], weight, up, config.resample_filter)
   wsq = jnp.sum(jnp.square(weight), axis=(0, 1))  # [Cin, Cout]
@@ -389,17 +354,17 @@ def _synthesis_layer(p: dict, config: Stylegan2Config, x: jax.Array, w: jax.Arra
   x = x * dcoefs[:, None, None, :]
   if noise is not None:
     x = x + noise * p["noise_strength"]
-  act_gain = ACTIVATIONS[config.activation][1] * gain
+  act_gain = ACTIVATIONS[config.activation].def_gain * gain
   clamp = config.conv_clamp * gain if config.conv_clamp is not None else None
-  return _bias_act(x, p["bias"], config.activation, act_gain, clamp)
+  return ops.bias_act(x, p["bias"], config.activation, gain=act_gain, clamp=clamp)
 
 
 def _torgb(p: dict, config: Stylegan2Config, x: jax.Array, w: jax.Array) -> jax.Array:
   """Modulated 1x1 conv without demodulation: [B, H, W, C] -> [B, H, W, img_channels]."""
   kh, kw, cin, _ = p["kernel"].shape
-  styles = _fc_pre(p["affine"], w) * (1.0 / math.sqrt(cin * kh * kw))
+  styles = ops.dense(p["affine"], w) * (1.0 / math.sqrt(cin * kh * kw))
   y = jnp.einsum("bhwi,io->bhwo", x * styles[:, None, None, :], p["kernel"][0, 0])
-  return _bias_act(y, p["bias"], "linear", 1.0, config.conv_clamp)
+  return ops.bias_act(y, p["bias"], "linear", gain=1.0, clamp=config.conv_clamp)
 
 
 def _skip(p: dict, config: Stylegan2Config, x: jax.Array) -> jax.Array:
@@ -418,16 +383,16 @@ def _mapping_hidden(p: dict, config: Stylegan2Config, z, c) -> jax.Array:
   if config.z_dim:
     if z is None or z.ndim != 2 or z.shape[1] != config.z_dim:
       raise ValueError(f"z must be [B, {config.z_dim}], got {None if z is None else z.shape}.")
-    parts.append(_normalize_2nd_moment(z.astype(jnp.float32)))
+    parts.append(ops.pixel_norm(z.astype(jnp.float32)))
   if config.c_dim:
     if c is None or c.ndim != 2 or c.shape[1] != config.c_dim:
       raise ValueError(f"this generator is conditional: c must be [B, {config.c_dim}] (one-hot "
                        f"class labels), got {None if c is None else c.shape}.")
-    parts.append(_normalize_2nd_moment(_fc_pre(p["embed"], c.astype(jnp.float32))))
+    parts.append(ops.pixel_norm(ops.dense(p["embed"], c.astype(jnp.float32))))
   x = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
   act, lr = config.mapping_activation, config.mapping_lr_multiplier
   for i in range(config.mapping_layers - 1):
-    x = _bias_act(_fc_pre(p[f"fc{i}"], x, lr), None, act)
+    x = ops.bias_act(ops.dense(p[f"fc{i}"], x, lr), None, act)
   return x
 
 
@@ -441,18 +406,17 @@ def mapping_pre_activation(params: dict, config: Stylegan2Config, z: jax.Array |
   """
   p = _part(params, "mapping")
   x = _mapping_hidden(p, config, z, c)
-  return _fc_pre(p[f"fc{config.mapping_layers - 1}"], x, config.mapping_lr_multiplier)
+  return ops.dense(p[f"fc{config.mapping_layers - 1}"], x, config.mapping_lr_multiplier)
 
 
 def pre_to_w(u: jax.Array) -> jax.Array:
   """lrelu(0.2) with gain sqrt 2 (the mapping's last activation); any shape."""
-  return jnp.where(u >= 0, u, u * LRELU_ALPHA) * SQRT2
+  return ops.leaky_relu(u) * SQRT2
 
 
 def w_to_pre(w: jax.Array) -> jax.Array:
-  """The inverse of ``pre_to_w``; any shape."""
-  w = w / SQRT2
-  return jnp.where(w >= 0, w, w / LRELU_ALPHA)
+  """The inverse of ``pre_to_w`` (all / sqrt 2, then negative values / 0.2); any shape."""
+  return ops.leaky_relu_inverse(w / SQRT2)
 
 
 def mapping(params: dict, config: Stylegan2Config, z: jax.Array | None,
@@ -465,7 +429,7 @@ def mapping(params: dict, config: Stylegan2Config, z: jax.Array | None,
   """
   p = _part(params, "mapping")
   u = mapping_pre_activation(p, config, z, c)
-  w = _bias_act(u, None, config.mapping_activation)
+  w = ops.bias_act(u, None, config.mapping_activation)
   ws = jnp.broadcast_to(w[:, None, :], (w.shape[0], config.num_ws, config.w_dim))
   if isinstance(truncation_psi, (int, float)) and truncation_psi == 1:
     return ws
@@ -483,12 +447,12 @@ NOISE_MODES = ("const", "none", "random")
 
 def _noise_inputs(p: dict, config: Stylegan2Config, noise, noise_mode: str, key, batch: int):
   """One [B or 1, r, r, 1] unit-noise map (or None) per noise layer."""
-  layers = noise_layers(config)
+  inputs = noise_layers(config)
   if noise is not None:
-    if len(noise) != len(layers):
-      raise ValueError(f"expected {len(layers)} noise maps, got {len(noise)}.")
+    if len(noise) != len(inputs):
+      raise ValueError(f"expected {len(inputs)} noise maps, got {len(noise)}.")
     out = []
-    for n, layer in zip(noise, layers):
+    for n, layer in zip(noise, inputs):
       if n.ndim != 4 or n.shape[1:] != layer.shape or n.shape[0] not in (1, batch):
         raise ValueError(f"noise for {layer.name} must be [B or 1, "
                          f"{', '.join(map(str, layer.shape))}], got {n.shape}.")
@@ -497,15 +461,15 @@ def _noise_inputs(p: dict, config: Stylegan2Config, noise, noise_mode: str, key,
   if noise_mode not in NOISE_MODES:
     raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}.")
   if noise_mode == "none":
-    return [None] * len(layers)
+    return [None] * len(inputs)
   if noise_mode == "random":
     if key is None:
       raise ValueError("noise_mode='random' needs a key.")
-    keys = jax.random.split(key, max(len(layers), 1))
+    keys = jax.random.split(key, max(len(inputs), 1))
     return [jax.random.normal(k, (batch,) + l.shape[1:] + (1,), jnp.float32)
-            for k, l in zip(keys, layers)]
+            for k, l in zip(keys, inputs)]
   out = []
-  for layer in layers:
+  for layer in inputs:
     _, block, conv, _ = layer.name.split(".")
     out.append(p[block][conv]["noise_const"][None, :, :, None])
   return out

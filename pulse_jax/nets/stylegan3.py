@@ -40,14 +40,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from pulse_jax.nets import filters as sg3_filters
+from pulse_jax.nets import ops
+from pulse_jax.nets import upfirdn
+from pulse_jax.nets.config_dict import DictConfig
 
 HIGHEST = jax.lax.Precision.HIGHEST
 SQRT2 = math.sqrt(2.0)
-LRELU_SLOPE = 0.2
+LRELU_SLOPE = ops.LRELU_SLOPE
 
 
 @dataclasses.dataclass(frozen=True)
-class Stylegan3Config:
+class Stylegan3Config(DictConfig):
   """Static architecture: NVIDIA's Generator / MappingNetwork / SynthesisNetwork /
   SynthesisLayer arguments and defaults (mapping_kwargs flattened with a `mapping_` prefix).
 
@@ -105,16 +108,6 @@ class Stylegan3Config:
     """StyleGAN3 has no noise inputs."""
     return ()
 
-  def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: dict) -> "Stylegan3Config":
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-      raise ValueError(f"Unknown Stylegan3Config fields {sorted(unknown)}; valid: {sorted(names)}.")
-    return cls(**d)
 
   @classmethod
   def from_init_kwargs(cls, d: dict) -> "Stylegan3Config":
@@ -314,24 +307,18 @@ def init_params(key: jax.Array, config: Stylegan3Config) -> dict:
 # ----------------------------------------------------------------------------- mapping
 
 def _dense(p: dict, x: jax.Array, lr_multiplier: float = 1.0) -> jax.Array:
-  """FullyConnectedLayer without activation: x [B, in] -> [B, out]."""
-  gain = lr_multiplier / math.sqrt(p["kernel"].shape[0])
-  y = jnp.matmul(x, p["kernel"] * gain, precision=HIGHEST)
-  return y + (p["bias"] * lr_multiplier if lr_multiplier != 1 else p["bias"])
-
-
-def _normalize_2nd_moment(x: jax.Array) -> jax.Array:
-  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True) + 1e-8)
+  """FullyConnectedLayer without activation at Precision.HIGHEST: x [B, in] -> [B, out]."""
+  return ops.dense(p, x, lr_multiplier, HIGHEST)
 
 
 def pre_to_w(u: jax.Array) -> jax.Array:
   """The last mapping layer's activation: leaky ReLU 0.2 times sqrt 2. Any shape."""
-  return jnp.where(u >= 0, u, u * LRELU_SLOPE) * SQRT2
+  return ops.leaky_relu(u) * SQRT2
 
 
 def w_to_pre(w: jax.Array) -> jax.Array:
-  """Inverse of `pre_to_w`: w / sqrt 2, negative values further / 0.2. Any shape."""
-  return jnp.where(w >= 0, w, w / LRELU_SLOPE) / SQRT2
+  """Inverse of `pre_to_w`: negative values / 0.2, then all / sqrt 2. Any shape."""
+  return ops.leaky_relu_inverse(w) / SQRT2
 
 
 def mapping_pre_activation(params: dict, config: Stylegan3Config, z: jax.Array,
@@ -340,11 +327,11 @@ def mapping_pre_activation(params: dict, config: Stylegan3Config, z: jax.Array,
   when c_dim > 0) -> u [B, w_dim] float32, w = pre_to_w(u)."""
   p = params["mapping"]
   lr = config.mapping_lr_multiplier
-  x = _normalize_2nd_moment(jnp.asarray(z, jnp.float32))
+  x = ops.pixel_norm(jnp.asarray(z, jnp.float32))
   if config.c_dim:
     if c is None:
       raise ValueError(f"This generator is conditional (c_dim={config.c_dim}): pass c.")
-    y = _normalize_2nd_moment(_dense(p["embed"], jnp.asarray(c, jnp.float32)))
+    y = ops.pixel_norm(_dense(p["embed"], jnp.asarray(c, jnp.float32)))
     x = jnp.concatenate([x, y], axis=1)
   for i in range(config.mapping_num_layers):
     if i:
@@ -375,150 +362,13 @@ def mapping(params: dict, config: Stylegan3Config, z: jax.Array, c: jax.Array | 
 
 # ----------------------------------------------------------------------------- synthesis ops
 
-def _conv_plain(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                      precision=HIGHEST)
+filtered_lrelu = upfirdn.filtered_lrelu  # the shared op; this module's name kept
+upfirdn2d = upfirdn.upfirdn2d
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-  """Stride-1 NHWC / HWIO conv whose input gradient is a plain conv of the same layouts with
-  the flipped, transposed kernel: JAX's own transpose rule gives a conv in swapped layouts,
-  which XLA:CPU runs on a slow generic path inside the search's `lax.scan` (as
-  `pulse_jax.nets.ops.conv_nhwc`, at Precision.HIGHEST here)."""
-  return _conv_plain(x, kernel, padding)
-
-
-def _conv_fwd(x, kernel, padding):
-  return _conv_plain(x, kernel, padding), (x, kernel)
-
-
-def _conv_bwd(padding, res, g):
-  x, kernel = res
-  kh, kw = kernel.shape[:2]
-  (t, b), (l, r) = padding
-  kernel_t = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
-  dx = _conv_plain(g, kernel_t, ((kh - 1 - t, kh - 1 - b), (kw - 1 - l, kw - 1 - r)))
-  _, kernel_vjp = jax.vjp(lambda w: _conv_plain(x, w, padding), kernel)  # unused by a search
-  return dx, kernel_vjp(g)[0]
-
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
-
-
-def _depthwise(x: jax.Array, taps: jax.Array, strides: tuple[int, int]) -> jax.Array:
-  """Valid correlation of every channel with `taps` [kh, kw]. x: [B, H, W, C] (NHWC)."""
-  c = x.shape[-1]
-  kernel = jnp.broadcast_to(taps[:, :, None, None], taps.shape + (1, c)).astype(x.dtype)
-  return jax.lax.conv_general_dilated(x, kernel, strides, "VALID",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                      feature_group_count=c, precision=HIGHEST)
-
-
-def upfirdn2d(x: jax.Array, f: jax.Array | None, up: int = 1, down: int = 1,
-              padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> jax.Array:
-  """NVIDIA's `_upfirdn2d_ref` on NHWC: insert up - 1 zeros after every pixel, pad by
-  `padding` (x0, x1, y0, y1; negative crops), convolve with f (None: identity; [k]: separable,
-  each axis scaled by sqrt(gain); [k, k]: scaled by gain), keep every `down`-th pixel.
-
-  x: [B, H, W, C] -> [B, H', W', C], H' = (H up + y0 + y1 - kh) // down + 1.
-  """
-  px0, px1, py0, py1 = padding
-  if f is not None and jnp.ndim(f) == 1:  # separable: shifted slices per axis, by phase
-    g = jnp.asarray(f, jnp.float32)[::-1] * math.sqrt(gain)
-    x = _fir_axis(x, g, up, down, py0, py1, axis=1)
-    return _fir_axis(x, g, up, down, px0, px1, axis=2)
-  if up > 1 or any(padding):
-    x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (py0, py1 + up - 1, up - 1),
-                                               (px0, px1 + up - 1, up - 1), (0, 0, 0)))
-  if f is None:
-    return x[:, ::down, ::down]
-  return _depthwise(x, jnp.asarray(f, jnp.float32)[::-1, ::-1] * gain, (down, down))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _fir_axis(x: jax.Array, g: jax.Array, up: int, down: int, p0: int, p1: int,
-              axis: int) -> jax.Array:
-  """`upfirdn2d` along one axis: zero-insert `up`, pad (p0, p1), correlate with g [k], keep
-  every `down`-th. Computed as a sum of k shifted (strided) slices of x, each output phase
-  (j mod up) with only the taps that meet input pixels, so no zero is multiplied and no
-  depthwise convolution is run (XLA:CPU runs those slowly, inside the search's loop most).
-  Its input gradient is the adjoint resampling (NVIDIA's upfirdn2d backward: flipped taps,
-  up and down swapped), computed the same way."""
-  return _fir_axis_impl(x, g, up, down, p0, p1, axis)
-
-
-def _fir_axis_fwd(x, g, up, down, p0, p1, axis):
-  return _fir_axis_impl(x, g, up, down, p0, p1, axis), (x, g)
-
-
-def _fir_axis_bwd(up, down, p0, p1, axis, res, dy):
-  x, g = res
-  n, k, out_len = x.shape[axis], g.shape[0], dy.shape[axis]
-  q0 = k - 1 - p0
-  q1 = n * up - up + 1 - out_len * down + p0
-  dx = _fir_axis_impl(dy, g[::-1], down, up, q0, q1, axis)
-  _, g_vjp = jax.vjp(lambda g: _fir_axis_impl(x, g, up, down, p0, p1, axis), g)  # unused
-  return dx, g_vjp(dy)[0]
-
-
-_fir_axis.defvjp(_fir_axis_fwd, _fir_axis_bwd)
-
-
-def _fir_axis_impl(x: jax.Array, g: jax.Array, up: int, down: int, p0: int, p1: int,
-                   axis: int) -> jax.Array:
-  n, k = x.shape[axis], g.shape[0]
-  length = n * up + p0 + p1  # the zero-inserted, padded signal
-  out_len = (length - k) // down + 1
-  if out_len < 1:
-    raise ValueError(f"upfirdn2d: a signal of {length} is shorter than the {k}-tap filter.")
-  # output j reads v[j * down + t] = x[(j * down + t - p0) / up] (zero off the grid / outside)
-  period = up // math.gcd(up, down)  # outputs j and j + period meet the same taps
-  count = -(-out_len // period)
-  step = down * period // up  # input pixels between outputs j and j + period
-  phases = []
-  for r in range(period):
-    terms = [(t, (r * down + t - p0) // up) for t in range(k) if (r * down + t - p0) % up == 0]
-    lo = min((i for _, i in terms), default=0)
-    hi = max((i + (count - 1) * step for _, i in terms), default=0)
-    before, after = max(-lo, 0), max(hi - (n - 1), 0)
-    xp = jax.lax.pad(x, jnp.zeros((), x.dtype),
-                     [(before, after, 0) if a == axis else (0, 0, 0) for a in range(x.ndim)])
-    acc = None
-    for t, i in terms:
-      start = i + before
-      sl = jax.lax.slice_in_dim(xp, start, start + (count - 1) * step + 1, step, axis=axis)
-      term = sl * g[t]
-      acc = term if acc is None else acc + term
-    if acc is None:
-      shape = list(x.shape)
-      shape[axis] = count
-      acc = jnp.zeros(shape, x.dtype)
-    phases.append(acc)
-  if period == 1:
-    y = phases[0]
-  else:
-    y = jnp.stack(phases, axis=axis + 1)
-    y = y.reshape(x.shape[:axis] + (count * period,) + x.shape[axis + 1:])
-  return jax.lax.slice_in_dim(y, 0, out_len, axis=axis)
-
-
-def filtered_lrelu(x: jax.Array, fu: jax.Array | None, fd: jax.Array | None, b: jax.Array,
-                   up: int, down: int, padding: tuple[int, int, int, int], gain: float = SQRT2,
-                   slope: float = LRELU_SLOPE, clamp: float | None = None) -> jax.Array:
-  """NVIDIA's `_filtered_lrelu_ref` on NHWC: + bias b [C], up-sample by `up` and FIR with fu
-  (gain up**2) under `padding`, leaky ReLU(slope) * gain, clamp to [-clamp, clamp], FIR with
-  fd and down-sample by `down`. x: [B, H, W, C] float32."""
-  x = x + b
-  x = upfirdn2d(x, fu, up=up, padding=padding, gain=up ** 2)
-  if slope != 1:
-    x = jnp.where(x >= 0, x, x * slope)
-  if gain != 1:
-    x = x * gain
-  if clamp is not None:
-    x = jnp.clip(x, -clamp, clamp)
-  return upfirdn2d(x, fd, down=down)
+  """Stride-1 NHWC / HWIO conv at Precision.HIGHEST with `ops.conv_nhwc`'s fast input gradient."""
+  return ops.conv_nhwc(x, kernel, ops.transpose_kernel(kernel), padding, HIGHEST)
 
 
 def _synthesis_input(p: dict, spec: InputSpec, w: jax.Array) -> jax.Array:

@@ -43,7 +43,7 @@ def _differences(stored: dict, now: dict) -> list[str]:
 class CheckpointError(RuntimeError):
   """A checkpoint could not be saved (a full or read-only disk, a save that did not finish in
   `SAVE_TIMEOUT_S`); the message names the directory and the step. The search goes on
-  without checkpoints (`driver.search_images`)."""
+  without checkpoints (`loop.search_images`)."""
 
 
 class SettingsMismatch(ValueError):
@@ -156,7 +156,7 @@ class SearchCheckpoints:
 
     blocking=False: returns once orbax holds the data (device-to-host copy) and writes the
     files in the background (the next save or `wait_until_finished` waits for them); `state`
-    must then not be donated or deleted meanwhile (the driver passes a copy).
+    must then not be donated or deleted meanwhile (the loop passes a copy).
     Raises CheckpointError when the save fails or does not finish in time."""
     import orbax.checkpoint as ocp
     meta = {"format": FORMAT, "settings": self.settings, "rows": int(rows), "step": int(step)}

@@ -3,11 +3,13 @@
 `search_images` is the library entry point behind `python -m pulse_jax.run`. It
   - lays out N = B images x R restarts over a 1-D mesh of every device of every process
     (padded to a multiple of the device count; the extra rows are dropped and logged),
-  - compiles the chunk program once per problem shape (cached: a second batch of the same
-    shape and options does not recompile),
-  - runs the chunks, reporting progress and optional best-so-far frames,
-  - saves/restores the full state with orbax every `checkpoint_every` steps,
-  - gathers every host's per-restart results, ranks restarts per image and renders the best.
+  - compiles the chunk program once per problem shape (`runtime.compile`, cached: a second
+    batch of the same shape and options does not recompile),
+  - runs the chunks (`BatchSearch`), reporting progress and optional best-so-far frames one
+    chunk behind, so the host never makes the device wait,
+  - saves/restores the full state with orbax every `checkpoint_every` steps (`_Checkpoints`),
+  - gathers every host's per-restart results, ranks restarts per image (`search/rank.py`) and
+    renders the best.
 A restart's result depends only on (seed, image key, restart index), not on the device or
 process count (see docs/scaling.md).
 """
@@ -23,15 +25,21 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pulse_jax.search import program as search
-from pulse_jax.runtime import sharding
-from pulse_jax.generators import Generator
 from pulse_jax.forward import ForwardModel
+from pulse_jax.generators import Generator
+from pulse_jax.runtime import checkpoints, compile, sharding, stopping
+from pulse_jax.search import program, rank
 from pulse_jax.search.config import SearchConfig
 
 logger = logging.getLogger(__name__)
+
+# The compiled programs and the micro-batch choice live in `runtime.compile`; these names
+# stay here for callers of the loop module.
+compiled_chunk = compile.compiled_chunk
+choose_micro_batches = compile.choose_micro_batches
+device_memory_budget = compile.device_memory_budget
+program_bytes = compile.program_bytes
 
 
 @dataclasses.dataclass
@@ -97,166 +105,9 @@ class Stopped(Exception):
 
   def __init__(self, signum: int, step: int, steps: int, checkpoint: str | None,
                why_none: str = "no --checkpoint_dir"):
-    from pulse_jax.runtime import stopping
     self.signum, self.step, self.steps, self.checkpoint = signum, step, steps, checkpoint
     where = f"checkpoint saved in {checkpoint}" if checkpoint else f"no checkpoint: {why_none}"
     super().__init__(f"stopped by {stopping.name(signum)} at step {step}/{steps} ({where})")
-
-
-_COMPILED: dict = {}
-compile_count = 0  # number of chunk programs compiled by this process (for tests and reports)
-
-
-def _signature(tree) -> tuple:
-  return tuple((tuple(x.shape), str(x.dtype), str(getattr(x, "sharding", None)))
-               for x in jax.tree.leaves(tree))
-
-
-def _abstract_state(problem: search.Problem, mesh, keys, ids, start):
-  """The initial `SearchState` as `jax.ShapeDtypeStruct`s with the chunk's shardings."""
-  state = jax.eval_shape(functools.partial(search.init_state, problem), keys, ids, start)
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                      state, sharding.state_shardings(state, mesh))
-
-
-def _init_program(problem: search.Problem, mesh, keys, ids, start):
-  """`search.init_state` jitted with the state laid out as the chunk expects (cached)."""
-  key = ("init", problem, sharding.mesh_key(mesh), _signature((keys, ids, start)))
-  if key not in _COMPILED:
-    out = jax.tree.map(lambda a: a.sharding, _abstract_state(problem, mesh, keys, ids, start))
-    _COMPILED[key] = jax.jit(functools.partial(search.init_state, problem), out_shardings=out)
-  return _COMPILED[key]
-
-
-def _prepare_program(generator: Generator, mesh):
-  """`generator.prepare` jitted, its output replicated (cached): the run-time weights are
-  computed once per search, not once per chunk."""
-  key = ("prepare", generator, sharding.mesh_key(mesh))
-  if key not in _COMPILED:
-    _COMPILED[key] = jax.jit(generator.prepare, out_shardings=sharding.replicated(mesh))
-  return _COMPILED[key]
-
-
-def _abstract_prepared(generator: Generator, params, mesh):
-  rep = sharding.replicated(mesh)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
-                      jax.eval_shape(generator.prepare, params))
-
-
-def _chunk_program(problem: search.Problem, mesh, weights, state, ref, mask, fwd=None,
-                   prepared: bool = True):
-  """(compiled chunk, compile seconds) for these (concrete or abstract) arguments, cached.
-
-  weights: the prepared weights (`generator.prepare(params)`), or with prepared=False the
-  stored parameters (prepared inside the program, once per chunk: the old way, kept for the
-  benchmark). Explicit shardings in and out: state rows on 'restarts', weights and scalars
-  replicated, the trace [chunk, N] on 'restarts' along N; the state is donated. The compiled
-  program has no cross-device communication (tests/test_sharding.py reads its HLO).
-  """
-  global compile_count
-  fwd = {} if fwd is None else fwd
-  args = (weights, state, ref, fwd) + ((mask,) if mask is not None else ())
-  key = ("chunk", problem, prepared, sharding.mesh_key(mesh), _signature(args))
-  if key not in _COMPILED:
-    t = time.perf_counter()
-    rows, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
-    state_sh = sharding.state_shardings(state, mesh)
-    run = search.run_chunk_prepared if prepared else search.run_chunk
-    fn = lambda weights, state, ref, fwd, mask=None: run(problem, weights, state, ref, mask, fwd)
-    trace_shape = jax.eval_shape(fn, *args)[1]
-    trace_sh = jax.tree.map(
-        lambda x: NamedSharding(mesh, P(None, sharding.AXIS)) if x.ndim == 2 else rep, trace_shape)
-    jitted = jax.jit(fn, in_shardings=(rep, state_sh, rows, rep)
-                     + ((rows,) if mask is not None else ()),
-                     out_shardings=(state_sh, trace_sh), donate_argnums=(1,))
-    _COMPILED[key] = (jitted.lower(*args).compile(), time.perf_counter() - t)
-    compile_count += 1
-  return _COMPILED[key]
-
-
-def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: int, lr_size: int,
-                   chunk_size: int = 25, micro_batches: int = 1, mesh=None,
-                   with_mask: bool = False, forward: ForwardModel | None = None):
-  """The compiled chunk `search_images` runs, from shapes only (nothing is allocated).
-
-  params: the parameter tree, concrete or `jax.ShapeDtypeStruct`s; rows: N restarts in all
-  (padded to a multiple of the device count x micro_batches here). For inspection:
-  `.as_text()` (HLO), `.memory_analysis()` (bytes per device).
-  """
-  mesh = mesh or sharding.restart_mesh()
-  factor = generator.resolution // lr_size
-  forward = (forward or ForwardModel()).with_factor(factor)
-  problem = search.Problem(generator, config, factor, chunk_size, micro_batches, forward)
-  n = sharding.padded_count(rows, mesh, micro_batches)
-  rows_sh, rep = sharding.rows_sharding(mesh), sharding.replicated(mesh)
-  ids = jax.ShapeDtypeStruct((n,), jnp.uint32, sharding=rows_sh)
-  state = _abstract_state(problem, mesh, ids, ids, None)
-  params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), params)
-  c = problem.lr_channels
-  ref = jax.ShapeDtypeStruct((n, c, lr_size, lr_size), jnp.float32, sharding=rows_sh)
-  mask = (jax.ShapeDtypeStruct((n, 1, lr_size, lr_size), jnp.float32, sharding=rows_sh)
-          if with_mask else None)
-  fwd = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
-                     forward.arrays())
-  prepared = _abstract_prepared(generator, params, mesh)
-  return _chunk_program(problem, mesh, prepared, state, ref, mask, fwd)[0]
-
-
-def device_memory_budget(mesh, fraction: float = 0.9) -> int | None:
-  """`fraction` of the smallest memory limit among this process's devices of `mesh` (bytes),
-  or None where the backend does not report one (the CPU)."""
-  limits = []
-  for d in mesh.devices.flat:
-    if d.process_index != jax.process_index():
-      continue
-    try:
-      stats = d.memory_stats()
-    except Exception:  # pylint: disable=broad-except
-      stats = None
-    if not stats or not stats.get("bytes_limit"):
-      return None
-    limits.append(int(stats["bytes_limit"]))
-  return int(min(limits) * fraction) if limits else None
-
-
-def program_bytes(compiled) -> int:
-  """Device bytes a compiled program needs: temporaries + arguments + outputs not aliased."""
-  m = compiled.memory_analysis()
-  return int(m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
-             - m.alias_size_in_bytes)
-
-
-def choose_micro_batches(generator: Generator, params, config: SearchConfig, *, rows: int,
-                         lr_size: int, chunk_size: int, mesh, with_mask: bool,
-                         budget_bytes: int | None, log: Callable[[str], None],
-                         forward: ForwardModel | None = None) -> int:
-  """The fewest micro-batches whose compiled chunk fits in `budget_bytes` per device.
-
-  Only divisors of the rows per device are tried (no extra padding), fewest first; each try
-  compiles the chunk (cached: the chosen one is the program the search then runs). Without a
-  budget (a backend that reports no memory limit, and none given) the answer is 1.
-  """
-  if budget_bytes is None:
-    return 1
-  per_device = sharding.padded_count(rows, mesh) // mesh.devices.size
-  divisors = [g for g in range(1, per_device + 1) if per_device % g == 0]
-  g = 1
-  while True:
-    need = program_bytes(compiled_chunk(generator, params, config, rows=rows, lr_size=lr_size,
-                                        chunk_size=chunk_size, micro_batches=g, mesh=mesh,
-                                        with_mask=with_mask, forward=forward))
-    if need <= budget_bytes:
-      if g > 1:
-        log(f"micro-batches: {g} ({per_device // g} restarts at a time per device; the chunk "
-            f"needs {need / 2**30:.1f} GiB of the {budget_bytes / 2**30:.1f} GiB budget).")
-      return g
-    if g == per_device:
-      raise ValueError(
-          f"The search does not fit in {budget_bytes / 2**30:.1f} GiB per device even one "
-          f"restart at a time (needs {need / 2**30:.1f} GiB). Use --compute_dtype=bfloat16, "
-          "a smaller generator, or a device with more memory.")
-    want = -(-g * need // budget_bytes)  # activation memory shrinks about as 1 / g
-    g = next(d for d in divisors if d > g and d >= min(want, per_device))
 
 
 def _layout(num_images: int, restarts: int, image_keys, mesh,
@@ -272,16 +123,6 @@ def _layout(num_images: int, restarts: int, image_keys, mesh,
   return image_index, restart_ids, keys, n_pad
 
 
-def _rank(within: np.ndarray, total: np.ndarray, l2: np.ndarray) -> np.ndarray:
-  """[B, R] restart indices, best first: within eps first, then lowest total, then lowest L2.
-
-  (Within eps the clamped L2 term ties, so the total alone would not order by fit.) NaN last.
-  """
-  t = np.where(np.isfinite(total), total, np.inf)
-  d = np.where(np.isfinite(l2), l2, np.inf)
-  return np.lexsort((d, t, ~within), axis=-1)
-
-
 def _digest(*arrays) -> str | None:
   if all(a is None for a in arrays):
     return None
@@ -294,7 +135,7 @@ def _digest(*arrays) -> str | None:
   return h.hexdigest()
 
 
-def _settings(problem: search.Problem, params, ref, mask, restarts: int, image_keys,
+def _settings(problem: program.Problem, params, ref, mask, restarts: int, image_keys,
               start) -> dict:
   """What a checkpoint must match to be resumed (JSON): everything that changes the results.
 
@@ -321,14 +162,283 @@ def _settings(problem: search.Problem, params, ref, mask, restarts: int, image_k
   }
 
 
-def _trace_to_host(pending: list, n: int) -> list[dict]:
-  """Device traces [(trace {name: [chunk, N_pad]}, active steps)] -> host {name: [active, n]}."""
-  return [{k: sharding.to_host(v)[:active, :n] for k, v in trace.items() if k != "active"}
-          for trace, active in pending]
+def _trace_to_host(trace: dict, active: int, n: int) -> dict:
+  """A chunk's device trace {name: [chunk, N_pad]} -> host {name: [active, n]} (the steps run,
+  the real rows; 'active' dropped)."""
+  return {k: sharding.to_host(v)[:active, :n] for k, v in trace.items() if k != "active"}
 
 
 def _concat(chunks: list[dict]) -> dict:
   return {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]} if chunks else {}
+
+
+class _Checkpoints:
+  """A batch's checkpoints in `directory` (orbax, `runtime.checkpoints`), or none.
+
+  A checkpoint that cannot be saved turns checkpoints off for this batch, which goes on
+  (single process; with several processes it raises: they would disagree about the next save).
+  """
+
+  def __init__(self, directory: str | None, settings: Callable[[], dict],
+               warn: Callable[[str], None]):
+    self.requested = bool(directory)
+    self.warn = warn
+    self.manager = None
+    self.saved_step = -1  # the newest step saved (or resumed from) by this search
+    if directory:
+      try:
+        self.manager = checkpoints.SearchCheckpoints(  # raises here when the settings differ
+            directory, settings(), log=warn)
+      except OSError as e:  # cannot create or list the directory (read-only, full disk)
+        self._off(checkpoints.CheckpointError(
+            f"{directory} cannot be used: {type(e).__name__}: {e}"))
+
+  def _off(self, e: Exception) -> None:
+    self.manager = None
+    if jax.process_count() > 1:
+      raise e
+    self.warn(f"warning: checkpoints disabled for this batch: {e}")
+
+  @property
+  def on(self) -> bool:
+    return self.manager is not None
+
+  def restore(self, abstract_state, n_pad: int, n: int):
+    """(state, trace {name: [steps, n]}) of the newest readable checkpoint, or None."""
+    if self.manager is None:
+      return None
+    restored = self.manager.restore_latest(abstract_state, n_pad, n)
+    if restored is not None and int(restored[0].step):
+      self.saved_step = int(restored[0].step)
+    return restored
+
+  def due(self, prev: int, done: int, steps: int, every: int) -> bool:
+    """Whether the chunk from step `prev` to `done` ends at a save: the last step, or the
+    first chunk end at or past a multiple of `every` (0: only the last)."""
+    return self.manager is not None and (
+        done == steps or bool(every and done // every > prev // every))
+
+  def save(self, step: int, state, trace: dict, n_pad: int, blocking: bool) -> None:
+    """Saves `state` (not donated again until written, or a copy) and the host trace."""
+    if self.manager is None:
+      return
+    try:
+      self.manager.save(step, state, trace, n_pad, blocking=blocking)
+      self.saved_step = step
+    except checkpoints.CheckpointError as e:
+      self._off(e)
+
+  def wait(self) -> None:
+    if self.manager is None:
+      return
+    try:
+      self.manager.wait_until_finished()
+    except checkpoints.CheckpointError as e:
+      self._off(e)
+
+  def stopped(self, signum: int, done: int, steps: int) -> Stopped:
+    """The `Stopped` of a stop request at step `done`, naming the checkpoint of that step."""
+    saved = self.manager is not None and self.saved_step == done and done > 0
+    why_none = ("no --checkpoint_dir" if not self.requested else "nothing searched yet"
+                if done == 0 else "checkpoints disabled for this batch")
+    return Stopped(signum, done, steps, self.manager.directory if saved else None, why_none)
+
+
+@dataclasses.dataclass
+class _ChunkDone:
+  """One dispatched chunk whose host work (progress, frames, checkpoint) is still to do."""
+  step: int              # steps done after it
+  trace: dict            # device trace {name: [chunk, N_pad]}
+  active: int            # steps it ran (the rest of the trace rows are masked)
+  frames: dict | None    # device arrays of each image's best-so-far images, or None
+  snapshot: object       # a copy of the state to checkpoint, or None
+
+
+class BatchSearch:
+  """One batch's search on the devices: its problem, mesh, row layout, placed inputs, weights,
+  compiled chunk programs and current state. `search_images` builds one and `_run` loops:
+
+    s.start(ckpt, log)        # restore the newest checkpoint, or draw the initial state
+    s.compile_programs()      # weights prepared once; the chunk (and last-chunk) programs
+    while s.done < s.steps:   # between chunks: stop requests
+      chunk = s.run_chunk(...)  # dispatched (with frames, a state copy to save), not waited for
+      ... host work of the previous chunk: s.kept.add, checkpoint, s.progress_info
+    s.result(keep, timings)   # gathered, ranked, best images rendered
+
+  Rows: N = B images x R restarts, image-major (n = b * R + r), padded to N_pad (more restarts
+  of the last image, computed and dropped).
+  """
+
+  def __init__(self, problem: program.Problem, mesh, params, ref: np.ndarray, *, restarts: int,
+               image_keys: np.ndarray, start: dict | None, mask: np.ndarray | None,
+               log: Callable[[str], None]):
+    """ref: [B, C', h, w] float32; mask: [B, 1, h, w] or None; params: host generator
+    parameters; start: start values (`program.start_from_npz_dict`'s input) or None."""
+    self.problem, self.mesh = problem, mesh
+    micro_batches = problem.micro_batches
+    b = ref.shape[0]
+    self.images, self.restarts = b, restarts
+    image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh,
+                                                    micro_batches)
+    n = b * restarts
+    self.n, self.n_pad = n, n_pad
+    self.num_devices = int(mesh.devices.size)
+    if n_pad > n:
+      groups = f" x {micro_batches} micro-batches" if micro_batches > 1 else ""
+      log(f"{n} restarts ({b} images x {restarts}) padded to {n_pad} rows for "
+          f"{self.num_devices} devices{groups}: {n_pad - n} extra restarts are computed and "
+          "dropped.")
+    rows = {"image_keys": keys.astype(np.uint32), "restart_ids": restart_ids.astype(np.uint32),
+            "ref": ref[image_index]}
+    if mask is not None:
+      rows["mask"] = np.asarray(mask, np.float32)[image_index]
+    start_rows = None
+    if start is not None:
+      st = program.start_from_npz_dict(problem, start, n, b)
+      pad = lambda v: np.concatenate([v, v[-1:].repeat(n_pad - n, 0)]) if n_pad > n else v
+      start_rows = {"noise": {k: pad(v) for k, v in st["noise"].items()}}
+      if "latent" in st:
+        start_rows["latent"] = pad(st["latent"])
+    dev = sharding.shard_rows(rows, mesh)
+    self.ref, self.mask = dev["ref"], dev.get("mask")
+    self.init_args = (dev["image_keys"], dev["restart_ids"],
+                      sharding.shard_rows(start_rows, mesh) if start_rows is not None else None)
+    self.params = sharding.replicate(params, mesh)
+    self.fwd = sharding.replicate(problem.forward.arrays(), mesh)
+    self.weights = None        # prepared weights (replicated), by `compile_programs`
+    self.chunk_fn = self.tail_fn = None
+    self.state: program.SearchState | None = None
+    self.done = self.resumed_from = 0
+    self.kept: rank.KeptFollower | None = None
+
+  @property
+  def steps(self) -> int:
+    return self.problem.config.steps
+
+  def start(self, ckpt: _Checkpoints, log: Callable[[str], None]) -> None:
+    """The state to search from: the newest checkpoint's, or the initial draw."""
+    trace_host: list[dict] = []
+    restored = ckpt.restore(compile.abstract_state(self.problem, self.mesh, *self.init_args),
+                            self.n_pad, self.n)
+    if restored is not None:
+      self.state, trace = restored
+      trace_host = [trace] if trace else []
+      self.resumed_from = self.done = int(self.state.step)
+      log(f"resumed from step {self.resumed_from} of {self.steps} (checkpoint in "
+          f"{ckpt.manager.directory})")
+    else:
+      self.state = compile.init_program(self.problem, self.mesh, *self.init_args)(
+          *self.init_args)
+    self.kept = rank.KeptFollower(self.n, self.problem.config.eps, trace_host)
+
+  def compile_programs(self) -> float:
+    """Prepares the weights (once per search) and compiles the chunk programs: one of
+    `chunk_size` steps and, when the steps left are not a multiple of it, one of the exact
+    remainder for the last chunk (no masked steps are computed). Returns the seconds taken."""
+    t = time.perf_counter()
+    self.weights = jax.block_until_ready(
+        compile.prepare_program(self.problem.generator, self.mesh)(self.params))
+    compile_s = time.perf_counter() - t  # compile + one preparation
+    if self.done >= self.steps:
+      return compile_s
+    args = (self.weights, self.state, self.ref, self.mask, self.fwd)
+    self.chunk_fn, chunk_s = compile.chunk_program(self.problem, self.mesh, *args)
+    compile_s += chunk_s
+    tail = (self.steps - self.done) % self.problem.chunk_size
+    if tail:
+      self.tail_fn, tail_s = compile.chunk_program(
+          dataclasses.replace(self.problem, chunk_size=tail), self.mesh, *args)
+      compile_s += tail_s
+    return compile_s
+
+  def run_chunk(self, frames: bool, checkpoint_due: Callable[[int, int], bool]) -> _ChunkDone:
+    """Dispatches the next chunk (and, if asked, the best-so-far frames and a copy of the state
+    to checkpoint when `checkpoint_due(prev, done)`); reads nothing back."""
+    chunk_size = self.problem.chunk_size
+    fn = self.tail_fn if self.steps - self.done < chunk_size else self.chunk_fn
+    margs = (self.mask,) if self.mask is not None else ()
+    self.state, trace = fn(self.weights, self.state, self.ref, self.fwd, *margs)
+    prev, self.done = self.done, min(self.done + chunk_size, self.steps)
+    frames_dev = self.best_so_far() if frames else None
+    snapshot = (jax.tree.map(jnp.copy, self.state) if checkpoint_due(prev, self.done)
+                else None)  # a copy: the state is donated to the next chunk
+    return _ChunkDone(self.done, trace, self.done - prev, frames_dev, snapshot)
+
+  def best_so_far(self) -> dict:
+    """Device arrays {'hr': [B, C, H, W], 'lr', losses} of each image's best restart so far."""
+    rows = _best_rows(self.state.best_total, self.state.best_l2, self.problem.config.eps,
+                      self.images, self.restarts, self.n)
+    rows = jax.device_put(rows, sharding.replicated(self.mesh))
+    return self._render_rows(rows, to_host=False)
+
+  def progress_info(self, step: int, elapsed_s: float, frames: dict | None) -> ChunkInfo:
+    """The `ChunkInfo` of step `step` from the kept losses followed on the host."""
+    b, r = self.images, self.restarts
+    bt, bl = self.kept.total.reshape(b, r), self.kept.l2.reshape(b, r)
+    top = rank.best_restart(bt, bl, self.problem.config.eps)
+    info = ChunkInfo(step, self.steps, bt[np.arange(b), top], bl[np.arange(b), top], elapsed_s)
+    if frames is not None:
+      info.frames = {k: sharding.to_host(v) for k, v in frames.items()}
+    return info
+
+  def _render_rows(self, rows, to_host: bool = True) -> dict:
+    """Renders the best iterate of the given rows (host or device int array [K]) on the
+    prepared weights: {'hr': [K, C, H, W], 'lr': [K, C', h, w], losses [K]}."""
+    rows_j = (sharding.replicate(np.asarray(rows, np.int32), self.mesh)
+              if isinstance(rows, np.ndarray) else rows)
+    state = self.state
+    sub = program.SearchState(
+        step=state.step, vars={}, fixed_noise=_gather(state.fixed_noise, rows_j), opt_state=(),
+        best_vars=_gather(state.best_vars, rows_j), best_total=None, best_terms={},
+        best_l2=None, best_step=None, min_l2=None)
+    sub_ref = _gather(self.ref, rows_j)
+    sub_mask = _gather(self.mask, rows_j) if self.mask is not None else None
+    out = program.render_best_prepared(self.problem, self.weights, sub, sub_ref, sub_mask,
+                                       self.fwd)
+    return {k: sharding.to_host(v) for k, v in out.items()} if to_host else out
+
+  def result(self, keep: int, timings: dict) -> SearchResult:
+    """Every host's per-restart results gathered, restarts ranked per image, the `keep` best
+    rendered (a collective across processes)."""
+    b, r, n, state = self.images, self.restarts, self.n, self.state
+    eps = self.problem.config.eps
+    host = {k: sharding.to_host(v)[:n].reshape(b, r) for k, v in
+            (("total", state.best_total), ("l2", state.best_l2),
+             ("best_step", state.best_step), ("min_l2", state.min_l2))}
+    terms = {k: sharding.to_host(v)[:n].reshape(b, r) for k, v in state.best_terms.items()}
+    within = rank.within_eps(host["l2"], eps)
+    ranking = rank.ranking(host["total"], host["l2"], eps)
+    selected = ranking[:, :keep]
+    flat_rows = (np.arange(b)[:, None] * r + selected).reshape(-1)
+    images = self._render_rows(flat_rows)
+    all_values = {k: sharding.to_host(v)[:n].reshape((b, r) + v.shape[1:])
+                  for k, v in program.start_values_of(self.problem, state).items()}
+    start_values = {k: v[np.arange(b)[:, None], selected] for k, v in all_values.items()}
+    trace = {k: v.reshape(-1, b, r) for k, v in _concat(self.kept.chunks).items()}
+    return SearchResult(
+        total=host["total"], terms=terms, l2=host["l2"], min_l2=host["min_l2"],
+        best_step=host["best_step"], within_eps=within, ranking=ranking,
+        success_rate=within.mean(axis=1), selected=selected,
+        hr=images["hr"].reshape((b, keep) + images["hr"].shape[1:]),
+        lr=images["lr"].reshape((b, keep) + images["lr"].shape[1:]),
+        start_values=start_values, all_start_values=all_values, trace=trace, timings=timings,
+        num_devices=self.num_devices, padded_rows=self.n_pad - n,
+        resumed_from_step=self.resumed_from, micro_batches=self.problem.micro_batches,
+        num_processes=jax.process_count())
+
+
+@jax.jit
+def _gather(tree, rows):
+  return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
+
+
+@functools.partial(jax.jit, static_argnames=("eps", "b", "restarts", "n"))
+def _best_rows(best_total, best_l2, eps: float, b: int, restarts: int, n: int):
+  """[B] row of each image's best restart so far (`rank.best_restart`), on the device (no
+  host read). best_total, best_l2: [N_pad]."""
+  t = best_total[:n].reshape(b, restarts)
+  l2 = best_l2[:n].reshape(b, restarts)
+  return jnp.arange(b) * restarts + rank.best_restart(t, l2, eps)
 
 
 def initial_start_values(generator: Generator, config: SearchConfig, restarts: int,
@@ -342,59 +452,22 @@ def initial_start_values(generator: Generator, config: SearchConfig, restarts: i
   them.
   """
   b = len(image_keys)
-  problem = search.Problem(generator, config, 1)
+  problem = program.Problem(generator, config, 1)
   keys = np.repeat(np.asarray(image_keys, np.int64), restarts).astype(np.uint32)
   ids = np.tile(np.arange(restarts), b).astype(np.uint32)
-  state = search.init_state(problem, keys, ids)
+  state = program.init_state(problem, keys, ids)
   return {k: np.array(v).reshape((b, restarts) + v.shape[1:])
-          for k, v in search.start_values_of(problem, state).items()}
+          for k, v in program.start_values_of(problem, state).items()}
 
 
-def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
-                  config: SearchConfig, restarts: int, image_keys=None, start: dict | None = None,
-                  mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
-                  micro_batches: int = 1, memory_budget_bytes: int | None = None,
-                  mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
-                  frames: bool = False, checkpoint_dir: str | None = None,
-                  checkpoint_every: int = 0, log: Callable[[str], None] | None = None,
-                  forward: ForwardModel | None = None, overlap: bool = True,
-                  warn: Callable[[str], None] | None = None,
-                  should_stop: Callable[[], int | None] | None = None) -> SearchResult:
-  """Searches B images with R restarts each, over every device of every process.
-
-  ref: [B, C', h, w] float32 in [0, 1] with H / h an integer factor (C' = the forward model's
-  target channels); mask: [B, 1, h, w] known-pixel weights or None; forward: the degradation
-  (`pulse_jax.forward.ForwardModel`, its factor set here; default: the reference's bicubic);
-  image_keys: [B] ints feeding the restart keys (default 0..B-1); start: start values
-  {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input;
-  micro_batches: compute each step's restarts in this many sequential groups (peak activation
-  memory of N / micro_batches restarts; same results; N is padded to a multiple of
-  micro_batches x the device count); 0: the fewest that fit in `memory_budget_bytes` per device
-  (`choose_micro_batches`; default budget: 90% of the device's memory limit); mesh: a 1-D mesh
-  (default: all devices, `sharding.restart_mesh()`); checkpoint_dir and checkpoint_every:
-  resume from the newest checkpoint in `checkpoint_dir`, save the full
-  state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
-  0: only at the end) and at the end; log: receives notices
-  (padding, resuming; default: the `logging` module). overlap: dispatch chunk k+1 before
-  reading chunk k's progress, frames and checkpoint (the device never waits for the host;
-  progress is reported one chunk behind) on weights prepared once per search; False: the
-  old synchronous loop, weights prepared in every chunk (kept to measure the difference).
-  warn: receives warnings (default: the `logging` module): a checkpoint that cannot be saved
-  (full or read-only disk, a save hung past `resume.SAVE_TIMEOUT_S`) turns checkpoints off for
-  this search, which goes on (single-process; multi-process runs raise). should_stop: checked
-  between chunks (default `pulse_jax.runtime.stopping.requested`); when it returns a signal number the
-  search saves a checkpoint of the current step (with `checkpoint_dir`) and raises `Stopped`.
-  Multi-process: every process calls this with the same arguments; all get the same result.
-  """
-  from pulse_jax.runtime import checkpoints as resume
-  from pulse_jax.runtime import stopping
-  log = log or logger.info
-  warn = warn or logger.warning
-  should_stop = should_stop or stopping.requested
-  ref = np.asarray(ref, np.float32)
+def _checked_forward(generator: Generator, ref: np.ndarray, forward: ForwardModel | None, *,
+                     restarts: int, keep: int, checkpoint_every: int,
+                     micro_batches: int) -> ForwardModel:
+  """Checks `search_images`' arguments (ValueError naming the problem); returns the forward
+  model with its factor set. ref: [B, C', h, w] float32."""
   if ref.ndim != 4:
     raise ValueError(f"ref must be [B, C, h, w], got shape {ref.shape}.")
-  b, c, h, w = ref.shape
+  _, c, h, w = ref.shape
   if h != w or generator.resolution % h:
     valid = [generator.resolution // f for f in range(1, generator.resolution + 1)
              if generator.resolution % f == 0]
@@ -412,259 +485,113 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
     raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}.")
   if micro_batches < 0:
     raise ValueError(f"micro_batches must be >= 0 (0: automatic), got {micro_batches}.")
+  return forward
+
+
+def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
+                  config: SearchConfig, restarts: int, image_keys=None, start: dict | None = None,
+                  mask: np.ndarray | None = None, keep: int = 1, chunk_size: int = 25,
+                  micro_batches: int = 1, memory_budget_bytes: int | None = None,
+                  mesh=None, progress: Callable[[ChunkInfo], None] | None = None,
+                  frames: bool = False, checkpoint_dir: str | None = None,
+                  checkpoint_every: int = 0, log: Callable[[str], None] | None = None,
+                  forward: ForwardModel | None = None,
+                  warn: Callable[[str], None] | None = None,
+                  should_stop: Callable[[], int | None] | None = None) -> SearchResult:
+  """Searches B images with R restarts each, over every device of every process.
+
+  ref: [B, C', h, w] float32 in [0, 1] with H / h an integer factor (C' = the forward model's
+  target channels); mask: [B, 1, h, w] known-pixel weights or None; forward: the degradation
+  (`pulse_jax.forward.ForwardModel`, its factor set here; default: the reference's bicubic);
+  image_keys: [B] ints feeding the restart keys (default 0..B-1); start: start values
+  {'latent': [R or B*R, l, D], 'noise_<i>': ...}; keep: HR images returned per input;
+  micro_batches: compute each step's restarts in this many sequential groups (peak activation
+  memory of N / micro_batches restarts; same results; N is padded to a multiple of
+  micro_batches x the device count); 0: the fewest that fit in `memory_budget_bytes` per device
+  (`compile.choose_micro_batches`; default budget: 90% of the device's memory limit); mesh: a
+  1-D mesh (default: all devices, `sharding.restart_mesh()`); checkpoint_dir and
+  checkpoint_every: resume from the newest checkpoint in `checkpoint_dir`, save the full
+  state there every `checkpoint_every` steps (at the first chunk end at or past each multiple;
+  0: only at the end) and at the end; log: receives notices
+  (padding, resuming; default: the `logging` module). progress: called after each chunk with
+  a `ChunkInfo`, one chunk behind (chunk k+1 is dispatched before chunk k's progress, frames
+  and checkpoint are read: the device never waits for the host); frames: with progress, each
+  image's best-so-far HR and LR images in `ChunkInfo.frames`.
+  warn: receives warnings (default: the `logging` module): a checkpoint that cannot be saved
+  (full or read-only disk, a save hung past `checkpoints.SAVE_TIMEOUT_S`) turns checkpoints
+  off for this search, which goes on (single-process; multi-process runs raise). should_stop:
+  checked between chunks (default `pulse_jax.runtime.stopping.requested`); when it returns a
+  signal number the search saves a checkpoint of the current step (with `checkpoint_dir`) and
+  raises `Stopped`.
+  Multi-process: every process calls this with the same arguments; all get the same result.
+  """
+  log = log or logger.info
+  warn = warn or logger.warning
+  should_stop = should_stop or stopping.requested
+  ref = np.asarray(ref, np.float32)
+  forward = _checked_forward(generator, ref, forward, restarts=restarts, keep=keep,
+                             checkpoint_every=checkpoint_every, micro_batches=micro_batches)
+  b, _, h, _ = ref.shape
   mesh = mesh or sharding.restart_mesh()
   if micro_batches == 0:
-    micro_batches = choose_micro_batches(
+    micro_batches = compile.choose_micro_batches(
         generator, params, config, rows=b * restarts, lr_size=h, chunk_size=chunk_size,
         mesh=mesh, with_mask=mask is not None,
-        budget_bytes=memory_budget_bytes or device_memory_budget(mesh), log=log, forward=forward)
-  problem = search.Problem(generator, config, generator.resolution // h, chunk_size,
-                           micro_batches, forward)
+        budget_bytes=memory_budget_bytes or compile.device_memory_budget(mesh), log=log,
+        forward=forward)
+  problem = program.Problem(generator, config, generator.resolution // h, chunk_size,
+                            micro_batches, forward)
   image_keys = np.arange(b) if image_keys is None else np.asarray(image_keys)
-  image_index, restart_ids, keys, n_pad = _layout(b, restarts, image_keys, mesh, micro_batches)
-  n = b * restarts
-  num_devices = int(mesh.devices.size)
-  if n_pad > n:
-    groups = f" x {micro_batches} micro-batches" if micro_batches > 1 else ""
-    log(f"{n} restarts ({b} images x {restarts}) padded to {n_pad} rows for {num_devices} "
-        f"devices{groups}: {n_pad - n} extra restarts are computed and dropped.")
+  s = BatchSearch(problem, mesh, params, ref, restarts=restarts, image_keys=image_keys,
+                  start=start, mask=mask, log=log)
+  ckpt = _Checkpoints(
+      checkpoint_dir,
+      lambda: _settings(problem, params, ref, mask, restarts, image_keys, start), warn)
+  return _run(s, ckpt, keep=keep, log=log, progress=progress, frames=frames,
+              checkpoint_every=checkpoint_every, should_stop=should_stop)
 
-  rows = {"image_keys": keys.astype(np.uint32), "restart_ids": restart_ids.astype(np.uint32),
-          "ref": ref[image_index]}
-  if mask is not None:
-    rows["mask"] = np.asarray(mask, np.float32)[image_index]
-  start_rows = None
-  if start is not None:
-    st = search.start_from_npz_dict(problem, start, n, b)
-    pad = lambda v: np.concatenate([v, v[-1:].repeat(n_pad - n, 0)]) if n_pad > n else v
-    start_rows = {"noise": {k: pad(v) for k, v in st["noise"].items()}}
-    if "latent" in st:
-      start_rows["latent"] = pad(st["latent"])
-  dev = sharding.shard_rows(rows, mesh)
-  dev_start = sharding.shard_rows(start_rows, mesh) if start_rows is not None else None
-  mask_dev = dev.get("mask")
-  manager = None
-  single = jax.process_count() == 1
 
-  def checkpoints_off(e: Exception) -> None:
-    """A checkpoint failure: checkpoints off for this search (it goes on), or raise."""
-    nonlocal manager
-    manager = None
-    if not single:  # the processes would disagree about the next save
-      raise e
-    warn(f"warning: checkpoints disabled for this batch: {e}")
-
-  if checkpoint_dir:
-    try:
-      manager = resume.SearchCheckpoints(  # raises here when the settings differ
-          checkpoint_dir, _settings(problem, params, ref, mask, restarts, image_keys, start),
-          log=warn)
-    except OSError as e:  # cannot create or list the directory (read-only, full disk)
-      checkpoints_off(resume.CheckpointError(
-          f"{checkpoint_dir} cannot be used: {type(e).__name__}: {e}"))
-  params = sharding.replicate(params, mesh)
-  fwd = sharding.replicate(forward.arrays(), mesh)
-
+def _run(s: BatchSearch, ckpt: _Checkpoints, *, keep: int, log: Callable[[str], None],
+         progress: Callable[[ChunkInfo], None] | None, frames: bool, checkpoint_every: int,
+         should_stop: Callable[[], int | None]) -> SearchResult:
+  """The chunk loop of `search_images`: chunk k+1 is dispatched before chunk k's host work
+  (progress, frames, checkpoint), so the device never waits for the host; stop requests are
+  checked between chunks (then the state at that step is checkpointed and `Stopped` raised)."""
   t0 = time.perf_counter()
-  keys_ids = (dev["image_keys"], dev["restart_ids"], dev_start)
-  state = None
-  resumed_from = 0
-  trace_host: list[dict] = []
-  if manager is not None:
-    restored = manager.restore_latest(_abstract_state(problem, mesh, *keys_ids), n_pad, n)
-    if restored is not None:
-      state, trace = restored
-      trace_host = [trace] if trace else []
-      resumed_from = int(state.step)
-      log(f"resumed from step {resumed_from} of {config.steps} (checkpoint in "
-          f"{manager.directory})")
-  if state is None:
-    state = _init_program(problem, mesh, *keys_ids)(*keys_ids)
-
-  steps = config.steps
-  compile_s = 0.0
-  done = resumed_from
-  weights, weights_prepared = params, False
-  if done < steps:
-    if overlap:
-      t = time.perf_counter()
-      weights = jax.block_until_ready(_prepare_program(generator, mesh)(params))
-      weights_prepared = True
-      compile_s += time.perf_counter() - t  # compile + one preparation, before the loop
-    chunk_fn, chunk_compile_s = _chunk_program(problem, mesh, weights, state, dev["ref"],
-                                               mask_dev, fwd, prepared=overlap)
-    compile_s += chunk_compile_s
-    tail = (steps - done) % chunk_size
-    if tail and overlap:  # the last chunk runs exactly the steps left: no masked steps
-      tail_fn, tail_compile_s = _chunk_program(dataclasses.replace(problem, chunk_size=tail),
-                                               mesh, weights, state, dev["ref"], mask_dev, fwd)
-      compile_s += tail_compile_s
-    margs = (mask_dev,) if mask_dev is not None else ()
+  s.start(ckpt, log)
+  compile_s = s.compile_programs()
   search_t = time.perf_counter()
-  tracker = _KeptTracker(n, config.eps, trace_host)
-  deferred = None  # chunk k's host work, done after chunk k+1 is dispatched
+  steps = s.steps
+  due = lambda prev, done: ckpt.due(prev, done, steps, checkpoint_every)
 
-  saved_step = resumed_from if manager is not None and resumed_from else -1
-
-  def save(k_done, snapshot, blocking):
-    nonlocal saved_step
-    if manager is None:
-      return
-    try:
-      manager.save(k_done, snapshot, _concat(tracker.chunks), n_pad, blocking=blocking)
-      saved_step = k_done
-    except resume.CheckpointError as e:
-      checkpoints_off(e)
-
-  def host_work(item):
+  def host_work(chunk: _ChunkDone) -> None:
     """Progress, frames and checkpoint of one finished chunk (reads its device arrays)."""
-    k_done, trace, frames_dev, snapshot = item
-    tracker.add(_trace_to_host([trace], n))
-    if snapshot is not None:  # overlap: a copy, written in the background (orbax async)
-      save(k_done, snapshot, blocking=not overlap)
+    s.kept.add(_trace_to_host(chunk.trace, chunk.active, s.n))
+    if chunk.snapshot is not None:  # written in the background (orbax async)
+      ckpt.save(chunk.step, chunk.snapshot, _concat(s.kept.chunks), s.n_pad, blocking=False)
     if progress is not None:
-      bt, bl = (a.reshape(b, restarts) for a in tracker.kept())
-      top = _rank(bl <= config.eps, bt, bl)[:, 0]
-      info = ChunkInfo(k_done, steps, bt[np.arange(b), top], bl[np.arange(b), top],
-                       time.perf_counter() - search_t)
-      if frames_dev is not None:
-        info.frames = {k: sharding.to_host(v) for k, v in frames_dev.items()}
-      progress(info)
+      progress(s.progress_info(chunk.step, time.perf_counter() - search_t, chunk.frames))
 
-  stop = None
-  while done < steps:
+  stop = pending = None
+  while s.done < steps:
     stop = should_stop()
-    if stop is not None:  # between chunks: the state is at step `done`
+    if stop is not None:  # between chunks: the state is at step `s.done`
       break
-    fn = tail_fn if overlap and steps - done < chunk_size else chunk_fn
-    state, trace = fn(weights, state, dev["ref"], fwd, *margs)
-    prev, done = done, min(done + chunk_size, steps)
-    frames_dev = snapshot = None
-    if progress is not None and frames:  # dispatched now, read one chunk later
-      frames_dev = _render_top(problem, weights, state, dev["ref"], mask_dev, fwd, b,
-                               restarts, n, mesh, prepared=overlap)
-    if manager is not None and (done == steps or (
-        checkpoint_every and done // checkpoint_every > prev // checkpoint_every)):
-      snapshot = jax.tree.map(jnp.copy, state) if overlap else state  # state is donated next
-    item = (done, (trace, done - prev), frames_dev, snapshot)
-    if not overlap:
-      host_work(item)
-      continue
-    if deferred is not None:
-      host_work(deferred)
-    deferred = item
-  if deferred is not None:
-    host_work(deferred)
-  if stop is not None and manager is not None and done > resumed_from and saved_step != done:
-    save(done, state, blocking=True)  # the state is not donated again: no copy
-  if manager is not None:
-    try:
-      manager.wait_until_finished()
-    except resume.CheckpointError as e:
-      checkpoints_off(e)
+    chunk = s.run_chunk(frames=progress is not None and frames, checkpoint_due=due)
+    if pending is not None:
+      host_work(pending)
+    pending = chunk
+  if pending is not None:
+    host_work(pending)
+  if stop is not None and ckpt.on and s.done > s.resumed_from and ckpt.saved_step != s.done:
+    # the state is not donated again: no copy
+    ckpt.save(s.done, s.state, _concat(s.kept.chunks), s.n_pad, blocking=True)
+  ckpt.wait()
   if stop is not None:
-    saved = manager is not None and saved_step == done and done > 0
-    raise Stopped(stop, done, steps, manager.directory if saved else None,
-                  "no --checkpoint_dir" if not checkpoint_dir else "nothing searched yet"
-                  if done == 0 else "checkpoints disabled for this batch")
-  trace_host = tracker.chunks
-  jax.block_until_ready(state)
+    raise ckpt.stopped(stop, s.done, steps)
+  jax.block_until_ready(s.state)
   search_s = time.perf_counter() - search_t
-
-  # The best-of-N over every device and host: per-restart results gathered, ranked on the host.
-  host = {k: sharding.to_host(v)[:n].reshape(b, restarts) for k, v in
-          (("total", state.best_total), ("l2", state.best_l2), ("best_step", state.best_step),
-           ("min_l2", state.min_l2))}
-  terms = {k: sharding.to_host(v)[:n].reshape(b, restarts) for k, v in state.best_terms.items()}
-  within = host["l2"] <= config.eps
-  ranking = _rank(within, host["total"], host["l2"])
-  selected = ranking[:, :keep]
-  flat_rows = (np.arange(b)[:, None] * restarts + selected).reshape(-1)
-  images = _render_rows(problem, weights, state, dev["ref"], mask_dev, fwd, flat_rows, mesh,
-                        prepared=weights_prepared)
-  all_values = {k: sharding.to_host(v)[:n].reshape((b, restarts) + v.shape[1:])
-                for k, v in search.start_values_of(problem, state).items()}
-  start_values = {k: v[np.arange(b)[:, None], selected] for k, v in all_values.items()}
-  trace = {k: v.reshape(-1, b, restarts) for k, v in _concat(trace_host).items()}
-  return SearchResult(
-      total=host["total"], terms=terms, l2=host["l2"], min_l2=host["min_l2"],
-      best_step=host["best_step"], within_eps=within, ranking=ranking,
-      success_rate=within.mean(axis=1), selected=selected,
-      hr=images["hr"].reshape((b, keep) + images["hr"].shape[1:]),
-      lr=images["lr"].reshape((b, keep) + images["lr"].shape[1:]),
-      start_values=start_values, all_start_values=all_values, trace=trace,
-      timings={"compile_s": compile_s, "search_s": search_s,
-               "init_s": search_t - t0 - compile_s, "steps": steps,
-               "restart_steps_per_s": n * max(steps - resumed_from, 0) / max(search_s, 1e-9)},
-      num_devices=num_devices, padded_rows=n_pad - n, resumed_from_step=resumed_from,
-      micro_batches=micro_batches,
-      num_processes=jax.process_count())
-
-
-@jax.jit
-def _gather(tree, rows):
-  return jax.tree.map(lambda a: jnp.take(a, rows, axis=0), tree)
-
-
-def _render_rows(problem, weights, state, ref, mask, fwd, rows, mesh, prepared: bool = False,
-                 to_host: bool = True) -> dict:
-  """Renders the best iterate of the given rows (frames, the final best-of-N gather).
-
-  rows: host or device int array; weights: prepared weights (prepared=True) or parameters."""
-  rows_j = (sharding.replicate(np.asarray(rows, np.int32), mesh) if isinstance(rows, np.ndarray)
-            else rows)
-  sub = search.SearchState(
-      step=state.step, vars={}, fixed_noise=_gather(state.fixed_noise, rows_j), opt_state=(),
-      best_vars=_gather(state.best_vars, rows_j), best_total=None, best_terms={}, best_l2=None,
-      best_step=None, min_l2=None)
-  sub_ref = _gather(ref, rows_j)
-  sub_mask = _gather(mask, rows_j) if mask is not None else None
-  render = search.render_best_prepared if prepared else search.render_best
-  out = render(problem, weights, sub, sub_ref, sub_mask, fwd)
-  return {k: sharding.to_host(v) for k, v in out.items()} if to_host else out
-
-
-@functools.partial(jax.jit, static_argnames=("eps", "b", "restarts", "n"))
-def _top_rows(best_total, best_l2, eps: float, b: int, restarts: int, n: int):
-  """[B] row of each image's best restart so far (within eps first, then lowest total), on
-  the device (no host read)."""
-  t = best_total[:n].reshape(b, restarts)
-  l2 = best_l2[:n].reshape(b, restarts)
-  t = jnp.where(jnp.isfinite(t), t, jnp.inf)
-  within = l2 <= eps
-  key = jnp.where(within.any(axis=1, keepdims=True), jnp.where(within, t, jnp.inf), t)
-  return jnp.arange(b) * restarts + jnp.argmin(key, axis=1)
-
-
-def _render_top(problem, weights, state, ref, mask, fwd, b, restarts, n, mesh, prepared):
-  """Device arrays {'hr', 'lr', ...} of each image's best restart so far (frames)."""
-  rows = _top_rows(state.best_total, state.best_l2, problem.config.eps, b, restarts, n)
-  rows = jax.device_put(rows, sharding.replicated(mesh))
-  return _render_rows(problem, weights, state, ref, mask, fwd, rows, mesh, prepared,
-                      to_host=False)
-
-
-class _KeptTracker:
-  """The kept iterate's total and L2 per restart, followed on the host from the traces (the
-  rule of `search._better`), so progress needs no read of the device state."""
-
-  def __init__(self, n: int, eps: float, chunks: list[dict]):
-    self.eps = eps
-    self.total = np.full(n, np.inf)
-    self.l2 = np.full(n, np.inf)
-    self.chunks: list[dict] = []
-    for c in chunks:
-      self.add([c])
-
-  def add(self, chunks: list[dict]) -> None:
-    for c in chunks:
-      self.chunks.append(c)
-      for total, l2 in zip(c.get("TOTAL", ()), c.get("L2_raw", ())):
-        within, kept_within = l2 <= self.eps, self.l2 <= self.eps
-        better = (np.isfinite(total) & np.isfinite(l2)
-                  & ((within & ~kept_within) | ((within == kept_within) & (total < self.total))))
-        self.total = np.where(better, total, self.total)
-        self.l2 = np.where(better, l2, self.l2)
-
-  def kept(self) -> tuple[np.ndarray, np.ndarray]:
-    return self.total, self.l2
+  return s.result(keep, timings={
+      "compile_s": compile_s, "search_s": search_s, "init_s": search_t - t0 - compile_s,
+      "steps": steps,
+      "restart_steps_per_s": s.n * max(steps - s.resumed_from, 0) / max(search_s, 1e-9)})

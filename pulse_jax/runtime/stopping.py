@@ -4,7 +4,7 @@
 the Python API installs nothing) turns the first SIGTERM or SIGINT into a request: `requested()`
 then returns its signal number. The search checks it between chunks (no host sync inside the
 compiled step loop): it saves a checkpoint of the running batch at the current step (with
---checkpoint_dir) and raises `driver.Stopped`; the job marks the inputs not done as
+--checkpoint_dir) and raises `loop.Stopped`; the job marks the inputs not done as
 'interrupted', writes the summary and the gallery, and the command exits 128 + the signal
 number (143 for SIGTERM, 130 for SIGINT). Running the same command again resumes.
 A second signal ends the process at once with the same status. Multi-process runs: each

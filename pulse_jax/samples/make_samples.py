@@ -35,6 +35,8 @@ import sys
 import numpy as np
 from PIL import Image
 
+from pulse_jax.io.images import to_uint8
+
 CROP_BOX = (172, 61, 278, 167)
 HOPPER_CROP_BOX = (139, 90, 391, 342)
 HR_SIZE = 64
@@ -67,10 +69,6 @@ def hopper_path() -> pathlib.Path:
   return path
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  return np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
 def make_samples(photo: Image.Image, name: str = "astronaut", box=CROP_BOX,
                  sizes=LR_SIZES) -> dict[str, Image.Image]:
   """The sample images of one photo, by file name."""
@@ -81,7 +79,7 @@ def make_samples(photo: Image.Image, name: str = "astronaut", box=CROP_BOX,
   x = np.asarray(hr, np.float32).transpose(2, 0, 1)[None] / 255.0  # [1, 3, H, W]
   for size in sizes:
     lr = np.asarray(downsample(x, HR_SIZE // size))[0].transpose(1, 2, 0)
-    out[f"{name}_{size}x{size}.png"] = Image.fromarray(to_uint8(lr), "RGB")
+    out[f"{name}_{size}x{size}.png"] = Image.fromarray(to_uint8(lr, dtype=np.float64), "RGB")
   return out
 
 

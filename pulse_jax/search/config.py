@@ -1,41 +1,111 @@
 """Options of the PULSE search: the reference's names and defaults, validated.
 
-The fields, their defaults and their checks are the options of scope "search" in
-`pulse_jax.job.options` (the one definition of every option, also behind the flags of
-`python -m pulse_jax.run` and the keywords of `pulse_jax.upsample`).
+`SEARCH` is the one definition of the search options (scope "search"); `SearchConfig`'s fields
+are derived from it, and `pulse_jax.job.options` composes it into the registry behind the flags
+of `python -m pulse_jax.run` and the keywords of `pulse_jax.upsample`. Adding a search option:
+one `Option(...)` in `SEARCH` (the field, the flag, the keyword and the checks follow).
+
+Nothing here imports jax (the loss table, `pulse_jax.search.losses`, is read on first use).
 """
 from __future__ import annotations
 
 import dataclasses
 
-from pulse_jax.job import options
-from pulse_jax.job.options import LR_SCHEDULES, NOISE_TYPES, OPT_NAMES  # noqa: F401  (re-exported)
+from pulse_jax.core.option import (Applies, Option, at_least, check_fields, finite, in_range,
+                                   shown, with_option_fields)
 
-_f = options.config_field
+NOISE_TYPES = ("zero", "fixed", "trainable")
+OPT_NAMES = ("sgd", "adam", "sgdm", "adamax")
+LR_SCHEDULES = ("fixed", "linear1cycle", "linear1cycledrop")
+
+# The search's random keys are jax.random.key(seed): a uint32 seed (2**32 would be 0 again).
+SEED_MAX = 2 ** 32 - 1
+
+HAS_NOISE = Applies(lambda g: bool(g.noise_shapes), "has no noise inputs")
+HAS_STYLE_ROWS = Applies(lambda g: g.latent_layers(True) != g.latent_layers(False),
+                         "has a single latent vector (nothing to tile)")
 
 
-@dataclasses.dataclass(frozen=True)
+def bad_layers(value: str) -> tuple[int, ...]:
+  """--bad_noise_layers ('17', '16.17', or '' for none) as layer indices; ValueError."""
+  s = value.strip()
+  if not s:
+    return ()
+  try:
+    return tuple(int(p) for p in s.split("."))
+  except ValueError:
+    raise ValueError(f"must be layer indices joined by '.', e.g. '17' or '16.17' (or '' for "
+                     f"none) (got {shown(value)})") from None
+
+
+def _loss_str(v):
+  from pulse_jax.search.losses import parse_loss_str  # jax: only when checked
+  parse_loss_str(v)
+
+
+def _loss_help() -> str:
+  from pulse_jax.search.losses import loss_str_help  # the loss table names the terms
+  return loss_str_help()
+
+
+# The reference's search options (names, formats and defaults): SearchConfig's fields, in
+# order. Each is of scope "search" and in the group "search" (`_search`).
+def _search(*options: Option) -> tuple[Option, ...]:
+  return tuple(dataclasses.replace(o, scope="search", group="search") for o in options)
+
+
+SEARCH: tuple[Option, ...] = _search(
+    Option("loss_str", str, "100*L2+0.05*GEOCROSS", _loss_help, check=_loss_str),
+    Option("eps", float, 2e-3,
+           "Success threshold on each restart's L2 (mean squared error of the down-sampled "
+           "output); L2 is also clamped below at eps.",
+           check=finite(0.0)),
+    Option("noise_type", str, "trainable",
+           "StyleGAN noise maps: zero, fixed (random) or trainable.",
+           choices=NOISE_TYPES, applies=HAS_NOISE),
+    Option("num_trainable_noise_layers", int, 5,
+           "With --noise_type=trainable: how many noise layers (from the lowest resolution) "
+           "are optimised.",
+           check=at_least(0), applies=HAS_NOISE),
+    Option("bad_noise_layers", str, "17",
+           "Noise layers set to zero, joined by '.' (e.g. '16.17'; '' for none).",
+           check=bad_layers, applies=HAS_NOISE),
+    Option("tile_latent", bool, False,
+           "Search one latent vector shared by every style layer (StyleGAN) instead of W+.",
+           applies=HAS_STYLE_ROWS),
+    Option("opt_name", str, "adam", "Optimiser (with the spherical projection).",
+           choices=OPT_NAMES),
+    Option("learning_rate", float, 0.4, "Peak learning rate.",
+           check=finite(0.0, strict=True)),
+    Option("steps", int, 100, "Optimisation steps per restart.",
+           check=at_least(1, what="an integer")),
+    Option("lr_schedule", str, "linear1cycledrop", "Learning-rate schedule.",
+           choices=LR_SCHEDULES),
+    Option("seed", int, 0,
+           "Random seed (honoured, 0 included): a restart's start depends only on the seed, "
+           "the input's pixels and the restart index. 0..4294967295 (the uint32 seed of "
+           "jax.random.key).",
+           check=in_range(0, SEED_MAX, "the uint32 seed of jax.random.key"),
+           presettable=False),
+)
+
+
+@with_option_fields(SEARCH)
 class SearchConfig:
-  """Static configuration of one compiled search (hashable: a jit static argument)."""
-  loss_str: str = _f("loss_str")
-  eps: float = _f("eps")
-  noise_type: str = _f("noise_type")
-  num_trainable_noise_layers: int = _f("num_trainable_noise_layers")
-  bad_noise_layers: str = _f("bad_noise_layers")
-  tile_latent: bool = _f("tile_latent")
-  opt_name: str = _f("opt_name")
-  learning_rate: float = _f("learning_rate")
-  steps: int = _f("steps")
-  lr_schedule: str = _f("lr_schedule")
-  seed: int = _f("seed")
+  """Static configuration of one compiled search (hashable: a jit static argument).
+
+  Fields: one per option of `SEARCH`, in order (`loss_str`, `eps`, ..., `seed`), with its
+  default; every field is checked (ValueError naming the field: 'steps must be an integer
+  >= 1 (got 0)').
+  """
 
   def __post_init__(self):
-    options.check_config(self)  # ValueError naming the field: 'steps must be an integer >= 1 ...'
+    check_fields(self)
 
   def bad_layers(self) -> tuple[int, ...]:
     """`bad_noise_layers` ('17', '16.17', or '' for none) as layer indices."""
     try:
-      return options.bad_layers(self.bad_noise_layers)
+      return bad_layers(self.bad_noise_layers)
     except ValueError as e:
       raise ValueError(f"bad_noise_layers {e}") from None
 
@@ -43,10 +113,10 @@ class SearchConfig:
     """Raises when a layer index is out of range for a generator with `num_layers` noise maps."""
     bad = [i for i in self.bad_layers() if not 0 <= i < num_layers]
     if bad:
-      shown = ", ".join(map(str, bad[:8])) + (f" ... and {len(bad) - 8} more" if len(bad) > 8
-                                               else "")
+      listed = ", ".join(map(str, bad[:8])) + (f" ... and {len(bad) - 8} more" if len(bad) > 8
+                                                else "")
       raise ValueError(
-          f"bad_noise_layers {shown} out of range: this generator has noise layers "
+          f"bad_noise_layers {listed} out of range: this generator has noise layers "
           f"0..{num_layers - 1}. Pass e.g. --bad_noise_layers={num_layers - 1} or "
           "--bad_noise_layers=''.")
     if self.noise_type == "trainable" and self.num_trainable_noise_layers > num_layers:

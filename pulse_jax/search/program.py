@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pulse_jax.search import losses
+from pulse_jax.search import losses, rank
 from pulse_jax.forward import ForwardModel
 from pulse_jax.generators import Generator
 from pulse_jax.search.optimizers import make_optimizer
@@ -39,7 +39,7 @@ class SearchState(NamedTuple):
   vars: dict
   fixed_noise: dict
   opt_state: Any
-  best_vars: dict               # the kept ("best") iterate: see `_better` for the rule
+  best_vars: dict               # the kept ("best") iterate: the rule is `rank.replaces`
   best_total: jax.Array        # [N] float32, its total loss (inf before step 1)
   best_terms: dict             # name -> [N] loss terms at the best iterate
   best_l2: jax.Array           # [N] unclamped L2 at the best iterate
@@ -234,19 +234,6 @@ def map_restarts(problem: Problem, fn: Callable, *row_trees, exact: bool = True)
   return _from_groups(out)
 
 
-def _better(total, l2_raw, best_total, best_l2, eps: float) -> jax.Array:
-  """[N] bool: whether this step's iterate replaces the restart's kept one.
-
-  The kept iterate is the lowest-total one among those within eps (unclamped L2 <= eps), if
-  any, else the lowest-total one: an iterate within eps beats any that is not, and within the
-  same class the lower total wins. A non-finite total or L2 never wins (NaN compares false), so
-  a diverging restart keeps its last finite iterate, or none (best_step 0, total inf).
-  """
-  within, best_within = l2_raw <= eps, best_l2 <= eps
-  finite = jnp.isfinite(total) & jnp.isfinite(l2_raw)
-  return finite & ((within & ~best_within) | ((within == best_within) & (total < best_total)))
-
-
 def _where_rows(pred: jax.Array, a, b):
   """Per-restart select over pytrees with leading axis N."""
   return jax.tree.map(lambda x, y: jnp.where(pred.reshape(pred.shape + (1,) * (x.ndim - 1)), x, y),
@@ -257,9 +244,9 @@ def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
                 mask: jax.Array | None = None,
                 fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
   """`problem.chunk_size` steps on prepared weights (`problem.generator.prepare(params)`,
-  computed once per search by the driver). Steps past `config.steps` are masked (they change
-  nothing); the driver runs a last chunk of the exact remaining length, so none is computed.
-  (A `lax.cond` per step would skip them too, but costs ~15% per step on XLA:CPU.)
+  computed once per search by the loop, `runtime.loop`). Steps past `config.steps` are masked
+  (they change nothing); the loop runs a last chunk of the exact remaining length, so none is
+  computed. (A `lax.cond` per step would skip them too, but costs ~15% per step on XLA:CPU.)
 
   ref: [N, C', h, w] target LR images in [0, 1]; mask: optional [N, 1, h, w] loss weights (0 on
   padding and unknown pixels); fwd_arrays: the forward model's shared arrays (replicated).
@@ -283,7 +270,8 @@ def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
     (total, terms, l2_raw), grads = map_restarts(problem, losses_and_grads, s.vars,
                                                  s.fixed_noise, ref, mask)
     active = s.step < steps
-    improved = active & _better(total, l2_raw, s.best_total, s.best_l2, problem.config.eps)
+    improved = active & rank.replaces(total, l2_raw, s.best_total, s.best_l2,
+                                      problem.config.eps)
     updates, opt_state = opt.update(grads, s.opt_state, s.vars)
     new_vars = optax.apply_updates(s.vars, updates)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
@@ -317,7 +305,8 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
               mask: jax.Array | None = None,
               fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
   """`chunk_steps` from stored parameters (prepared inside the program, outside its step
-  loop): params: generator parameters (replicated)."""
+  loop): params: generator parameters. One call from parameters, for tests and experiments;
+  the search loop (`runtime.loop`) runs `run_chunk_prepared` on weights prepared once."""
   return chunk_steps(problem, problem.generator.prepare(params), state, ref, mask, fwd_arrays)
 
 
@@ -337,13 +326,6 @@ def best_images(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
 
 
 render_best_prepared = jax.jit(best_images, static_argnames=("problem",))
-
-
-@functools.partial(jax.jit, static_argnames=("problem",))
-def render_best(problem: Problem, params: dict, state: SearchState, ref: jax.Array,
-                mask: jax.Array | None = None, fwd_arrays: dict | None = None) -> dict:
-  """`best_images` from stored parameters (params: generator parameters)."""
-  return best_images(problem, problem.generator.prepare(params), state, ref, mask, fwd_arrays)
 
 
 def start_values_of(problem: Problem, state: SearchState) -> dict:

@@ -20,3 +20,14 @@ class UnsafePickleError(WeightFileError):
 def describe(path: str | os.PathLike | None) -> str:
   """How error messages name a file: its path in quotes, or a placeholder."""
   return repr(os.fspath(path)) if path is not None else "<in-memory pickle>"
+
+
+def name_mismatch(in_file, in_table) -> str:
+  """'' when a file's tensor names are exactly its name table's; else the two lines an error
+  message adds, naming every name the table lacks and every name the file lacks."""
+  leftover = sorted(set(in_file) - set(in_table))
+  missing = sorted(set(in_table) - set(in_file))
+  if not (leftover or missing):
+    return ""
+  return (f"\n  in the file but not in the name table ({len(leftover)}): {leftover}"
+          f"\n  in the name table but not in the file ({len(missing)}): {missing}")

@@ -19,7 +19,7 @@ buffer by its torch state-dict name):
   ``limits.OUTPUT_FACTOR`` x the pickle's size.
 * NVIDIA's TensorFlow StyleGAN2 pickles (``stylegan2-ffhq-config-f.pkl``): the dnnlib
   ``(G, D, Gs)`` tuple ``tf_pickle`` reads; Gs ('G_ema') or G is renamed to the PyTorch
-  names with an explicit table (``tables_stylegan2.tf_table``, what NVIDIA's ``legacy.py``
+  names with an explicit table (``tables.stylegan2.tf_table``, what NVIDIA's ``legacy.py``
   does), and its static kwargs become PyTorch ``init_kwargs``.
 
 The pickle records no module names: ``class_name`` ("training.networks_stylegan2.Generator")
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from weights_convert.readers import torch_files
-from weights_convert.readers.errors import WeightFileError, describe
+from weights_convert.readers.errors import WeightFileError, describe, name_mismatch
 from weights_convert.readers.limits import Budget, SizeRefusal, out_of_memory
 from weights_convert.readers.numpy_globals import PickledArray, PickledDType, numpy_allow_list
 from weights_convert.readers.safe_unpickle import (PLAIN_CONTAINERS, AllowedCallable, Sealed,
@@ -390,7 +390,7 @@ def _init_kwargs(path: str, network: str, obj: PersistentObject) -> dict:
 
 def _class_name(obj: PersistentObject) -> str:
   """'<module>.<class>': the module found from marks in the embedded source (searched, never
-  run; `nvidia_tables.module_marks`: each known module's own line)."""
+  run; `tables.registry.module_marks`: each known module's own line)."""
   from weights_convert.tables.registry import module_marks
   found = sorted({module for mark, module in module_marks() if mark in obj.module_src})
   return f"{found[0] if len(found) == 1 else '<unknown module>'}.{obj.class_name}"
@@ -486,15 +486,12 @@ def network_from_tf(nets: Any, path: str, network: str = "G_ema") -> NetworkData
   kwargs = tf_init_kwargs(path, net.static_kwargs)
   table = tf_table(kwargs)
   variables = net.flat_variables()
-  used = {e.tf for e in table if e.tf is not None}
-  leftover = sorted(set(variables) - used - set(TF_UNUSED))
-  missing = sorted(used - set(variables))
-  if leftover or missing:
+  mismatch = name_mismatch(set(variables) - set(TF_UNUSED),
+                           {e.tf for e in table if e.tf is not None})
+  if mismatch:
     raise WeightFileError(
         f"{describe(path)}: the TF generator's variables do not match its kwargs' architecture "
-        f"({kwargs['img_resolution']} px, {kwargs.get('architecture')}).\n"
-        f"  in the file but not in the name table ({len(leftover)}): {leftover}\n"
-        f"  in the name table but not in the file ({len(missing)}): {missing}")
+        f"({kwargs['img_resolution']} px, {kwargs.get('architecture')}).{mismatch}")
   filt = _filter_buffer(kwargs["resample_filter"])
   tensors = {}
   for e in table:

@@ -4,7 +4,7 @@ rosinality's checkpoints (`train.py`: {'g', 'd', 'g_ema', 'g_optim', 'd_optim', 
 `convert_weight.py`: {'g_ema', 'latent_avg'}; used by ILO and many forks) hold the same
 network as NVIDIA's config-F StyleGAN2 under other names and layouts. Each of its tensors is
 mapped here onto the state-dict name NVIDIA's `networks_stylegan2.Generator` uses, so that the
-`stylegan2` family's own table (`tables_stylegan2`) converts the result: one architecture, one
+`stylegan2` family's own table (`tables.stylegan2`) converts the result: one architecture, one
 implementation. The correspondence (rosinality's model.py against NVIDIA's networks_stylegan2.py):
 
   style.{i+1}.weight / bias             -> mapping.fc{i}.weight / bias (EqualLinear, lr_mul 0.01)
@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from weights_convert.readers.errors import WeightFileError, describe
+from weights_convert.readers.errors import WeightFileError, describe, name_mismatch
 from weights_convert.readers.nvidia_pickle import NetworkData
 from weights_convert.tables.stylegan2 import GENERATOR_CLASS
 
@@ -130,7 +130,7 @@ _TRANSFORMS = {
 
 def to_network(path: str, obj: Mapping, network: str = "G_ema") -> NetworkData:
   """NVIDIA-named `NetworkData` of the generator `network` ('G_ema': 'g_ema', 'G': 'g') of a
-  rosinality checkpoint (or of a bare generator state dict), for `tables_stylegan2`.
+  rosinality checkpoint (or of a bare generator state dict), for `tables.stylegan2`.
 
   Raises WeightFileError naming the file: no such generator, tensors the table does not list or
   lacks (all named), a FIR filter other than [1, 3, 3, 1], channels that follow no StyleGAN2
@@ -147,14 +147,10 @@ def to_network(path: str, obj: Mapping, network: str = "G_ema") -> NetworkData:
     sd, where = obj[key], f"'{key}'"
   kwargs, channels = architecture(path, sd)
   table = name_table(channels, kwargs["mapping_kwargs"]["num_layers"])
-  listed = {src for src, _, _ in table}
-  extra, missing = sorted(set(sd) - listed), sorted(listed - set(sd))
-  if extra or missing:
-    raise WeightFileError(
-        f"{describe(path)}: {where} does not match rosinality's Generator of "
-        f"{kwargs['img_resolution']} px.\n  in the file but not in the name table "
-        f"({len(extra)}): {extra}\n  in the name table but not in the file ({len(missing)}): "
-        f"{missing}")
+  mismatch = name_mismatch(sd, {src for src, _, _ in table})
+  if mismatch:
+    raise WeightFileError(f"{describe(path)}: {where} does not match rosinality's Generator of "
+                          f"{kwargs['img_resolution']} px.{mismatch}")
   tensors: dict[str, np.ndarray] = {}
   for src, dst, transform in table:
     a = np.asarray(sd[src], np.float32)

@@ -9,7 +9,7 @@ The path is the torch name split at the dots, with ``weight`` (torch layout) ren
 whichever format the pickle was), with its destination in ``stylegan2.param_shapes(config)``
 and the layout change. ``apply_table`` refuses a file whose names differ from the table (it
 lists every name the table lacks and every name the file lacks) or whose shapes differ from
-the architecture, as ``tables.apply_table`` does for StyleGAN v1. The FIR filter buffers
+the architecture, as ``base.apply_table`` does for StyleGAN v1. The FIR filter buffers
 (``resample_filter``) hold no weights: they are checked to be the config's filter and dropped.
 
 ``tf_table(init_kwargs)`` maps the same torch names to NVIDIA's TensorFlow StyleGAN2 variables
@@ -24,24 +24,13 @@ import numpy as np
 
 from pulse_jax.nets import stylegan2
 from pulse_jax.nets.upfirdn import setup_filter
+from weights_convert.readers.errors import name_mismatch
+from weights_convert.tables.base import Entry, put, to_float32
 
 GENERATOR_CLASS = "training.networks_stylegan2.Generator"  # stylegan2-ada-pytorch: training.networks
 SOURCE_MARK = "class SynthesisBlock("  # in networks_stylegan2.py (and networks.py), not in SG3's
 
-TRANSFORMS = {
-    "copy": lambda a: a,
-    "transpose": lambda a: a.T,  # FC [out, in] -> [in, out]
-    "oihw_to_hwio": lambda a: a.transpose(2, 3, 1, 0),
-    "chw_to_hwc": lambda a: a.transpose(1, 2, 0),  # the 4x4 constant
-}
-CHECK_FILTER = "check_filter"
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  source: str  # torch state-dict name
-  dest: tuple[str, ...] | None  # path in the param tree; None for CHECK_FILTER
-  transform: str
+CHECK_FILTER = "check_filter"  # a resample_filter buffer: checked to be the config's, dropped
 
 
 def torch_table(config: stylegan2.Stylegan2Config) -> list[Entry]:
@@ -92,6 +81,26 @@ def torch_table(config: stylegan2.Stylegan2Config) -> list[Entry]:
   return out
 
 
+# The inverses of the torch_table transforms, to write NVIDIA state dicts from params (tests).
+TORCH_INVERSE = {
+    "copy": lambda a: a, "transpose": lambda a: a.T,
+    "oihw_to_hwio": lambda a: a.transpose(3, 2, 0, 1),
+    "chw_to_hwc": lambda a: a.transpose(2, 0, 1),
+}
+
+
+def state_dict(config: stylegan2.Stylegan2Config, params: dict) -> dict[str, np.ndarray]:
+  """The state dict NVIDIA's Generator built from ``config`` would have for ``params``
+  (``torch_table``'s inverse; the filter buffers are the config's resample filter)."""
+  out = {}
+  for e in torch_table(config):
+    if e.transform == CHECK_FILTER:
+      out[e.source] = setup_filter(config.resample_filter)
+    else:
+      out[e.source] = TORCH_INVERSE[e.transform](np.asarray(_get(params, e.dest)))
+  return out
+
+
 def _get(tree: dict, path: tuple[str, ...]):
   for k in path:
     tree = tree[k]
@@ -107,16 +116,12 @@ def apply_table(table: list[Entry], tensors: Mapping[str, np.ndarray], source: s
       (all listed); a tensor whose shape is not the architecture's (all listed); a filter
       buffer that is not ``config.resample_filter``'s.
   """
-  names = {e.source for e in table}
-  leftover = sorted(set(tensors) - names)
-  missing = sorted(names - set(tensors))
-  if leftover or missing:
+  mismatch = name_mismatch(tensors, {e.source for e in table})
+  if mismatch:
     raise ValueError(
         f"{source}: the tensors do not match the StyleGAN2 architecture of its init_kwargs "
         f"({config.img_resolution} px, {config.architecture}, {config.mapping_layers} mapping "
-        f"layers, c_dim {config.c_dim}).\n"
-        f"  in the file but not in the name table ({len(leftover)}): {leftover}\n"
-        f"  in the name table but not in the file ({len(missing)}): {missing}")
+        f"layers, c_dim {config.c_dim}).{mismatch}")
   shapes = stylegan2.param_shapes(config)
   filt = setup_filter(config.resample_filter)
   tree: dict = {}
@@ -128,16 +133,13 @@ def apply_table(table: list[Entry], tensors: Mapping[str, np.ndarray], source: s
         raise ValueError(f"{source}: {e.source} is not the FIR filter "
                          f"{list(config.resample_filter)} of the config: {a.tolist()}")
       continue
-    value = np.array(TRANSFORMS[e.transform](a), dtype=np.float32, order="C")  # keeps 0-d
+    value = to_float32(e.transform, a)
     want = tuple(_get(shapes, e.dest).shape)
     if value.shape != want:
       wrong.append(f"{e.source} {list(a.shape)} -> {'/'.join(e.dest)} {list(value.shape)}, "
                    f"architecture needs {list(want)}")
       continue
-    node = tree
-    for k in e.dest[:-1]:
-      node = node.setdefault(k, {})
-    node[e.dest[-1]] = value
+    put(tree, e.dest, value)
   if wrong:
     raise ValueError(f"{source}: tensor shapes do not match the architecture:\n  "
                      + "\n  ".join(wrong))

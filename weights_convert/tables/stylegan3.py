@@ -1,7 +1,7 @@
 """Name table of NVIDIA's StyleGAN3 Generator (G_ema state dict) -> `pulse_jax.nets.stylegan3` tree.
 
 Every parameter and buffer of the state dict is listed: a name the table lacks, or a listed
-name the file lacks, is an error naming them all (`tables.apply_table`); so is a tensor whose
+name the file lacks, is an error naming them all (`base.apply_table`); so is a tensor whose
 shape differs from `stylegan3.param_shapes(config)`. The designed filters are read from the
 pickle's `up_filter` / `down_filter` buffers, as NVIDIA's code runs with them.
 """
@@ -73,11 +73,6 @@ def convert_generator(tensors: Mapping[str, np.ndarray], config: Stylegan3Config
   params = apply_table(generator_table(config), tensors, source)
   expected = _flatten(stylegan3.param_shapes(config))
   got = _flatten(params)
-  for k in [k for k, v in expected.items() if v.shape == () and np.shape(got.get(k)) == (1,)]:
-    node = params  # apply_table's np.ascontiguousarray makes 0-d buffers [1]: undo it
-    for name in k[:-1]:
-      node = node[name]
-    node[k[-1]] = got[k] = got[k].reshape(())
   wrong = [f"{'/'.join(k)}: {tuple(np.shape(got.get(k)))} != {tuple(v.shape)}"
            for k, v in expected.items() if k not in got or np.shape(got[k]) != tuple(v.shape)]
   extra = sorted("/".join(k) for k in set(got) - set(expected))

@@ -1,7 +1,7 @@
 """Builds StyleGAN v1 TF pickles with the official structure (for tests only).
 
 `official_gs_variables` turns pulse-jax params back into NVIDIA's variable names and
-layouts (the inverse of weights_convert.tables.base' TF tables) and fills the variables PULSE
+layouts (the inverse of weights_convert.tables.stylegan1's TF tables) and fills the variables PULSE
 ignores (lod, stored noise, lower-lod to-RGB) with random values, so a pickle written by
 `write_official_pickle` has every variable the official `karras2019stylegan-ffhq-1024x1024.pkl`
 has, in the official layout (convs HWIO, dense [in, out], const NCHW).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from weights_convert.tables import base as tables
+from weights_convert.tables import stylegan1 as tables
 from weights_convert.readers.tf_pickle import TFNetwork
 from support.tf_pickle_writer import write_tf_network_pickle
 
