@@ -1,4 +1,4 @@
-"""Error of the bfloat16 compute option against float32 (documented in docs/search.md).
+"""Error of the bfloat16 compute option against float32 (documented in docs/program.md).
 
 On the reference's tiny 1024 fixture network (real Gaussian fit) and on the full 1024
 architecture with random weights, measures:
@@ -33,8 +33,8 @@ def render_error(g32, g16, params, w, noise) -> tuple[float, float]:
 def main(argv):
   del argv
   from pulse_jax import generators
-  from pulse_jax.search import program as search
-  from pulse_jax.nets import stylegan1 as stylegan
+  from pulse_jax.search import program
+  from pulse_jax.nets import stylegan1
   from pulse_jax.search.config import SearchConfig
   from weights_convert.convert import convert_sources
   f = FLAGS.fixtures
@@ -51,22 +51,22 @@ def main(argv):
   cfg = SearchConfig(steps=30)
   results = {}
   for name, g in (("float32", g32), ("bfloat16", g16)):
-    p = search.Problem(g, cfg, factor=64, chunk_size=30)
+    p = program.Problem(g, cfg, factor=64, chunk_size=30)
     start = {"latent": loop["latent_init"]}
     for j, i in enumerate([i for i, k in enumerate(cfg.noise_layer_kinds(18)) if k != "zero"]):
       start[f"noise_{i}"] = loop[f"noise_init_{j}"]
-    st = search.start_from_npz_dict(p, start, 1, 1)
-    s = search.init_state(p, jnp.zeros(1, jnp.uint32), jnp.zeros(1, jnp.uint32), st)
-    s, tr = search.run_chunk(p, w.params, s, jnp.asarray(loop["ref_im"]))
+    st = program.start_from_npz_dict(p, start, 1, 1)
+    s = program.init_state(p, jnp.zeros(1, jnp.uint32), jnp.zeros(1, jnp.uint32), st)
+    s, tr = program.run_chunk(p, w.params, s, jnp.asarray(loop["ref_im"]))
     results[name] = (np.asarray(tr["TOTAL"])[:, 0], float(s.best_l2[0]))
   t32, t16 = results["float32"][0], results["bfloat16"][0]
   print(f"30-step default search: max |bf16 - f32| / f32 loss = {np.max(np.abs(t16 - t32) / t32):.2e}"
         f"; best L2 f32 {results['float32'][1]:.5f}, bf16 {results['bfloat16'][1]:.5f}")
 
   if FLAGS.full_size:
-    cfg = stylegan.StyleGANConfig()
+    cfg = stylegan1.StyleGANConfig()
     rng = np.random.default_rng(0)
-    shapes = stylegan.synthesis_param_shapes(cfg)
+    shapes = stylegan1.synthesis_param_shapes(cfg)
     params = {"synthesis": jax.tree.map(lambda s: rng.standard_normal(s.shape).astype(np.float32)
                                         * 0.5, shapes)}
     dl = rng.standard_normal((1, 18, 512)).astype(np.float32)

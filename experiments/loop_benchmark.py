@@ -52,11 +52,11 @@ import json, sys, time
 import numpy as np
 spec = json.loads(sys.argv[1])
 from pulse_jax import generators
-from pulse_jax.runtime import loop as driver
+from pulse_jax.runtime import loop
 from pulse_jax.search.config import SearchConfig
 if spec["kind"] == "dcgan":
-  from pulse_jax.job import builtin_models as models
-  w = models.load(None, log=lambda s: None)
+  from pulse_jax.job import builtin_models
+  w = builtin_models.load(None, log=lambda s: None)
   g, params = generators.from_weights(w), w.params
   cfg = SearchConfig(loss_str="100*L2", steps=spec["steps"])
 else:
@@ -74,9 +74,9 @@ ref = np.random.default_rng(1).uniform(0.2, 0.8, (1, 3, spec["lr"], spec["lr"]))
 seen = []
 progress = lambda info: seen.append(float(np.min(info.best_l2)))
 kw = dict(config=cfg, restarts=spec["restarts"], chunk_size=spec["chunk"], progress=progress)
-driver.search_images(g, params, ref, **kw)  # compiles
+loop.search_images(g, params, ref, **kw)  # compiles
 t = time.perf_counter()
-r = driver.search_images(g, params, ref, **kw)
+r = loop.search_images(g, params, ref, **kw)
 wall = time.perf_counter() - t
 print("LOOP_RESULT " + json.dumps({"wall_s": wall, "progress_calls": len(seen) // 2,
                                    "best_l2": float(np.min(r.l2)),

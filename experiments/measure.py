@@ -152,7 +152,7 @@ def target_image(n: int, lr_size: int, seed: int = 0) -> np.ndarray:
 
 
 def measure_jax(spec: dict) -> dict:
-  """Compile time, steady-state step time and memory of `search.run_chunk`.
+  """Compile time, steady-state step time and memory of `program.run_chunk`.
 
   spec: resolution, fmap_base, fmap_max, restarts, dtype, remat, lr_size, schedule_steps,
   chunk_size, warmup_chunks, timed_chunks, weights (optional paths), seed, micro_batches
@@ -163,7 +163,7 @@ def measure_jax(spec: dict) -> dict:
   """
   import jax
   import jax.numpy as jnp
-  from pulse_jax.search import program as search
+  from pulse_jax.search import program
   t_setup = time.perf_counter()
   cfg, params = jax_params(spec)
   n = spec["restarts"]
@@ -195,7 +195,7 @@ def measure_jax(spec: dict) -> dict:
                                if isinstance(v, tuple) and v[0] is compiled))
   params = jax.device_put(params)
   ref = jnp.asarray(target_image(n, spec["lr_size"], spec.get("seed", 0)))
-  state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
+  state = program.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32))
   jax.block_until_ready(state)
   setup_s = time.perf_counter() - t_setup
   rss_before_compile = current_rss_bytes()
@@ -210,7 +210,7 @@ def measure_jax(spec: dict) -> dict:
     chunk = lambda state: compiled(weights, state, ref, fwd)
   else:
     t = time.perf_counter()
-    lowered = search.run_chunk.lower(problem, params, state, ref)
+    lowered = program.run_chunk.lower(problem, params, state, ref)
     lower_s = time.perf_counter() - t
     t = time.perf_counter()
     compiled = lowered.compile()
@@ -263,7 +263,7 @@ def measure_jax(spec: dict) -> dict:
   except Exception:
     pass
   out.update(side="pulse-jax", micro_batches=groups, micro_batches_choice_s=choose_s,
-             program="driver chunk" if chosen is not None else "search.run_chunk",
+             program="driver chunk" if chosen is not None else "program.run_chunk",
              setup_s=setup_s, lower_s=lower_s,
              compile_s=compile_s, warmup_s=first_s, compiled_memory=mem, hlo_flops_per_chunk=flops,
              # XLA's cost analysis counts a while loop's body once, not per trip: the chunk's
@@ -334,7 +334,7 @@ def measure_memory(spec: dict) -> dict:
   """
   import jax
   import jax.numpy as jnp
-  from pulse_jax.search import program as search
+  from pulse_jax.search import program
   cfg, params = jax_params(spec)
   rows = []
   combos = [(d, r, n, g) for g in spec.get("micro_batches_list", [1])
@@ -342,11 +342,11 @@ def measure_memory(spec: dict) -> dict:
   for dtype, remat, n, groups in combos:
     problem = make_problem(cfg, dtype, remat, spec["lr_size"], spec["schedule_steps"],
                            spec["chunk_size"], spec.get("seed", 0), groups)
-    state = jax.eval_shape(lambda: search.init_state(
+    state = jax.eval_shape(lambda: program.init_state(
         problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32)))
     ref = jax.ShapeDtypeStruct((n, 3, spec["lr_size"], spec["lr_size"]), jnp.float32)
     t = time.perf_counter()
-    ma = search.run_chunk.lower(problem, params, state, ref).compile().memory_analysis()
+    ma = program.run_chunk.lower(problem, params, state, ref).compile().memory_analysis()
     rows.append({"dtype": dtype, "remat": remat, "restarts": n, "micro_batches": groups,
                  "compile_s": time.perf_counter() - t,
                  **{k: int(getattr(ma, k)) for k in ("temp_size_in_bytes",

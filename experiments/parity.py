@@ -3,7 +3,7 @@
 1. One forward of the synthesis network in each (the same w [1, L, 512] and noise maps):
    max |pulse-jax - reference| of the [-1, 1] images.
 2. A short search from identical starting values: the reference's own `PULSE.forward` runs
-   first; the latent and noise maps it drew are given to `search.init_state(start=...)`; the
+   first; the latent and noise maps it drew are given to `program.init_state(start=...)`; the
    per-step loss traces (TOTAL, L2, GEOCROSS, before each step's update) are compared
    (skipped with steps 0).
 The reference hard-codes 18 style rows, so parity needs resolution 1024 (any fmap sizes).
@@ -23,7 +23,7 @@ def run_parity(spec: dict) -> dict:
   import jax
   import jax.numpy as jnp
   from experiments import reference_adapter as ra
-  from pulse_jax.search import program as search
+  from pulse_jax.search import program
   from pulse_jax.generators import Generator
 
   if spec["resolution"] != 1024:
@@ -72,9 +72,9 @@ def run_parity(spec: dict) -> dict:
                        f"{len(nonzero)} noise maps")
   start = {"latent": jnp.asarray(drawn[0]),
            "noise": {str(i): jnp.asarray(a) for i, a in zip(nonzero, drawn[1:])}}
-  state = search.init_state(problem, jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32),
+  state = program.init_state(problem, jnp.zeros((1,), jnp.int32), jnp.zeros((1,), jnp.int32),
                             start=start)
-  state, trace = search.run_chunk(problem, params, state, jnp.asarray(target))
+  state, trace = program.run_chunk(problem, params, state, jnp.asarray(target))
   traces = {}
   worst = 0.0
   for name in ("TOTAL", "L2", "GEOCROSS"):

@@ -10,7 +10,7 @@ lrelu(x * std + mean)), the synthesis with 17 noise maps (5 trainable, the last 
 fixed), the reference's bicubic down-sampling, 100 * L2 + 0.05 * GEOCROSS, the backward pass
 to the latent and the trainable noise, an Adam update and the projection onto the spheres.
 
-  pulse-jax: the search program `pulse_jax.run` runs (`search.run_chunk`, chunks of
+  pulse-jax: the search program `pulse_jax.run` runs (`program.run_chunk`, chunks of
     --chunk_size steps); compile time apart.
   NVIDIA: the same step written in torch around NVIDIA's own `SynthesisNetwork`
     (training/networks_stylegan2.py of the --nvidia_dir checkout, imported at run time; its CPU
@@ -145,22 +145,22 @@ def jax_side(config, params: dict, n: int, lr_size: int, steps: int, rounds: int
   """Compile, warm up one chunk, then `rounds` timed chunks of `steps` steps."""
   import jax
   import jax.numpy as jnp
-  from pulse_jax.search import program as search
+  from pulse_jax.search import program
   from pulse_jax.generators import Generator
   from pulse_jax.search.config import SearchConfig
   g = Generator("stylegan2", config)
   scfg = SearchConfig(steps=steps * (rounds + 1), bad_noise_layers=str(g.num_noise_layers - 1),
                       num_trainable_noise_layers=NOISE_TRAINABLE, seed=seed)
-  problem = search.Problem(g, scfg, config.img_resolution // lr_size, chunk_size=steps)
+  problem = program.Problem(g, scfg, config.img_resolution // lr_size, chunk_size=steps)
   p = jax.device_put({k: params[k] for k in ("synthesis", "gaussian_fit")})
   ref = jnp.asarray(target_image(n, lr_size, seed))
   sv = start_values(config, n, seed)
   start = {"latent": jnp.asarray(sv["latent"]),
            "noise": {str(i): jnp.asarray(a) for i, a in enumerate(sv["noise"])}}
-  state = search.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32),
+  state = program.init_state(problem, jnp.zeros((n,), jnp.int32), jnp.arange(n, dtype=jnp.int32),
                             start)
   t = time.perf_counter()
-  compiled = search.run_chunk.lower(problem, p, state, ref).compile()
+  compiled = program.run_chunk.lower(problem, p, state, ref).compile()
   compile_s = time.perf_counter() - t
 
   def chunk():

@@ -68,9 +68,9 @@ def load_generator(weights: str | os.PathLike | None = None, *,
   model's name, or a converted weights directory (python -m weights_convert). A built-in
   model is converted once into ~/.cache/pulse_jax. Raises UsageError ('weights="...": ...').
   """
-  from pulse_jax.job import model as job_generator
+  from pulse_jax.job import model as job_model
   try:
-    return job_generator.load_model(weights, log=log or (lambda s: None))
+    return job_model.load_model(weights, log=log or (lambda s: None))
   except UsageError as e:
     raise UsageError(keywords(str(e), LOAD_GENERATOR_NAMES)) from None
 
@@ -112,7 +112,7 @@ def upsample(inputs, generator: Model | str | os.PathLike | None = None, *,
 
 def _upsample(inputs, generator, output_dir, log, warn, options):
   """`upsample` with its callables in place (the messages are the command's)."""
-  from pulse_jax.job import pipeline as job
+  from pulse_jax.job import pipeline
   from pulse_jax.job import inputs as job_inputs
   given = _options(options)
   many = isinstance(inputs, (list, tuple)) or given.get("align", False) or (
@@ -125,8 +125,8 @@ def _upsample(inputs, generator, output_dir, log, warn, options):
   if isinstance(generator, Model):
     model = generator
   else:
-    from pulse_jax.job import model as job_generator
-    model = job_generator.load_model(generator, log=log)
+    from pulse_jax.job import model as job_model
+    model = job_model.load_model(generator, log=log)
   found: dict[str, Result] = {}
 
   def on_result(item, result, i, report):
@@ -137,7 +137,7 @@ def _upsample(inputs, generator, output_dir, log, warn, options):
     labels = [it.label or it.path for it in items]
     o = _run_options(given, output_dir, labels[0] if len(labels) == 1 else ", ".join(labels),
                      model)
-    summary = job.run(o, model=model, items=items, on_result=on_result, strict=True, log=log,
+    summary = pipeline.run(o, model=model, items=items, on_result=on_result, strict=True, log=log,
                       warn=warn)
   results = [found[f["stem"]] if f["stem"] in found else _kept(f, output_dir)
              for f in summary["files"] if f["status"] in ("within_eps", "not_within_eps")]

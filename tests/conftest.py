@@ -27,13 +27,13 @@ def fixture_path(name: str) -> Path:
 @pytest.fixture(scope="session")
 def dcgan_weights(tmp_path_factory):
   """The built-in DCGAN (gan-face-generate wheel), converted into a session-private cache."""
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job import builtin_models
   try:
-    models.builtin_source(models.DEFAULT_MODEL)
+    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
   except FileNotFoundError as e:
     pytest.skip(str(e))
   os.environ.setdefault("PULSE_JAX_CACHE", str(tmp_path_factory.mktemp("cache")))
-  return models.load(None, log=lambda s: None)
+  return builtin_models.load(None, log=lambda s: None)
 
 
 def result_files(d: Path, stems) -> dict:

@@ -23,7 +23,7 @@ from PIL import EpsImagePlugin, Image, ImageFile
 
 from pulse_jax.job import align
 from pulse_jax.io import images as image_files
-from pulse_jax.io import input_images as inputs
+from pulse_jax.io import input_images
 from pulse_jax.io.face_landmarks import (AlignDependencyError, dlib_available, find_landmarks_model,
                                       landmarks_available, unrotate_points)
 
@@ -195,8 +195,8 @@ def test_load_photo_refuses_what_run_refuses(tmp_path, monkeypatch, no_eps):
     assert str(tmp_path / name) in str(e.value) and words in str(e.value), str(e.value)
     if name != "huge.png":
       assert "convert it to PNG or JPEG" in str(e.value)
-    with pytest.raises(inputs.InputError, match=words):   # the run loader says the same
-      inputs.load_image(tmp_path / name, 64)
+    with pytest.raises(input_images.InputError, match=words):   # the run loader says the same
+      input_images.load_image(tmp_path / name, 64)
   assert no_eps == []
 
 
@@ -390,14 +390,14 @@ def test_never_overwrites_the_input(tmp_path, astronaut, landmarker):
 def test_aligned_astronaut_crop_runs_through_the_search(tmp_path, landmarker, dcgan_weights):
   """Raw photo -> FFHQ-aligned 16x16 crop -> PULSE search on the embedded DCGAN (64x64)."""
   from pulse_jax import generators
-  from pulse_jax.runtime import loop as driver
+  from pulse_jax.runtime import loop
   from pulse_jax.search.config import SearchConfig
   r = align.align_file(ASTRONAUT, tmp_path, 16, 64, landmarker=landmarker)
   assert r.status == "ok", r
   lr = np.asarray(Image.open(r.lr_paths[0]).convert("RGB"), np.float32) / 255.0
   ref = lr.transpose(2, 0, 1)[None]  # [1, 3, 16, 16]
   g = generators.from_weights(dcgan_weights)
-  res = driver.search_images(g, dcgan_weights.params, ref, config=SearchConfig(loss_str="100*L2"),
+  res = loop.search_images(g, dcgan_weights.params, ref, config=SearchConfig(loss_str="100*L2"),
                              restarts=8)
   assert res.hr.shape == (1, 1, 3, 64, 64) and np.isfinite(res.l2).all()
   # The search makes real progress from its starting points towards the aligned face.

@@ -24,9 +24,9 @@ FLAGS = ["--restarts=3", "--steps=6", "--duplicates=2", "--seed=3", "--eps=0", "
 
 @pytest.fixture(scope="module")
 def g():
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job import builtin_models
   try:
-    models.builtin_source(models.DEFAULT_MODEL)
+    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
   except FileNotFoundError as e:
     pytest.skip(str(e))
   return pulse_jax.load_generator()

@@ -45,8 +45,8 @@ os.makedirs = makedirs
 # not a daemon blocks for ever; the save times out after 2 s.
 _HUNG = """
 import threading, orbax.checkpoint as ocp
-from pulse_jax.runtime import checkpoints as resume
-resume.SAVE_TIMEOUT_S = 2.0
+from pulse_jax.runtime import checkpoints
+checkpoints.SAVE_TIMEOUT_S = 2.0
 _save = ocp.CheckpointManager.save
 _forever = threading.Event()
 def save(self, step, *a, **k):

@@ -124,22 +124,22 @@ def healthy(tmp_path_factory):
 # ----------------------------------------------------------------------------- options
 
 def test_family_defaults_come_after_given_values_and_presets(healthy):
-  from pulse_jax.job import model as job_generator
-  from pulse_jax.job import settings as run_options
+  from pulse_jax.job import model as job_model
+  from pulse_jax.job import settings
   w = str(healthy["weights"])
-  r = run_options.resolve(RunOptions(weights=w))
+  r = settings.resolve(RunOptions(weights=w))
   assert (r.bad_noise_layers, r.sources["bad_noise_layers"], r.family) == ("6", "family",
                                                                          "stylegan2")
   assert r.sources["num_trainable_noise_layers"] == "default"  # 7 noise layers: 5 stay
-  r = run_options.resolve(RunOptions(weights=w, bad_noise_layers="0.6"))
+  r = settings.resolve(RunOptions(weights=w, bad_noise_layers="0.6"))
   assert (r.bad_noise_layers, r.sources["bad_noise_layers"], r.family) == ("0.6", "given", None)
-  v1 = run_options.resolve(RunOptions())  # the built-in model: the reference's defaults
+  v1 = settings.resolve(RunOptions())  # the built-in model: the reference's defaults
   assert (v1.bad_noise_layers, v1.sources["bad_noise_layers"]) == ("17", "default")
   # options the family ignores: not recorded, a note when given
   g = generators.from_weights(load_weights(w))
-  o = run_options.resolve(RunOptions(weights=w, compute_dtype="bfloat16", remat=True))
-  assert not {"compute_dtype", "remat"} & set(run_options.record(o, g)["options"])
-  notes = job_generator.generator_notes(o, g)
+  o = settings.resolve(RunOptions(weights=w, compute_dtype="bfloat16", remat=True))
+  assert not {"compute_dtype", "remat"} & set(settings.record(o, g)["options"])
+  notes = job_model.generator_notes(o, g)
   assert notes == ["note: the stylegan2 generator computes in float32 only: --compute_dtype "
                    "does not apply",
                    "note: the stylegan2 generator has no rematerialisation policies: --remat "

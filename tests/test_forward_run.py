@@ -44,9 +44,9 @@ def test_forward_options_are_the_forward_table():
 
 @pytest.fixture(scope="module")
 def model():
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job import builtin_models
   try:
-    models.builtin_source(models.DEFAULT_MODEL)
+    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
   except FileNotFoundError as e:
     pytest.skip(str(e))
   import pulse_jax

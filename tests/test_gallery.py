@@ -53,9 +53,9 @@ def run_dir(tmp_path_factory):
   """A real run: the 8x8 sample under a hostile name (within eps), 16x16 binary noise (not
   within eps), a corrupt file (failed). The run writes each input's trace.json; the noise
   input's is removed to show the page without curves."""
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job import builtin_models
   try:
-    models.builtin_source(models.DEFAULT_MODEL)
+    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
   except FileNotFoundError as e:
     pytest.skip(str(e))
   src = tmp_path_factory.mktemp("inputs")

@@ -17,8 +17,8 @@ import pytest
 
 from conftest import REPO, fixture_path
 from pulse_jax import generators
-from pulse_jax.io import weights_dir as checkpoint
-from pulse_jax.nets import stylegan1 as stylegan
+from pulse_jax.io import weights_dir
+from pulse_jax.nets import stylegan1
 from weights_convert.convert import convert_and_save, convert_sources
 
 QUIET = lambda s: None
@@ -40,7 +40,7 @@ def test_synthesis_fixture_through_converter_and_loader(tmp_path, name, suffix):
   src = fixture_path(name + suffix)
   data = np.load(fixture_path(name + ".npz"))
   out_dir = convert_and_save([str(src)], str(tmp_path / "w"), log=QUIET)
-  weights = checkpoint.load_weights(out_dir)
+  weights = weights_dir.load_weights(out_dir)
   cfg = weights.config
   assert cfg.resolution == data["image"].shape[-1] and (cfg.fmap_base, cfg.fmap_max) == (1024, 32)
   meta = json.load(open(os.path.join(out_dir, "metadata.json")))
@@ -53,7 +53,7 @@ def test_synthesis_fixture_through_converter_and_loader(tmp_path, name, suffix):
 def test_mapping_fixture():
   data = np.load(fixture_path("mapping.npz"))
   w = convert_sources([str(fixture_path("mapping.pt"))], gaussian_fit_samples=0, log=QUIET)
-  out = stylegan.MappingNetwork(w.config).apply({"params": w.params["mapping"]}, data["z"])
+  out = stylegan1.MappingNetwork(w.config).apply({"params": w.params["mapping"]}, data["z"])
   _assert_close(np.asarray(out), data["w"], rel=1e-6)
 
 
@@ -84,7 +84,7 @@ def test_synthesis_mapping_and_fit_combine_into_one_checkpoint(tmp_path):
   srcs = [fixture_path("synthesis_tiny256.pt"), fixture_path("mapping.pt"),
           fixture_path("real/gaussian_fit.pt")]
   out = convert_and_save([str(s) for s in srcs], str(tmp_path / "w"), log=QUIET)
-  w = checkpoint.load_weights(out)
+  w = weights_dir.load_weights(out)
   assert sorted(w.params) == ["gaussian_fit", "mapping", "synthesis"]
   assert w.metadata["gaussian_fit"] == {"how": "imported", "file": "gaussian_fit.pt"}
   generators.from_weights(w)  # has everything the search needs
@@ -101,7 +101,7 @@ def test_tf_pickle_with_official_structure_converts_and_renders(tmp_path):
   pkl = tmp_path / "karras2019stylegan-tiny.pkl"
   write_official_pickle(pkl, w.config, w.params)
   out = convert_and_save([str(pkl)], str(tmp_path / "w"), gaussian_fit_samples=4096, log=QUIET)
-  back = checkpoint.load_weights(out)
+  back = weights_dir.load_weights(out)
   assert back.config == w.config
   assert sorted(back.params) == ["dlatent_avg", "gaussian_fit", "mapping", "synthesis"]
   assert back.metadata["sources"][0]["kind"] == "stylegan_tf"
@@ -150,15 +150,15 @@ def test_loader_names_shape_mismatches_before_allocating(tmp_path):
   meta["config"]["fmap_max"] = 64  # architecture no longer matches the stored tensors
   json.dump(meta, open(meta_path, "w"))
   with pytest.raises(ValueError) as e:
-    checkpoint.load_weights(out)
+    weights_dir.load_weights(out)
   msg = str(e.value)
   assert "stored shape" in msg and "block_0" in msg and "architecture" in msg
 
 
 def test_gaussian_fit_matches_direct_computation():
   from pulse_jax.generators.prior import fit_gaussian
-  cfg = stylegan.StyleGANConfig(resolution=8)
-  params = stylegan.MappingNetwork(cfg).init(jax.random.key(3), jnp.zeros((1, 512)))["params"]
+  cfg = stylegan1.StyleGANConfig(resolution=8)
+  params = stylegan1.MappingNetwork(cfg).init(jax.random.key(3), jnp.zeros((1, 512)))["params"]
   fit = fit_gaussian(params, cfg, num_samples=5000, seed=7, chunk=2048)
   # The same samples, mapped at once, with numpy statistics (unbiased std as torch.std).
   key = jax.random.key(7)
@@ -166,7 +166,7 @@ def test_gaussian_fit_matches_direct_computation():
   for size in (2048, 2048, 904):
     key, sub = jax.random.split(key)
     z = jax.random.normal(sub, (size, 512))
-    w = stylegan.MappingNetwork(cfg).apply({"params": params}, z)
+    w = stylegan1.MappingNetwork(cfg).apply({"params": params}, z)
     ys.append(np.asarray(jnp.where(w >= 0, w, 5.0 * w), np.float64))
   y = np.concatenate(ys)
   np.testing.assert_allclose(fit["mean"], y.mean(0), rtol=1e-5, atol=1e-6)
@@ -208,8 +208,8 @@ def test_render_cli_writes_raw_npz_and_png(tmp_path):
 def test_full_default_configuration_converts_loads_and_renders(tmp_path):
   """The official 1024 architecture (18 layers, ~24M parameters), random weights, as a TF pickle."""
   from support.tf_official import write_official_pickle
-  cfg = stylegan.StyleGANConfig()
-  shapes = stylegan.synthesis_param_shapes(cfg)
+  cfg = stylegan1.StyleGANConfig()
+  shapes = stylegan1.synthesis_param_shapes(cfg)
   rng = np.random.default_rng(0)
   params = {"synthesis": jax.tree.map(
       lambda s: rng.standard_normal(s.shape).astype(np.float32) * 0.5, shapes)}
@@ -218,7 +218,7 @@ def test_full_default_configuration_converts_loads_and_renders(tmp_path):
   pkl = tmp_path / "karras2019stylegan-ffhq-1024x1024.pkl"
   write_official_pickle(pkl, cfg, params)
   out = convert_and_save([str(pkl)], str(tmp_path / "w"), gaussian_fit_samples=0, log=QUIET)
-  w = checkpoint.load_weights(out)
+  w = weights_dir.load_weights(out)
   assert w.config == cfg
   jax.tree.map(np.testing.assert_array_equal, w.params["synthesis"], params["synthesis"])
   dl = rng.standard_normal((1, 18, 512)).astype(np.float32)
@@ -226,5 +226,5 @@ def test_full_default_configuration_converts_loads_and_renders(tmp_path):
   img = _render(w, dl, noise)
   assert img.shape == (1, 3, 1024, 1024) and np.all(np.isfinite(img))
   # Same as rendering the source params directly (conversion and loading lost nothing).
-  np.testing.assert_array_equal(img, _render(checkpoint.GeneratorWeights("stylegan", cfg, params),
+  np.testing.assert_array_equal(img, _render(weights_dir.GeneratorWeights("stylegan", cfg, params),
                                              dl, noise))

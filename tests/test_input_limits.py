@@ -81,11 +81,11 @@ import types
 from pulse_jax import generators
 from pulse_jax.job import render
 from pulse_jax.job import inputs as job_inputs
-from pulse_jax.job import builtin_models as models
+from pulse_jax.job import builtin_models
 from pulse_jax.forward import blur, mask
 from pulse_jax.job.init_values import attach_init
 from pulse_jax.search.config import SearchConfig
-w = models.load(None, log=lambda s: None)
+w = builtin_models.load(None, log=lambda s: None)
 g = generators.Generator(w.kind, w.config)
 files = json.loads(sys.argv[1])
 
@@ -179,10 +179,10 @@ def test_render_latents_npz_with_a_million_rows_is_refused_before_reading(child_
 
 def test_init_npz_header_checks(tmp_path):
   from pulse_jax import generators
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job import builtin_models
   from pulse_jax.job.init_values import load_init
   from pulse_jax.search.config import SearchConfig
-  w = models.load(None, log=lambda s: None)
+  w = builtin_models.load(None, log=lambda s: None)
   g = generators.Generator(w.kind, w.config)
   obj = tmp_path / "obj.npz"
   with zipfile.ZipFile(obj, "w") as z:   # an object array: never unpickled
@@ -249,7 +249,6 @@ def test_zip_named_npy_mask_cli_fails_only_that_input_without_traceback(tmp_path
 
 def test_blur_sigma_bound_matches_the_largest_hr_image():
   from pulse_jax.forward import blur
-  assert options.MAX_HR_SIDE == blur.MAX_HR_SIDE
   assert blur.max_sigma(64) == pytest.approx(31 / 3)
   _, found = options.problems({"blur_sigma": 682.0})
   assert not found

@@ -10,9 +10,8 @@ import pytest
 from PIL import EpsImagePlugin, Image, ImageFile, features
 
 from pulse_jax.io import images as image_files
-from pulse_jax.io import input_images as inputs
-
-SAMPLES = pathlib.Path(inputs.__file__).parents[1] / "samples"
+from pulse_jax.io import input_images
+SAMPLES = pathlib.Path(input_images.__file__).parents[1] / "samples"
 G = 64  # the built-in DCGAN's size
 
 
@@ -32,12 +31,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def test_valid_sizes():
-  assert inputs.valid_sizes(64) == [64, 32, 16, 8, 4, 2, 1]
-  assert inputs.valid_sizes(1024)[:3] == [1024, 512, 256]
+  assert input_images.valid_sizes(64) == [64, 32, 16, 8, 4, 2, 1]
+  assert input_images.valid_sizes(1024)[:3] == [1024, 512, 256]
 
 
 def test_sample_loads_as_is():
-  im = inputs.load_image(SAMPLES / "astronaut_8x8.png", G)
+  im = input_images.load_image(SAMPLES / "astronaut_8x8.png", G)
   assert im.pixels.shape == (3, 8, 8) and im.pixels.dtype == np.float32
   assert 0.0 <= im.pixels.min() and im.pixels.max() <= 1.0
   assert im.mask is None and im.notes == [] and im.format == "PNG"
@@ -48,27 +47,27 @@ def test_sample_loads_as_is():
 
 def test_image_key_depends_on_pixels_only(tmp_path):
   a = _rgb(8)
-  k1 = inputs.load_image(_save(tmp_path, "a.png", a), G).image_key
-  k2 = inputs.load_image(_save(tmp_path, "b.bmp", a), G).image_key  # same pixels, other format
+  k1 = input_images.load_image(_save(tmp_path, "a.png", a), G).image_key
+  k2 = input_images.load_image(_save(tmp_path, "b.bmp", a), G).image_key  # same pixels, other format
   b = a.copy()
   b[0, 0, 0] ^= 1
-  k3 = inputs.load_image(_save(tmp_path, "c.png", b), G).image_key
+  k3 = input_images.load_image(_save(tmp_path, "c.png", b), G).image_key
   assert k1 == k2 != k3
 
 
 def test_grayscale_palette_16bit_are_converted_with_a_note(tmp_path):
   g = _rgb(8)[:, :, 0]
-  im = inputs.load_image(_save(tmp_path, "g.png", g, "L"), G)
+  im = input_images.load_image(_save(tmp_path, "g.png", g, "L"), G)
   assert im.pixels.shape == (3, 8, 8) and "grayscale" in im.notes[0]
   np.testing.assert_allclose(im.pixels[0], g / 255.0, atol=1e-6)
   np.testing.assert_array_equal(im.pixels[0], im.pixels[2])
   p = Image.fromarray(_rgb(8)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
   p.save(tmp_path / "p.png")
-  im = inputs.load_image(tmp_path / "p.png", G)
+  im = input_images.load_image(tmp_path / "p.png", G)
   assert im.pixels.shape == (3, 8, 8) and any("palette" in n for n in im.notes)
   g16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
   Image.fromarray(g16).save(tmp_path / "g16.png")  # mode I;16
-  im = inputs.load_image(tmp_path / "g16.png", G)
+  im = input_images.load_image(tmp_path / "g16.png", G)
   np.testing.assert_allclose(im.pixels[1], np.round(g16 / 65535 * 255) / 255, atol=1e-6)
 
 
@@ -79,7 +78,7 @@ def test_alpha_is_composited_and_said(tmp_path, background, value):
   rgba[..., 3] = 255
   rgba[:4, :, 3] = 0          # top half transparent
   rgba[4:6, :, 3] = 128       # half transparent
-  im = inputs.load_image(_save(tmp_path, "a.png", rgba, "RGBA"), G, background=background)
+  im = input_images.load_image(_save(tmp_path, "a.png", rgba, "RGBA"), G, background=background)
   assert any(f"composited on {background}" in n for n in im.notes)
   np.testing.assert_allclose(im.pixels[:, :4], value, atol=1e-6)
   np.testing.assert_allclose(im.pixels[:, 6:], 200 / 255, atol=1e-6)
@@ -95,8 +94,8 @@ def test_alpha_is_composited_and_said(tmp_path, background, value):
 def test_bad_files_get_a_clear_error_naming_the_file(tmp_path, name, content, words):
   p = tmp_path / name
   p.write_bytes(content)
-  with pytest.raises(inputs.InputError) as e:
-    inputs.load_image(p, G)
+  with pytest.raises(input_images.InputError) as e:
+    input_images.load_image(p, G)
   assert str(p) in str(e.value) and words in str(e.value)
 
 
@@ -105,8 +104,8 @@ def test_truncated_png(tmp_path):
   Image.fromarray(_rgb(16)).save(data)
   b = data.read_bytes()
   data.write_bytes(b[: len(b) // 2])
-  with pytest.raises(inputs.InputError, match="corrupt or truncated"):
-    inputs.load_image(data, G)
+  with pytest.raises(input_images.InputError, match="corrupt or truncated"):
+    input_images.load_image(data, G)
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
@@ -116,52 +115,52 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
          + _png_chunk(b"IDAT", zlib.compress(b"\0" * 100)) + _png_chunk(b"IEND", b""))
   p = tmp_path / "bomb.png"
   p.write_bytes(png)
-  with pytest.raises(inputs.InputError, match="decompression bomb") as e:
-    inputs.load_image(p, G)
+  with pytest.raises(input_images.InputError, match="decompression bomb") as e:
+    input_images.load_image(p, G)
   assert str(p) in str(e.value)
 
 
 def test_bomb_warning_range_is_refused_too(tmp_path, monkeypatch):
   monkeypatch.setattr(image_files, "MAX_IMAGE_PIXELS", 100)  # 12x12 = 144 > 100
   p = _save(tmp_path, "w.png", _rgb(12))
-  with pytest.raises(inputs.InputError, match="decompression bomb"):
-    inputs.load_image(p, G)
+  with pytest.raises(input_images.InputError, match="decompression bomb"):
+    input_images.load_image(p, G)
 
 
 def test_larger_than_generator_is_refused(tmp_path):
   p = _save(tmp_path, "big.png", _rgb(128))
-  with pytest.raises(inputs.InputError, match="larger than the generator"):
-    inputs.load_image(p, G, fit="resize")
+  with pytest.raises(input_images.InputError, match="larger than the generator"):
+    input_images.load_image(p, G, fit="resize")
 
 
 def test_odd_and_non_square_sizes(tmp_path):
   odd = _save(tmp_path, "odd.png", _rgb(12))
-  with pytest.raises(inputs.InputError) as e:
-    inputs.load_image(odd, G)
+  with pytest.raises(input_images.InputError) as e:
+    input_images.load_image(odd, G)
   assert "valid input sizes (square): 64, 32, 16, 8, 4, 2, 1" in str(e.value)
   assert "--fit=resize" in str(e.value) and str(odd) in str(e.value)
   rect = _save(tmp_path, "rect.png", _rgb(6, 8))
-  with pytest.raises(inputs.InputError, match="not square"):
-    inputs.load_image(rect, G)
+  with pytest.raises(input_images.InputError, match="not square"):
+    input_images.load_image(rect, G)
 
 
 def test_fit_resize(tmp_path):
-  im = inputs.load_image(_save(tmp_path, "odd.png", _rgb(12)), G, fit="resize")
+  im = input_images.load_image(_save(tmp_path, "odd.png", _rgb(12)), G, fit="resize")
   assert im.size == 16 and im.mask is None and im.resized_from == (12, 12)  # tie 8/16: larger
-  im = inputs.load_image(_save(tmp_path, "s.png", _rgb(10)), G, fit="resize")
+  im = input_images.load_image(_save(tmp_path, "s.png", _rgb(10)), G, fit="resize")
   assert im.size == 8
-  im = inputs.load_image(_save(tmp_path, "r.png", _rgb(6, 9)), G, fit="resize")
+  im = input_images.load_image(_save(tmp_path, "r.png", _rgb(6, 9)), G, fit="resize")
   assert im.size == 8 and "aspect ratio changed" in im.notes[-1]
 
 
 def test_fit_pad_masks_the_padding(tmp_path):
   a = _rgb(6, 9)  # 6 high, 9 wide -> 16x16
-  im = inputs.load_image(_save(tmp_path, "r.png", a), G, fit="pad")
+  im = input_images.load_image(_save(tmp_path, "r.png", a), G, fit="pad")
   assert im.size == 16 and im.padding == (3, 5, 4, 5)
   assert im.mask.shape == (1, 16, 16) and im.mask.sum() == 54
   np.testing.assert_array_equal(im.mask[0, 5:11, 3:12], 1.0)
   np.testing.assert_allclose(im.pixels[:, 5:11, 3:12], a.transpose(2, 0, 1) / 255.0, atol=1e-6)
-  ok = inputs.load_image(_save(tmp_path, "ok.png", _rgb(8)), G, fit="pad")
+  ok = input_images.load_image(_save(tmp_path, "ok.png", _rgb(8)), G, fit="pad")
   assert ok.mask is None and ok.padding is None  # already valid: untouched
 
 
@@ -171,13 +170,13 @@ def test_list_inputs_and_unique_stems(tmp_path):
   (tmp_path / "notes.txt").write_text("hi")
   (tmp_path / ".hidden.png").write_bytes(b"")
   (tmp_path / "sub").mkdir()
-  files, skipped = inputs.list_inputs(tmp_path)
+  files, skipped = input_images.list_inputs(tmp_path)
   assert [f.name for f in files] == ["a.jpg", "a.png"]
   assert [f.name for f in skipped] == ["notes.txt"]
-  assert inputs.unique_stems(files) == ["a_jpg", "a_png"]
-  assert inputs.list_inputs(tmp_path / "a.png") == ([tmp_path / "a.png"], [])
+  assert input_images.unique_stems(files) == ["a_jpg", "a_png"]
+  assert input_images.list_inputs(tmp_path / "a.png") == ([tmp_path / "a.png"], [])
   with pytest.raises(FileNotFoundError, match="no such file"):
-    inputs.list_inputs(tmp_path / "missing")
+    input_images.list_inputs(tmp_path / "missing")
 
 
 def test_folder_files_is_the_one_listing(tmp_path):
@@ -188,11 +187,11 @@ def test_folder_files_is_the_one_listing(tmp_path):
     (tmp_path / name).write_bytes(b"x")
   (tmp_path / "d").mkdir()
   os.mkfifo(tmp_path / "f.png")
-  files, skipped = inputs.folder_files(tmp_path, {".png", ".npy"})
+  files, skipped = input_images.folder_files(tmp_path, {".png", ".npy"})
   assert [f.name for f in files] == ["a.png", "b.npy"]
   assert [f.name for f in skipped] == ["c.txt", "f.png"]
-  assert inputs.skip_reason(tmp_path / "f.png") == "a named pipe (FIFO)"
-  assert inputs.list_inputs(tmp_path)[0] == [tmp_path / "a.png"]
+  assert input_images.skip_reason(tmp_path / "f.png") == "a named pipe (FIFO)"
+  assert input_images.list_inputs(tmp_path)[0] == [tmp_path / "a.png"]
 
 
 def test_mask_files_match_inputs_by_stem(tmp_path):
@@ -284,8 +283,8 @@ def test_eps_named_png_is_refused_without_ghostscript(tmp_path, monkeypatch, bin
     Image.open(p)
   assert calls == ["EPS._open"]
   calls.clear()
-  with pytest.raises(inputs.InputError) as e:
-    inputs.load_image(p, G)
+  with pytest.raises(input_images.InputError) as e:
+    input_images.load_image(p, G)
   msg = str(e.value)
   assert str(p) in msg and "EPS/PostScript" in msg and "refused" in msg
   assert "convert it to PNG or JPEG" in msg and "PNG, JPEG, WEBP, BMP, TIFF, GIF" in msg
@@ -314,8 +313,8 @@ def test_other_pillow_formats_are_refused(tmp_path, monkeypatch, fmt, named):
   p = tmp_path / "face.png"
   p.write_bytes(data)
   no_other_decoder = _trap_other_decoders(monkeypatch)
-  with pytest.raises(inputs.InputError) as e:
-    inputs.load_image(p, G)
+  with pytest.raises(input_images.InputError) as e:
+    input_images.load_image(p, G)
   msg = str(e.value)
   assert str(p) in msg and "convert it to PNG or JPEG" in msg
   assert "only PNG, JPEG, WEBP, BMP, TIFF, GIF are read" in msg
@@ -331,7 +330,7 @@ def test_allowed_formats_still_load(tmp_path, no_other_decoder, fmt):
   a = _rgb(8)
   p = tmp_path / "x.img"       # the content decides, not the name
   Image.fromarray(a).save(p, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
-  im = inputs.load_image(p, G)
+  im = input_images.load_image(p, G)
   assert im.format == fmt and im.pixels.shape == (3, 8, 8)
   if fmt in ("PNG", "BMP", "TIFF", "WEBP"):   # lossless
     np.testing.assert_array_equal(np.round(im.pixels * 255).astype(np.uint8),
@@ -345,8 +344,8 @@ def test_huge_header_refused_before_decoding(tmp_path, monkeypatch, side):
   p.write_bytes(_png_header_only(side, side))
   monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: 1 / 0)  # never decode
   t0 = time.perf_counter()
-  with pytest.raises(inputs.InputError) as e:
-    inputs.load_image(p, G)
+  with pytest.raises(input_images.InputError) as e:
+    input_images.load_image(p, G)
   assert time.perf_counter() - t0 < 1.0
   msg = str(e.value)
   assert str(p) in msg and "decompression bomb" in msg

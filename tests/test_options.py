@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from pulse_jax.job import model as job_generator
-from pulse_jax.job import builtin_models as models
+from pulse_jax.job import model as job_model
+from pulse_jax.job import builtin_models
 from pulse_jax.job import options
 from pulse_jax.job import settings as run_options
 from pulse_jax.job.errors import UsageError
@@ -96,19 +96,19 @@ def test_every_bad_option_is_named_at_once():
 
 
 def test_presets_are_valid_options_of_built_in_models():
-  assert set(models.PRESETS) <= set(models.BUILTIN)
-  for name, preset in models.PRESETS.items():
+  assert set(builtin_models.PRESETS) <= set(builtin_models.BUILTIN)
+  for name, preset in builtin_models.PRESETS.items():
     _, found = options.problems(dict(preset))
     assert not found, (name, found)
     assert all(options.get(k).presettable for k in preset)
   # the README's command: the built-in model's measured preset (docs/presets.md)
-  assert models.PRESETS[models.DEFAULT_MODEL] == {
+  assert builtin_models.PRESETS[builtin_models.DEFAULT_MODEL] == {
       "steps": 400, "restarts": 12, "learning_rate": 1.6, "lr_schedule": "linear1cycledrop",
       "opt_name": "adam", "loss_str": "100*L2"}
 
 
 def test_sources_given_preset_default(monkeypatch):
-  monkeypatch.setitem(models.PRESETS, models.DEFAULT_MODEL, {"steps": 300, "eps": 5e-3})
+  monkeypatch.setitem(builtin_models.PRESETS, builtin_models.DEFAULT_MODEL, {"steps": 300, "eps": 5e-3})
   r = resolve(RunOptions(steps=100))  # given, although it is the global default
   assert (r.steps, r.sources["steps"]) == (100, "given")
   assert (r.eps, r.sources["eps"]) == (5e-3, "preset")
@@ -121,10 +121,10 @@ def test_sources_given_preset_default(monkeypatch):
   r = resolve(RunOptions(weights="weights/ffhq"))
   assert (r.steps, r.sources["steps"], r.preset) == (100, "default", None)
   # a bad preset value is named as the preset's
-  monkeypatch.setitem(models.PRESETS, models.DEFAULT_MODEL, {"steps": 0})
+  monkeypatch.setitem(builtin_models.PRESETS, builtin_models.DEFAULT_MODEL, {"steps": 0})
   with pytest.raises(UsageError, match=r"--steps: must be .* \(the dcgan-digiface preset\)"):
     check_options(resolve(RunOptions()))
-  monkeypatch.setitem(models.PRESETS, models.DEFAULT_MODEL, {"output_dir": "x"})
+  monkeypatch.setitem(builtin_models.PRESETS, builtin_models.DEFAULT_MODEL, {"output_dir": "x"})
   with pytest.raises(ValueError, match="not an option a preset may set"):
     resolve(RunOptions())
 
@@ -145,14 +145,14 @@ def test_reports_list_the_options_that_apply():
   assert settings["loss_str"] == "100*L2" and settings["loss_str_given"] == r.loss_str
   assert "noise_type" not in settings and "steps" in settings and "quiet" not in settings
   # a note for the options given that do not apply
-  notes = job_generator.generator_notes(r, DCGAN)
+  notes = job_model.generator_notes(r, DCGAN)
   assert notes == ["note: the dcgan generator has no noise inputs: --noise_type does not apply"]
-  assert job_generator.generator_notes(resolve(RunOptions()), DCGAN) == []
+  assert job_model.generator_notes(resolve(RunOptions()), DCGAN) == []
 
 
 def test_result_neutral_settings_are_derived():
-  from pulse_jax.job import result_files as outputs
-  assert set(outputs.RESULT_NEUTRAL_SETTINGS) == {"batch_size", "chunk_size", "micro_batches",
+  from pulse_jax.job import result_files
+  assert set(result_files.RESULT_NEUTRAL_SETTINGS) == {"batch_size", "chunk_size", "micro_batches",
                                                    "memory_budget_gb", "remat"}
 
 
@@ -199,5 +199,5 @@ def test_lower_layers_import_no_job():
 
 def test_family_predicates_ask_the_family():
   assert not options.uses_compute_dtype(DCGAN) and options.uses_compute_dtype(STYLEGAN)
-  assert job_generator.uses_remat is options.uses_remat
+  assert job_model.uses_remat is options.uses_remat
   assert options.get("remat").applies_to(STYLEGAN) and not options.get("remat").applies_to(DCGAN)

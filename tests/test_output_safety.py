@@ -20,8 +20,8 @@ from PIL import Image
 
 import pulse_jax
 from pulse_jax.io import gallery
-from pulse_jax.io import input_images as inputs
-from pulse_jax.job import result_files as outputs
+from pulse_jax.io import input_images
+from pulse_jax.job import result_files
 from pulse_jax.io import run_files
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
@@ -82,7 +82,7 @@ def test_an_input_named_dots_writes_nothing_outside_its_folder(tmp_path, name):
   assert {k: v for k, v in after.items() if not k.startswith("out")} == before
   entry = s["files"][0]
   stem = entry["stem"]
-  assert inputs.is_safe_stem(stem) and stem not in (".", "..")
+  assert input_images.is_safe_stem(stem) and stem not in (".", "..")
   assert "cannot be a folder name" in entry["stem_note"] and f"{stem}/" in entry["stem_note"]
   out = parent / "out"
   assert sorted(p.name for p in out.iterdir()) == sorted(["index.html", "summary.json", stem])
@@ -96,14 +96,14 @@ def test_stems_are_safe_unique_and_stable():
   hostile = ["/a/...png", "/a/..png", "/b/..png", "/a/a\\b.png", "/a/x\x01y.png",
              "/a/.hidden.png", "/a/summary.json.png", "/a/" + "n" * 250 + ".png", "/a/ok.png",
              "/a/OK.jpg", "/a/trailing..png", "/a/\udcff.png"]
-  stems = inputs.unique_stems(hostile)
-  assert stems == inputs.unique_stems(hostile)  # the same command: the same folders (resume)
+  stems = input_images.unique_stems(hostile)
+  assert stems == input_images.unique_stems(hostile)  # the same command: the same folders (resume)
   assert len({s.casefold() for s in stems}) == len(stems)
   root = os.path.realpath("/tmp/out")
   for s in stems:
-    assert inputs.is_safe_stem(s), s
+    assert input_images.is_safe_stem(s), s
     assert os.path.dirname(os.path.realpath(os.path.join(root, s))) == root
-    assert len(s.encode()) <= inputs.MAX_STEM_BYTES and "\\" not in s
+    assert len(s.encode()) <= input_images.MAX_STEM_BYTES and "\\" not in s
   assert stems[8] == "ok"  # a usable name is kept as it is
 
 
@@ -127,7 +127,7 @@ def test_clear_outputs_deletes_only_the_files_the_earlier_report_lists(tmp_path)
     (d / n).write_text("user's")
   (d / ".latents.npz.tmp-123").write_bytes(b"left by a kill")
   (d / ".mine.tmp-1").write_text("user's")
-  removed = outputs.clear_outputs(str(tmp_path), "a")
+  removed = result_files.clear_outputs(str(tmp_path), "a")
   assert sorted(os.path.basename(p) for p in removed) == sorted(
       [".latents.npz.tmp-123", "hr_0.png", "input.png", "latents.npz", "lr_0.png",
        "report.json", "trace.json"])
@@ -135,7 +135,7 @@ def test_clear_outputs_deletes_only_the_files_the_earlier_report_lists(tmp_path)
       ".mine.tmp-1", "hr_7.png", "hr_vacation.png", "input.png.bak", "lr_notes.png"]
   assert (tmp_path / "victim.txt").read_text() == "keep"
   # without a report.json nothing of the user's is deleted either
-  assert outputs.clear_outputs(str(tmp_path), "a") == []
+  assert result_files.clear_outputs(str(tmp_path), "a") == []
 
 
 def test_overwrite_keeps_files_it_did_not_write(tmp_path):
@@ -167,15 +167,15 @@ def test_a_symlinked_input_folder_is_not_followed(tmp_path):
   bad = next(f for f in s["files"] if f["stem"] == "a")
   assert bad["status"] == "failed" and "symbolic link" in bad["message"]
   assert any("symbolic link" in w for w in warnings)
-  with pytest.raises(outputs.UnsafeOutputPath, match="symbolic link"):
-    outputs.clear_outputs(str(out), "a")
+  with pytest.raises(result_files.UnsafeOutputPath, match="symbolic link"):
+    result_files.clear_outputs(str(out), "a")
   (out / "b" / "frames").mkdir()
   os.rmdir(out / "b" / "frames")
   (out / "b" / "frames").symlink_to(elsewhere, target_is_directory=True)
-  with pytest.raises(outputs.UnsafeOutputPath, match="symbolic link"):
-    outputs.input_dir(str(out), "b", sub=run_files.FRAMES)
-  with pytest.raises(outputs.UnsafeOutputPath, match="plain name"):
-    outputs.input_dir(str(out), "..")
+  with pytest.raises(result_files.UnsafeOutputPath, match="symbolic link"):
+    result_files.input_dir(str(out), "b", sub=run_files.FRAMES)
+  with pytest.raises(result_files.UnsafeOutputPath, match="plain name"):
+    result_files.input_dir(str(out), "..")
 
 
 # ----------------------------------------------------------------------------- OUTPUT_DIR errors
@@ -227,13 +227,13 @@ def test_unwritable_output_dir_is_a_usage_error(tmp_path, monkeypatch):
 
 def test_disk_full_while_writing_the_summary(tmp_path, monkeypatch):
   out = tmp_path / "out"
-  real = outputs.write_json
+  real = result_files.write_json
 
   def full(path, doc):
     if os.path.basename(path) == run_files.SUMMARY:
       raise OSError(errno.ENOSPC, "No space left on device", path)
     return real(path, doc)
-  monkeypatch.setattr(outputs, "write_json", full)
+  monkeypatch.setattr(result_files, "write_json", full)
   s, _, warnings = job(input=str(SAMPLE), output_dir=str(out))
   assert s["exit_code"] == 2 and s["searched"] == 1
   assert "summary.json: not written (OSError: No space left on device)" in s["error"]
@@ -241,7 +241,7 @@ def test_disk_full_while_writing_the_summary(tmp_path, monkeypatch):
   assert (out / "astronaut_8x8" / "report.json").is_file()  # the results stay
   assert not (out / "summary.json").exists()
   text = io.StringIO()
-  outputs.print_summary(s, file=text)
+  result_files.print_summary(s, file=text)
   assert "summary: NOT WRITTEN" in text.getvalue()
   monkeypatch.undo()
   s, _, _ = job(input=str(SAMPLE), output_dir=str(out))  # the same command: written, kept
@@ -259,9 +259,9 @@ def test_pipes_devices_and_bad_links_in_an_input_folder_are_skipped_with_a_reaso
   (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
   (tmp_path / "notes.txt").write_text("hi")
   with no_hang():
-    files, skipped = inputs.list_inputs(tmp_path)
+    files, skipped = input_images.list_inputs(tmp_path)
   assert [f.name for f in files] == ["a.png", "link.png"]
-  reasons = {f.name: inputs.skip_reason(f) for f in skipped}
+  reasons = {f.name: input_images.skip_reason(f) for f in skipped}
   assert reasons == {
       "broken.png": "a broken symbolic link",
       "dev.png": "a symbolic link to a device",
@@ -282,8 +282,8 @@ def test_a_fifo_given_as_input_does_not_hang(tmp_path):
   fifo = tmp_path / "face.png"
   os.mkfifo(fifo)
   with no_hang():
-    with pytest.raises(inputs.InputError, match="named pipe"):
-      inputs.load_image(fifo, 64)
+    with pytest.raises(input_images.InputError, match="named pipe"):
+      input_images.load_image(fifo, 64)
   r = cli(f"--input={fifo}", f"--output_dir={tmp_path / 'out'}", timeout=60)
   assert r.returncode == 2
   assert "pulse_jax.run: error: --input: " in r.stderr and "is a named pipe (FIFO)" in r.stderr

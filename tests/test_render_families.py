@@ -170,11 +170,11 @@ def conditional_fitted(tmp_path_factory):
 
 
 def test_conditional_prior_is_one_fit_per_class(conditional_fitted):
-  from pulse_jax.generators import prior as nvidia_prior
+  from pulse_jax.generators import prior
   w = load_weights(str(conditional_fitted))
   fit = w.params["gaussian_fit"]
   assert fit["mean"].shape == fit["std"].shape == (3, 64)
-  one = nvidia_prior.fit_pre_activation(sg2, w.params["mapping"], w.config, num_samples=4096,
+  one = prior.fit_pre_activation(sg2, w.params["mapping"], w.config, num_samples=4096,
                                         seed=0, class_index=2)
   np.testing.assert_array_equal(fit["mean"][2], one["mean"])
   np.testing.assert_array_equal(fit["std"][2], one["std"])

@@ -76,8 +76,8 @@ def test_resume_with_other_settings_is_refused(runs, tmp_path, change, match):
 
 def test_same_settings_are_accepted(runs):
   """The settings check passes for the run that wrote the checkpoint (at step 6 = done)."""
-  from pulse_jax.runtime import checkpoints as resume
+  from pulse_jax.runtime import checkpoints
   generator, params, ref, config = w.tiny_problem(2, 6, 0)
   problem = loop.program.Problem(generator, config, 4, 2)
   settings = loop._settings(problem, params, ref, None, 3, np.arange(2), None)
-  assert resume.SearchCheckpoints(runs["full"], settings)._meta["step"] == 6
+  assert checkpoints.SearchCheckpoints(runs["full"], settings)._meta["step"] == 6

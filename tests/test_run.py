@@ -169,15 +169,15 @@ def test_fit_options_and_odd_size_error(tmp_path):
 
 
 def test_a_failed_batch_does_not_stop_the_others(tmp_path, monkeypatch):
-  from pulse_jax.runtime import loop as driver
-  real = driver.search_images
+  from pulse_jax.runtime import loop
+  real = loop.search_images
 
   def flaky(generator, params, ref, **kw):
     if ref.shape[-1] == 4:
       raise RuntimeError("simulated device failure")
     return real(generator, params, ref, **kw)
 
-  monkeypatch.setattr(driver, "search_images", flaky)
+  monkeypatch.setattr(loop, "search_images", flaky)
   s, _, warnings = _job(output_dir=str(tmp_path), steps=2, restarts=2, eps=0.5)
   st = {f["stem"]: f for f in s["files"]}
   assert st["astronaut_8x8"]["status"] == "within_eps"

@@ -113,9 +113,9 @@ def test_bad_inputs_are_reported_before_the_search_and_no_info_noise(tmp_path):
 
 
 def test_render_defaults_to_the_built_in_model(tmp_path):
-  from pulse_jax.job import result_files as outputs
+  from pulse_jax.job import result_files
   lat = np.random.RandomState(0).randn(3, 1, 100).astype(np.float32)
-  np.savez(tmp_path / "latents.npz", **outputs.latent_arrays(
+  np.savez(tmp_path / "latents.npz", **result_files.latent_arrays(
       {"latent": lat}, ranking=np.array([2, 0, 1]), kept=np.array([2, 0])))
   cmd = [sys.executable, "-m", "pulse_jax.render", f"--latents={tmp_path / 'latents.npz'}"]
   p = subprocess.run(cmd + [f"--out={tmp_path / 'kept.png'}"], capture_output=True, text=True,

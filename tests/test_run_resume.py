@@ -127,11 +127,10 @@ def _copy(done, tmp_path) -> pathlib.Path:
 
 
 def _no_search(monkeypatch):
-  from pulse_jax.runtime import loop as driver
-
+  from pulse_jax.runtime import loop
   def refuse(*a, **k):
     raise AssertionError("searched although every output is complete")
-  monkeypatch.setattr(driver, "search_images", refuse)
+  monkeypatch.setattr(loop, "search_images", refuse)
 
 
 def test_the_same_command_again_keeps_everything(inputs, done, tmp_path, monkeypatch):
@@ -177,14 +176,14 @@ def test_incomplete_outputs_are_searched_again(inputs, done, tmp_path, monkeypat
   (out / "b" / "hr_0.png").write_bytes(b"\x89PNG half written")
   (out / "b" / ".latents.npz.tmp-123").write_bytes(b"left by a kill")
   (out / "c" / "lr_0.png").unlink()  # a listed file missing: incomplete too
-  from pulse_jax.runtime import loop as driver
+  from pulse_jax.runtime import loop
   searched = []
-  real = driver.search_images
+  real = loop.search_images
 
   def spy(generator, params, ref, **kw):
     searched.append(ref.shape[0])
     return real(generator, params, ref, **kw)
-  monkeypatch.setattr(driver, "search_images", spy)
+  monkeypatch.setattr(loop, "search_images", spy)
   s, lines, _ = _job(input=str(inputs), output_dir=str(out), **FAST)
   assert s["exit_code"] == 0 and s["kept"] == 1 and searched == [1, 1]
   assert any(l.endswith("b: incomplete outputs of an interrupted run: searching this input "
@@ -208,12 +207,12 @@ def test_overwrite_searches_everything_again(inputs, done, tmp_path):
 
 
 def test_files_are_renamed_into_place(tmp_path):
-  from pulse_jax.job import result_files as outputs
+  from pulse_jax.job import result_files
   p = tmp_path / "x.png"
   with pytest.raises(RuntimeError):
-    with outputs.atomic_path(str(p)) as tmp:
+    with result_files.atomic_path(str(p)) as tmp:
       pathlib.Path(tmp).write_bytes(b"partial")
       raise RuntimeError("killed")
   assert not p.exists() and os.listdir(tmp_path) == []
-  outputs.save_png(np.zeros((3, 4, 4), np.float32), str(p))
+  result_files.save_png(np.zeros((3, 4, 4), np.float32), str(p))
   assert Image.open(p).size == (4, 4) and os.listdir(tmp_path) == ["x.png"]

@@ -23,9 +23,9 @@ from conftest import fixture_path
 from pulse_jax import generators
 from pulse_jax.forward import bicubic
 from pulse_jax.runtime import compile, loop
-from pulse_jax.search import program as search
+from pulse_jax.search import program
 from pulse_jax.search import rank
-from pulse_jax.nets import stylegan1 as stylegan
+from pulse_jax.nets import stylegan1
 from pulse_jax.search.config import SearchConfig
 from weights_convert.convert import convert_sources
 
@@ -53,16 +53,16 @@ def _run_reference_fixture(name, tiny1024):
   data = np.load(fixture_path(name + ".npz"))
   args = json.load(open(fixture_path("fixtures.json")))[name + ".npz"]["args"]
   cfg = SearchConfig(**{k: v for k, v in args.items() if k != "save_intermediate"})
-  problem = search.Problem(g, cfg, factor=1024 // data["ref_im"].shape[-1], chunk_size=cfg.steps)
+  problem = program.Problem(g, cfg, factor=1024 // data["ref_im"].shape[-1], chunk_size=cfg.steps)
   kinds = cfg.noise_layer_kinds(g.num_layers)
   drawn = [i for i, k in enumerate(kinds) if k != "zero"]  # the reference's draw order
   start = {"latent": data["latent_init"]}
   for j, i in enumerate(drawn):
     start[f"noise_{i}"] = data[f"noise_init_{j}"]
   b = data["ref_im"].shape[0]
-  st = search.start_from_npz_dict(problem, start, b, b)
-  state = search.init_state(problem, jnp.zeros(b, jnp.uint32), jnp.zeros(b, jnp.uint32), st)
-  state, trace = search.run_chunk(problem, params, state, jnp.asarray(data["ref_im"]))
+  st = program.start_from_npz_dict(problem, start, b, b)
+  state = program.init_state(problem, jnp.zeros(b, jnp.uint32), jnp.zeros(b, jnp.uint32), st)
+  state, trace = program.run_chunk(problem, params, state, jnp.asarray(data["ref_im"]))
   final = [state.vars["latent"]] + [state.vars["noise"][str(i)]
                                     for i, k in enumerate(kinds) if k == "trainable"]
   return data, cfg, state, jax.tree.map(np.asarray, trace), [np.asarray(f) for f in final]
@@ -136,7 +136,7 @@ def test_default_reference_run_reproduced_in_float64(tiny1024):
 
 
 def test_float64_needs_x64():
-  cfg = stylegan.StyleGANConfig(resolution=32, fmap_base=128, fmap_max=16)
+  cfg = stylegan1.StyleGANConfig(resolution=32, fmap_base=128, fmap_max=16)
   if jax.config.jax_enable_x64:
     pytest.skip("jax x64 is on in this process")
   with pytest.raises(ValueError, match="jax_enable_x64"):
@@ -154,14 +154,14 @@ def test_batch2_per_image_l2_and_eps_test(tiny1024):
   # batch >= 2: the sum of two values clamped at eps is >= 2 eps.
   assert np.min(per_image.sum(1)) >= 2 * cfg.eps
   # Ours is per image: make image 0's target its own starting render, so it is reached.
-  problem = search.Problem(g, cfg, factor=64, chunk_size=5)
-  st = search.start_from_npz_dict(problem, {"latent": data["latent_init"]}, 2, 2)
-  s0 = search.init_state(problem, jnp.zeros(2, jnp.uint32), jnp.zeros(2, jnp.uint32), st)
-  _, _, _, _, lr0 = search.evaluate(problem, g.prepare(params), s0.vars, s0.fixed_noise,
+  problem = program.Problem(g, cfg, factor=64, chunk_size=5)
+  st = program.start_from_npz_dict(problem, {"latent": data["latent_init"]}, 2, 2)
+  s0 = program.init_state(problem, jnp.zeros(2, jnp.uint32), jnp.zeros(2, jnp.uint32), st)
+  _, _, _, _, lr0 = program.evaluate(problem, g.prepare(params), s0.vars, s0.fixed_noise,
                                     jnp.asarray(data["ref_im"]), None)
   ref = np.asarray(data["ref_im"]).copy()
   ref[0] = np.asarray(lr0[0])
-  s, tr = search.run_chunk(problem, params, s0, jnp.asarray(ref))
+  s, tr = program.run_chunk(problem, params, s0, jnp.asarray(ref))
   l2 = np.asarray(tr["L2"])
   within = np.asarray(s.best_l2) <= cfg.eps
   assert within.tolist() == [True, False]           # per-image success for image 0 ...
@@ -189,9 +189,9 @@ def test_dcgan_search_recovers_a_face(dcgan_weights):
 
 @pytest.fixture(scope="module")
 def tiny32():
-  cfg = stylegan.StyleGANConfig(resolution=32, fmap_base=128, fmap_max=16)
+  cfg = stylegan1.StyleGANConfig(resolution=32, fmap_base=128, fmap_max=16)
   noise = [jnp.zeros((1,) + s) for s in cfg.noise_shapes()]
-  syn = stylegan.SynthesisNetwork(cfg).init(jax.random.key(0), jnp.zeros((1, cfg.num_layers, 512)),
+  syn = stylegan1.SynthesisNetwork(cfg).init(jax.random.key(0), jnp.zeros((1, cfg.num_layers, 512)),
                                             noise)["params"]
   syn = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), syn)
   params = {"synthesis": syn, "gaussian_fit": {"mean": jnp.zeros(512), "std": jnp.ones(512)}}
@@ -320,16 +320,16 @@ def test_bad_options_give_clear_errors(kwargs, match):
 def test_layer_index_out_of_range(tiny32):
   g, _ = tiny32  # 8 noise layers
   with pytest.raises(ValueError, match=r"out of range.*0\.\.7"):
-    search.Problem(g, SearchConfig(bad_noise_layers="17"), factor=4)
+    program.Problem(g, SearchConfig(bad_noise_layers="17"), factor=4)
   with pytest.raises(ValueError, match="num_trainable_noise_layers"):
-    search.Problem(g, SearchConfig(bad_noise_layers="7", num_trainable_noise_layers=9), factor=4)
+    program.Problem(g, SearchConfig(bad_noise_layers="7", num_trainable_noise_layers=9), factor=4)
 
 
 def test_schedules_and_optimisers_run(tiny32):
   g, params = tiny32
   ref = _small_ref(g, params, b=1)
   # Each optimiser and schedule is checked against torch's update rules in test_optim.py;
-  # here each runs inside the compiled search.
+  # here each runs inside the compiled program.
   for opt, sched in (("sgd", "fixed"), ("sgdm", "linear1cycle"), ("adamax", "linear1cycledrop")):
     cfg = SearchConfig(opt_name=opt, lr_schedule=sched, steps=3, bad_noise_layers="7",
                        learning_rate=0.1, loss_str="100*L2+1*L1+0.05*GEOCROSS")
@@ -351,7 +351,7 @@ def _kept_step(total, l2, eps):
 
 def test_kept_iterate_is_the_best_within_eps(tiny32):
   """With GEOCROSS the lowest-total iterate can lie outside eps while an earlier one was inside;
-  the kept iterate is then the lowest-total one within eps (docs/search.md)."""
+  the kept iterate is then the lowest-total one within eps (docs/program.md)."""
   g, params = tiny32
   x = jax.random.normal(jax.random.key(4), (1, g.num_layers, 512))
   noise = [jnp.zeros((1,) + s) for s in g.noise_shapes]

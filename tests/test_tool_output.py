@@ -92,15 +92,15 @@ def test_align_without_the_extra_names_the_extra_and_both_packages(monkeypatch, 
 def test_docs_align_example_fits_the_built_in_model():
   """docs/align.md's first example aligns for the built-in 64x64 DCGAN (--hr_size=64, a --size
   that divides it) and runs without --weights; the larger size is named with its --weights."""
-  from pulse_jax.io import input_images as inputs
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.io import input_images
+  from pulse_jax.job import builtin_models
   text = (REPO / "docs" / "align.md").read_text()
   block = re.search(r"```sh\n(.*?)```", text, re.S).group(1)
   align_line = next(l for l in block.splitlines() if "pulse_jax.align" in l)
   run_line = next(l for l in block.splitlines() if "pulse_jax.run" in l)
   hr = int(re.search(r"--hr_size=(\d+)", align_line).group(1))
   size = int(re.search(r"--size=(\d+)", align_line).group(1))
-  assert "--weights" not in run_line and models.DEFAULT_MODEL
-  assert hr == 64 and size in inputs.valid_sizes(64), (hr, size)
+  assert "--weights" not in run_line and builtin_models.DEFAULT_MODEL
+  assert hr == 64 and size in input_images.valid_sizes(64), (hr, size)
   assert "pip install -e '.[align]'" in block
   assert "--size=32 --hr_size=1024" in text and "--weights=weights/ffhq" in text

@@ -31,13 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pulse_jax.io import images as image_files
+from pulse_jax.forward.limits import MAX_HR_SIDE
 from pulse_jax.io import npy_files
 
 GAUSSIAN_TRUNCATE = 3.0   # radius = ceil(GAUSSIAN_TRUNCATE * sigma)
-# The largest HR image of any generator family here (StyleGAN: 4096 px). A kernel (or the
-# 2 r + 1 Gaussian taps) may not be larger than the HR image (`ForwardModel.check_hr_shape`);
-# before the generator is known, files are refused beyond this, from their headers.
-MAX_HR_SIDE = 4096
 _HI = jax.lax.Precision.HIGHEST
 
 

@@ -23,10 +23,8 @@ from typing import Any, Callable
 import numpy as np
 
 from pulse_jax.core.option import Option, finite
+from pulse_jax.forward.limits import MAX_HR_SIDE
 
-# = pulse_jax.forward.blur.MAX_HR_SIDE (which imports jax): the largest HR image of any
-# generator family here (tests/test_input_limits.py checks that the two agree).
-MAX_HR_SIDE = 4096
 # = the keys of pulse_jax.forward.downsample.METHODS (tests/test_forward.py checks it).
 DOWNSAMPLERS = ("bicubic", "area")
 

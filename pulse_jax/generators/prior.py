@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax.nets import ops as layers
+from pulse_jax.nets import ops
 from pulse_jax.nets.stylegan1 import MappingNetwork, StyleGANConfig
 
 # ----------------------------------------------------------------------------- the fit
@@ -78,7 +78,7 @@ def fit_moments(features: Callable, params, z_dim: int, *, num_samples: int = 1_
 
 
 def _v1_features(config: StyleGANConfig, mapping_params, z):
-  return layers.leaky_relu(MappingNetwork(config).apply({"params": mapping_params}, z), FIT_SLOPE)
+  return ops.leaky_relu(MappingNetwork(config).apply({"params": mapping_params}, z), FIT_SLOPE)
 
 
 def fit_gaussian(mapping_params, config: StyleGANConfig, *, num_samples: int = 1_000_000,
@@ -92,7 +92,7 @@ def fit_gaussian(mapping_params, config: StyleGANConfig, *, num_samples: int = 1
 
 def latent_to_w(x: jax.Array, fit: dict) -> jax.Array:
   """x: [..., L, D] standard normal -> w = LeakyReLU(0.2)(x * std + mean), same shape."""
-  return layers.leaky_relu(x * fit["std"] + fit["mean"])
+  return ops.leaky_relu(x * fit["std"] + fit["mean"])
 
 
 # ----------------------------------------------------------------------------- NVIDIA StyleGAN2/3

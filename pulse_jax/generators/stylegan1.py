@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pulse_jax.nets import stylegan1 as stylegan
+from pulse_jax.nets import stylegan1
 from pulse_jax.generators.prior import latent_to_w
 from pulse_jax.generators.base import Family
 
@@ -21,14 +21,14 @@ class StyleGAN1(Family):
   supports_remat = True
 
   def config_from_dict(self, d):
-    return stylegan.StyleGANConfig.from_dict(d)
+    return stylegan1.StyleGANConfig.from_dict(d)
 
   def part_shapes(self, config, part):
     d = (config.dlatent_size,)
     if part == "synthesis":
-      return stylegan.synthesis_param_shapes(config)
+      return stylegan1.synthesis_param_shapes(config)
     if part == "mapping":
-      return stylegan.mapping_param_shapes(config)
+      return stylegan1.mapping_param_shapes(config)
     if part == "gaussian_fit":
       return {"mean": self.vector(d), "std": self.vector(d)}
     if part == "dlatent_avg":
@@ -51,10 +51,10 @@ class StyleGAN1(Family):
     return config.noise_shapes()
 
   def prepare(self, params, config, dtype):
-    return {**params, "synthesis": stylegan.prepare_synthesis(params["synthesis"], config, dtype)}
+    return {**params, "synthesis": stylegan1.prepare_synthesis(params["synthesis"], config, dtype)}
 
   def synthesize(self, prepared, config, ws, noise, dtype, remat):
-    return stylegan.synthesize(prepared["synthesis"], ws, list(noise), config, dtype, remat)
+    return stylegan1.synthesize(prepared["synthesis"], ws, list(noise), config, dtype, remat)
 
   def prior(self, params, config, x):
     return latent_to_w(x, params["gaussian_fit"])
@@ -65,7 +65,7 @@ class StyleGAN1(Family):
       raise ValueError("class_index given, but StyleGAN v1 models are unconditional.")
     if "mapping" not in params:
       return super().mapping(params, config, z, truncation_psi, class_index)
-    w = stylegan.MappingNetwork(config).apply({"params": params["mapping"]}, z)
+    w = stylegan1.MappingNetwork(config).apply({"params": params["mapping"]}, z)
     ws = jnp.broadcast_to(w[:, None], (w.shape[0], config.num_layers, w.shape[-1]))
     if truncation_psi == 1.0:
       return ws

@@ -625,8 +625,8 @@ def render_gallery(output_dir: str) -> str:
   for i, e in searched:
     page.append(_input_section(output_dir, i, e))
   page.append(_failed_section(entries))
-  page.append(f'<p class="note">Built by <code>python -m pulse_jax.gallery</code> from the files '
-              f"of this folder; rebuild it after changing them.</p></body></html>\n")
+  page.append('<p class="note">Built by <code>python -m pulse_jax.gallery</code> from the files '
+              "of this folder; rebuild it after changing them.</p></body></html>\n")
   return "\n".join(p for p in page if p)
 
 

@@ -113,8 +113,8 @@ def batch_start(batch: list, generator, config: SearchConfig, restarts: int) -> 
   row r; restarts past its rows (and noise maps it lacks) get their usual random draws."""
   if all(it.init is None for it in batch):
     return None
-  from pulse_jax.runtime import loop as driver
-  start = driver.initial_start_values(generator, config, restarts,
+  from pulse_jax.runtime import loop
+  start = loop.initial_start_values(generator, config, restarts,
                                       [it.image.image_key for it in batch])
   for b, it in enumerate(batch):
     m = min(it.init["latent"].shape[0], restarts) if it.init is not None else 0

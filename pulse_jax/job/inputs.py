@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from pulse_jax.io import input_images as inputs_lib
+from pulse_jax.io import input_images
 from pulse_jax.io.images import to_uint8
 from pulse_jax.job.errors import UsageError
 
@@ -34,7 +34,7 @@ class Item:
   """One input through the run: its file, its loaded image or its error, its outcome."""
   path: str
   stem: str
-  image: inputs_lib.InputImage | None = None
+  image: input_images.InputImage | None = None
   status: str = "pending"      # within_eps | not_within_eps | failed | skipped
   message: str = ""
   best_l2: float | None = None
@@ -75,14 +75,14 @@ def collect(o, generator, *, files=None, log, warn, aligned_dir: str | None) -> 
       log(f"no --input: searching the shipped samples {', '.join(str(p) for p in files)}")
     else:
       try:
-        files, skipped = inputs_lib.list_inputs(o.input)
+        files, skipped = input_images.list_inputs(o.input)
       except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     for s in skipped:
-      log(f"skipping {s} ({inputs_lib.skip_reason(s)})")
+      log(f"skipping {s} ({input_images.skip_reason(s)})")
     if not files:
       raise UsageError(f"--input: no image files found in {o.input}")
-    items = [Item(str(f), stem) for f, stem in zip(files, inputs_lib.unique_stems(files))]
+    items = [Item(str(f), stem) for f, stem in zip(files, input_images.unique_stems(files))]
   else:
     items = list(files)
   if o.align:
@@ -93,14 +93,14 @@ def collect(o, generator, *, files=None, log, warn, aligned_dir: str | None) -> 
     try:
       check_input_header(it.path, generator.resolution)
       # --grayscale: RGB first, so that the target is the BT.601 luminance (`apply_forward`).
-      it.image = inputs_lib.load_image(it.path, generator.resolution, fit=o.fit,
+      it.image = input_images.load_image(it.path, generator.resolution, fit=o.fit,
                                        background=o.alpha_background, stem=it.stem,
                                        channels=3 if o.grayscale else generator.num_channels)
       if not o.grayscale and looks_gray(it.image.pixels):
         it.image.notes.append(GRAY_NOTE)
       for n in it.image.notes:
         log(f"{it.path}: note: {n}")
-    except inputs_lib.InputError as e:
+    except input_images.InputError as e:
       it.fail(str(e))
   return items, skipped
 
@@ -127,8 +127,8 @@ def check_input_header(path: str, generator_size: int) -> None:
   except (image_files.ImageFileError, OSError):
     return
   if w > generator_size or h > generator_size:
-    sizes = ", ".join(map(str, inputs_lib.valid_sizes(generator_size)))
-    raise inputs_lib.InputError(
+    sizes = ", ".join(map(str, input_images.valid_sizes(generator_size)))
+    raise input_images.InputError(
         f"{path}: {w}x{h} (from its header; not decoded) is larger than the generator's "
         f"{generator_size}x{generator_size} output; inputs are the low-resolution images to "
         f"up-sample (valid sizes: {sizes}), and no --fit uses a larger one. Down-sample the "
@@ -185,11 +185,11 @@ def mask_files(inputs: list[os.PathLike], mask_arg: str | os.PathLike
   arg = pathlib.Path(mask_arg)
   if not arg.exists():
     raise FileNotFoundError(f"--mask: no such file or folder: {arg}")
-  stems = inputs_lib.unique_stems(inputs)
+  stems = input_images.unique_stems(inputs)
   if not arg.is_dir():
     return {stem: arg for stem in stems}, {}
   by_stem: dict[str, list[pathlib.Path]] = {}
-  for f in inputs_lib.folder_files(arg, inputs_lib.image_extensions() | {".npy"})[0]:
+  for f in input_images.folder_files(arg, input_images.image_extensions() | {".npy"})[0]:
     by_stem.setdefault(f.stem, []).append(f)
   found: dict[str, pathlib.Path] = {}
   errors: dict[str, MaskError] = {}
@@ -235,7 +235,7 @@ def _attach_masks(mask_arg, items: list[Item], log) -> None:
     files, errors = mask_files(paths, mask_arg)
   except FileNotFoundError as e:
     raise UsageError(str(e)) from None
-  for it, key in zip(items, inputs_lib.unique_stems(paths)):
+  for it, key in zip(items, input_images.unique_stems(paths)):
     try:
       if key in errors:
         raise errors[key]
@@ -277,7 +277,7 @@ def picture_items(sources: list, folder: str) -> list[Item]:
     if isinstance(s, (str, os.PathLike)):
       p = pathlib.Path(s)
       if p.is_dir():
-        found, _ = inputs_lib.list_inputs(p)
+        found, _ = input_images.list_inputs(p)
         entries += [(f, None, None) for f in found]
       elif p.exists():
         entries.append((p, None, None))
@@ -289,7 +289,7 @@ def picture_items(sources: list, folder: str) -> list[Item]:
   if not entries:
     raise UsageError(f"--input: no image files found in {sources}")
   items = []
-  for (path, label, picture), stem in zip(entries, inputs_lib.unique_stems(
+  for (path, label, picture), stem in zip(entries, input_images.unique_stems(
       [e[0] for e in entries])):
     if picture is None:
       items.append(Item(str(path), stem))
@@ -309,22 +309,22 @@ def to_pil_image(picture, label: str = "the picture"):
     return picture
   a = _channels_last(np.asarray(picture))
   if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3, 4))) or a.size == 0:
-    raise inputs_lib.InputError(f"{label}: an array of shape {a.shape} is not an image; "
+    raise input_images.InputError(f"{label}: an array of shape {a.shape} is not an image; "
                                 "expected [H, W], [H, W, C] or [C, H, W] with C = 1, 3 or 4.")
   if a.dtype.kind in "iu" and a.dtype != np.uint8:
     if a.min() < 0 or a.max() > 255:
-      raise inputs_lib.InputError(f"{label}: integer pixels must be in 0..255 (got "
+      raise input_images.InputError(f"{label}: integer pixels must be in 0..255 (got "
                                   f"{a.min()}..{a.max()}).")
     a = a.astype(np.uint8)
   elif a.dtype.kind == "f":
     f = a.astype(np.float64)
     if not (np.isfinite(f).all() and f.min() >= 0.0 and f.max() <= 1.0):
-      raise inputs_lib.InputError(f"{label}: a {a.dtype} array must hold values in [0, 1] "
+      raise input_images.InputError(f"{label}: a {a.dtype} array must hold values in [0, 1] "
                                   f"(got {np.nanmin(f):g}..{np.nanmax(f):g}); pass uint8 for "
                                   "0..255.")
     a = to_uint8(f, dtype=np.float64)   # in [0, 1] already: the clamp changes nothing
   elif a.dtype != np.uint8:
-    raise inputs_lib.InputError(f"{label}: arrays of {a.dtype} are not images; pass uint8, or "
+    raise input_images.InputError(f"{label}: arrays of {a.dtype} are not images; pass uint8, or "
                                 "floats in [0, 1].")
   if a.ndim == 3 and a.shape[-1] == 1:
     a = a[:, :, 0]
@@ -370,7 +370,7 @@ def align_items(o, items: list[Item], generator_size: int, out_dir: str, log,
   size = o.align_size or max(generator_size // 8, 1)
   if generator_size % size:
     raise UsageError(f"--align_size: {size} does not divide the generator size "
-                     f"{generator_size}; valid: {inputs_lib.valid_sizes(generator_size)}")
+                     f"{generator_size}; valid: {input_images.valid_sizes(generator_size)}")
   out_dir = pathlib.Path(out_dir)
   try:
     landmarker = FaceLandmarker(None)
@@ -397,7 +397,7 @@ def align_items(o, items: list[Item], generator_size: int, out_dir: str, log,
                                                              if fr.reason) + ")"))
       continue
     log(f"aligned {name}: {res.message} -> " + ", ".join(lr_paths))
-    out += [Item(p, inputs_lib.safe_stem(pathlib.Path(p).stem)) for p in lr_paths]
+    out += [Item(p, input_images.safe_stem(pathlib.Path(p).stem)) for p in lr_paths]
   return out
 
 

@@ -54,11 +54,11 @@ class Model:
 
 def load_model(weights=None, log=print) -> Model:
   """The model --weights names (None: the built-in default); UsageError naming the flag."""
-  from pulse_jax.job import builtin_models as models
-  name = os.fspath(weights) if weights else models.DEFAULT_MODEL
+  from pulse_jax.job import builtin_models
+  name = os.fspath(weights) if weights else builtin_models.DEFAULT_MODEL
   try:
-    path = models.resolve(name, log=log)
-    w = models.load(path, log=log)
+    path = builtin_models.resolve(name, log=log)
+    w = builtin_models.load(path, log=log)
   except (FileNotFoundError, ValueError) as e:
     msg = str(e)
     raise UsageError(msg if msg.startswith("--weights") else f"--weights={name}: {msg}") from None

@@ -30,9 +30,7 @@ import os
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from pulse_jax.core import dtypes
-from pulse_jax.core.option import (SCOPES, Applies, Option, at_least,  # noqa: F401
-                                   field_of, flag_message)  # (field_of: for RunOptions)
-from pulse_jax.forward.options import MAX_HR_SIDE  # noqa: F401  (the forward table's bound)
+from pulse_jax.core.option import SCOPES, Applies, Option, at_least, flag_message  # noqa: F401
 from pulse_jax.forward.options import OPTIONS as FORWARD
 from pulse_jax.io.input_images import BACKGROUNDS, FITS
 from pulse_jax.search.config import SEARCH
@@ -70,9 +68,9 @@ IS_CONDITIONAL = Applies(lambda g: bool(g.num_classes), "is unconditional (no cl
 # ----------------------------------------------------------------------------- the job's checks
 
 def _weights_help() -> str:
-  from pulse_jax.job import builtin_models as models
+  from pulse_jax.job import builtin_models
   return ("A converted weights directory (python -m weights_convert) or a built-in model name "
-          f"({', '.join(sorted(models.BUILTIN))}). Default: the built-in {models.DEFAULT_MODEL} "
+          f"({', '.join(sorted(builtin_models.BUILTIN))}). Default: the built-in {builtin_models.DEFAULT_MODEL} "
           "(64x64 DCGAN faces).")
 
 
@@ -91,8 +89,8 @@ class Rule(NamedTuple):
 
 def help_text(o: Option) -> str:
   """An option's --help text: its help, with the built-in models' presets of it."""
-  from pulse_jax.job import builtin_models as models
-  mine = {m: p[o.name] for m, p in models.PRESETS.items() if o.name in p}
+  from pulse_jax.job import builtin_models
+  mine = {m: p[o.name] for m, p in builtin_models.PRESETS.items() if o.name in p}
   if not mine:
     return o.help_text()
   return (o.help_text() + " Built-in model preset" + "s" * (len(mine) > 1) + ": "

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from pulse_jax.io import input_images as inputs_lib
+from pulse_jax.io import input_images
 from pulse_jax.job import result_files
 from pulse_jax.io import run_files
 from pulse_jax.io import responsible_use
@@ -198,7 +198,7 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   report.update(ctx.record)
   forward = ctx.forward_for(it.image.size)
   report.update(forward=forward.describe(), eps_note=forward.eps_note(o.eps), mask=it.mask_info)
-  note = inputs_lib.stem_note(it.path, it.stem) if it.label is None else None
+  note = input_images.stem_note(it.path, it.stem) if it.label is None else None
   if note:
     report["stem_note"] = note
   if ctx.write:
@@ -286,7 +286,7 @@ def summary(ctx: Context, job, items: list, skipped, num_batches: int, summary_p
       "interrupted": sum(it.status == "interrupted" for it in items),
       "files": [_file_entry(ctx, it, o.output_dir) for it in items]
       + [{"input": str(f), "stem": None, "status": "skipped",
-          "message": inputs_lib.skip_reason(f)} for f in skipped],
+          "message": input_images.skip_reason(f)} for f in skipped],
       "settings": ctx.settings, **ctx.record, "weights": ctx.winfo,
       "versions": ctx.env["versions"], "device": ctx.env["device"],
       "responsible_use": responsible_use.NOTICE}
@@ -322,7 +322,7 @@ def _file_entry(ctx: Context, it, output_dir: str | None) -> dict:
     d["timings"] = ({k: t.get(k) for k in ENTRY_TIMINGS if k in t} if isinstance(t, dict)
                     else None)
   note = (report or {}).get("stem_note") or (
-      inputs_lib.stem_note(it.path, it.stem) if getattr(it, "label", None) is None else None)
+      input_images.stem_note(it.path, it.stem) if getattr(it, "label", None) is None else None)
   if note:
     d["stem_note"] = note
   return d

@@ -19,8 +19,8 @@ import numpy as np
 from pulse_jax.io import gallery
 from pulse_jax.runtime import compile_cache
 from pulse_jax.job import init_values
-from pulse_jax.io import input_images as inputs_lib
-from pulse_jax.job import model as job_generator
+from pulse_jax.io import input_images
+from pulse_jax.job import model as job_model
 from pulse_jax.job import inputs as job_inputs
 from pulse_jax.job import outputs as job_outputs
 from pulse_jax.job import options
@@ -51,13 +51,13 @@ def run_job(o: RunOptions, *, log: Callable[[str], None] | None = None,
   return run(o, log=log, warn=warn)
 
 
-def run(o: RunOptions, *, model: job_generator.Model | None = None, items: list | None = None,
+def run(o: RunOptions, *, model: job_model.Model | None = None, items: list | None = None,
         on_result: Callable | None = None, strict: bool = False,
         log: Callable[[str], None] | None = None,
         warn: Callable[[str], None] | None = None) -> dict:
   """`run_job`, and what the API adds: `model` (already loaded weights; default: --weights),
   `items` (the inputs as `job_inputs.Item`s; default: --input), `on_result(item, result, i,
-  report)` called for each input searched (input i of the batch's `driver.SearchResult`),
+  report)` called for each input searched (input i of the batch's `loop.SearchResult`),
   `strict`: a bad input raises InputError before the search and a failed search raises.
   With o.output_dir None nothing is written. OUTPUT_DIR and --checkpoint_dir are checked,
   made and locked before anything else (`run_lock.hold`: a second run into either exits with
@@ -81,17 +81,17 @@ def _run_locked(o, model, items, on_result, strict, writer, log, warn, t_start) 
   if o.compile_cache:
     compile_cache.enable()
 
-  model = model or job_generator.load_model(o.weights, log)
+  model = model or job_model.load_model(o.weights, log)
   generator = model.generator(o.compute_dtype, o.remat)
-  params = job_generator.search_params(model, generator, o.class_index)
-  loss_str, notes = job_generator.loss_for_generator(o.loss_str, generator)
+  params = job_model.search_params(model, generator, o.class_index)
+  loss_str, notes = job_model.loss_for_generator(o.loss_str, generator)
   config = o.search_config(loss_str)
-  job_generator.check_layers(config, generator)
+  job_model.check_layers(config, generator)
   forward = forward_model(o, generator)
   # --noise_sigma: the eps test and the L2 clamp use max(eps, noise_sigma^2).
   config = dataclasses.replace(config, eps=forward.effective_eps(config.eps))
   eps_note = forward.eps_note(o.eps)
-  for n in notes + job_generator.generator_notes(o, generator) + (
+  for n in notes + job_model.generator_notes(o, generator) + (
       [f"note: {eps_note}"] if eps_note else []):
     log(n)
 
@@ -105,7 +105,7 @@ def _run_locked(o, model, items, on_result, strict, writer, log, warn, t_start) 
       init_values.attach_init(o, items, generator, config, log)
     job_inputs.relabel(items)
     if strict and any(it.status == "failed" for it in items):
-      raise inputs_lib.InputError("; ".join(it.message for it in items if it.status == "failed"))
+      raise input_images.InputError("; ".join(it.message for it in items if it.status == "failed"))
     job_inputs.report_bad(items, log, warn)
     return _search_and_summarise(o, model, params, generator, config, forward, items, skipped,
                                  on_result, strict, writer, log, warn, t_start)
@@ -137,7 +137,7 @@ def _search_and_summarise(o, model, params, generator, config, forward, items, s
   todo = [it for it in items if it.image is not None and it.status != "failed"]
   settings = run_options.settings(o, config, generator)
   settings["forward"] = forward_setting(forward)
-  winfo = job_generator.weights_info(model)
+  winfo = job_model.weights_info(model)
   ctx = job_outputs.Context(
       o=o, generator=generator, config=config, settings=settings,
       record=run_options.record(o, generator), winfo=winfo,
@@ -245,7 +245,7 @@ class Job:
     ends the search between chunks, or before the next batch: the inputs not done are marked
     'interrupted' (the same command resumes them, from the running batch's checkpoint with
     --checkpoint_dir) and `stopped_by` holds the signal."""
-    from pulse_jax.runtime import loop as driver
+    from pulse_jax.runtime import loop
     from pulse_jax.runtime import stopping
     o = self.o
     work = [b for b in batches if not all(it.kept for it in b)]
@@ -265,7 +265,7 @@ class Job:
         return
       try:
         self._search_batch(bi, label, batch)
-      except driver.Stopped as e:
+      except loop.Stopped as e:
         self.warn(f"{label}: {e}")
         self._interrupted(batches[bi:], e.signum, str(e), first=batch)
         return
@@ -294,7 +294,7 @@ class Job:
 
   def _search_batch(self, bi: int, label: str, batch: list[Item]) -> None:
     """Searches one batch and writes the outputs of its inputs that are not kept."""
-    from pulse_jax.runtime import loop as driver
+    from pulse_jax.runtime import loop
     o, progress = self.o, self.progress
     t_batch = time.perf_counter()
     progress.batch_label = label
@@ -306,7 +306,7 @@ class Job:
     frames: dict[int, list] = {i: [] for i in range(len(batch))}
     progress.on_frames = functools.partial(job_outputs.save_frames, self.ctx, batch, frames)
     try:
-      result = driver.search_images(
+      result = loop.search_images(
           self.generator, self.params, ref, config=self.config, restarts=o.restarts,
           image_keys=[it.image.image_key for it in batch],
           start=init_values.batch_start(batch, self.generator, self.config, o.restarts),
@@ -316,7 +316,7 @@ class Job:
           frames=o.save_intermediate, checkpoint_dir=self._checkpoint_dir(batch),
           checkpoint_every=o.checkpoint_every, log=lambda s: self.log(f"{label}: {s}"),
           warn=lambda s: self.warn(f"{label}: {s}"))
-    except driver.Stopped:
+    except loop.Stopped:
       raise
     except Exception as e:  # pylint: disable=broad-except
       if self.strict:

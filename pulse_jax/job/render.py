@@ -253,8 +253,8 @@ def render_file(weights: str | None, latents_path: str, out: str, overwrite: boo
   """Renders `rows` (`select_rows`) of an npz with `weights` (None: the built-in default);
   options: `render_arrays`' noise_mode, truncation_psi, truncation_cutoff, class_index."""
   from pulse_jax import generators
-  from pulse_jax.job import builtin_models as models
-  w = models.load(weights, log=lambda s: None)
+  from pulse_jax.job import builtin_models
+  w = builtin_models.load(weights, log=lambda s: None)
   g = generators.Generator(w.kind, w.config)  # rendering needs no prior unless 'latent' is given
   latents = select_rows(load_latents(latents_path, g, rows), rows)
   batch = next(iter(latents.values())).shape[0]

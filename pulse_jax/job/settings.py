@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from pulse_jax.core.option import field_of
 from pulse_jax.job import options
 from pulse_jax.job.errors import UsageError
 from pulse_jax.search.config import SearchConfig
@@ -59,7 +60,7 @@ NAMES = tuple(o.name for o in options.run_options())
 
 RunOptions = dataclasses.make_dataclass(
     "RunOptions",
-    [(o.name, o.annotation, options.field_of(o)) for o in options.run_options()],
+    [(o.name, o.annotation, field_of(o)) for o in options.run_options()],
     namespace={"__init__": _init, "given_names": _given_names, "replace": _replace,
                "search_config": _search_config,
                "__doc__": "Every option of the job (the flags of `python -m pulse_jax.run`, "
@@ -72,11 +73,11 @@ RunOptions.__module__ = __name__
 def preset_for(model_name) -> tuple[str | None, dict]:
   """(name, values) of the preset of the model `--weights=model_name` names (None: the
   built-in default); (None, {}) for a converted weights directory or a model without one."""
-  from pulse_jax.job import builtin_models as models
-  name = os.fspath(model_name) if model_name else models.DEFAULT_MODEL
-  if name not in models.BUILTIN or name not in models.PRESETS:
+  from pulse_jax.job import builtin_models
+  name = os.fspath(model_name) if model_name else builtin_models.DEFAULT_MODEL
+  if name not in builtin_models.BUILTIN or name not in builtin_models.PRESETS:
     return None, {}
-  preset = dict(models.PRESETS[name])
+  preset = dict(builtin_models.PRESETS[name])
   for k in preset:
     o = options.OPTIONS.get(k)
     if o is None or o.scope == "cli" or not o.presettable:
@@ -90,17 +91,17 @@ def family_defaults_for(model_name) -> tuple[str | None, dict]:
   """(kind, values) of `Family.search_defaults` for the converted weights directory that
   `--weights=model_name` names; (None, {}) for a built-in model (its preset plays that role),
   a name that is not a weights directory or unreadable metadata (loading reports those)."""
-  from pulse_jax.job import builtin_models as models
-  name = os.fspath(model_name) if model_name else models.DEFAULT_MODEL
+  from pulse_jax.job import builtin_models
+  name = os.fspath(model_name) if model_name else builtin_models.DEFAULT_MODEL
   path = os.path.join(name, "metadata.json")
-  if name in models.BUILTIN or not os.path.isfile(path):
+  if name in builtin_models.BUILTIN or not os.path.isfile(path):
     return None, {}
-  try:  # read and checked as loading does (checkpoint.read_metadata; bounded, no traceback)
-    from pulse_jax.io import weights_dir as checkpoint
+  try:  # read and checked as loading does (weights_dir.read_metadata; bounded, no traceback)
+    from pulse_jax.io import weights_dir
     from pulse_jax.generators import family
-    meta = checkpoint.read_metadata(name)
+    meta = weights_dir.read_metadata(name)
     fam = family(meta["kind"])
-    values = dict(fam.search_defaults(checkpoint.config_from_metadata(fam.kind, meta["config"])))
+    values = dict(fam.search_defaults(weights_dir.config_from_metadata(fam.kind, meta["config"])))
   except (OSError, ValueError, KeyError, TypeError):
     return None, {}
   for k in values:
