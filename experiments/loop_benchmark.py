@@ -52,16 +52,21 @@ import json, sys, time
 import numpy as np
 spec = json.loads(sys.argv[1])
 from pulse_jax import generators
-from pulse_jax.runtime import loop
-from pulse_jax.search.config import SearchConfig
-if spec["kind"] == "dcgan":
+try:  # the layered tree (issue 20) or an earlier flat one (--before_dir=ceaeae3)
+  from pulse_jax.runtime import loop
+  from pulse_jax.search.config import SearchConfig
   from pulse_jax.job import builtin_models
+  from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
+except ImportError:
+  from pulse_jax import driver as loop, models as builtin_models
+  from pulse_jax.search_config import SearchConfig
+  from pulse_jax.stylegan import StyleGANConfig, synthesis_param_shapes
+if spec["kind"] == "dcgan":
   w = builtin_models.load(None, log=lambda s: None)
   g, params = generators.from_weights(w), w.params
   cfg = SearchConfig(loss_str="100*L2", steps=spec["steps"])
 else:
   import jax, jax.numpy as jnp
-  from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
   sc = StyleGANConfig(resolution=spec["resolution"])
   leaves, tree = jax.tree.flatten(synthesis_param_shapes(sc))
   rng = np.random.default_rng(0)

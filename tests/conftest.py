@@ -1,59 +1,33 @@
-"""Shared pytest set-up: absl flags parsed, fixture locations, small generators."""
+"""Shared pytest set-up: absl flags parsed, the session's fixtures (helpers: support/harness.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-from pathlib import Path
+import tempfile
 
-import numpy as np
 import pytest
 from absl import flags
+
+from support.harness import builtin_weights
 
 if not flags.FLAGS.is_parsed():
   flags.FLAGS(sys.argv[:1])
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("PULSE_JAX_FIXTURES", REPO.parent / "shared" / "fixtures"))
+# The tests' compiled programs go to a cache of this session (inherited by the subprocesses it
+# starts), not to the user's ~/.cache/pulse_jax/xla; removed at the end of the session.
+_OWN_XLA_CACHE = None
+if "PULSE_JAX_COMPILE_CACHE" not in os.environ:
+  _OWN_XLA_CACHE = tempfile.mkdtemp(prefix="pulse_jax_tests_xla_")
+  os.environ["PULSE_JAX_COMPILE_CACHE"] = _OWN_XLA_CACHE
 
 
-def fixture_path(name: str) -> Path:
-  """Path of a reference fixture; skips the test with the reason when it is absent."""
-  path = FIXTURES / name
-  if not path.exists():
-    pytest.skip(f"reference fixture {path} absent (set PULSE_JAX_FIXTURES to the fixtures folder)")
-  return path
+def pytest_sessionfinish(session, exitstatus):
+  if _OWN_XLA_CACHE:
+    shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def dcgan_weights(tmp_path_factory):
   """The built-in DCGAN (gan-face-generate wheel), converted into a session-private cache."""
-  from pulse_jax.job import builtin_models
-  try:
-    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
-  os.environ.setdefault("PULSE_JAX_CACHE", str(tmp_path_factory.mktemp("cache")))
-  return builtin_models.load(None, log=lambda s: None)
-
-
-def result_files(d: Path, stems) -> dict:
-  """The result files of the input folders `stems` of run folder `d`: PNG bytes of every
-  hr_/lr_ image and the arrays of latents.npz."""
-  out = {}
-  for stem in stems:
-    for p in sorted((d / stem).glob("[hl]r_*.png")):
-      out[f"{stem}/{p.name}"] = p.read_bytes()
-    with np.load(d / stem / "latents.npz") as z:
-      out.update({f"{stem}/latents/{k}": z[k] for k in z.files})
-  return out
-
-
-def assert_same_results(a: Path, b: Path, stems) -> None:
-  """Bit for bit the same images and latents in run folders `a` and `b` (`result_files`)."""
-  x, y = result_files(a, stems), result_files(b, stems)
-  assert sorted(x) == sorted(y)
-  for k in x:
-    if isinstance(x[k], bytes):
-      assert x[k] == y[k], k
-    else:
-      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+  return builtin_weights(tmp_path_factory.mktemp("cache"))

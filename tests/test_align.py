@@ -12,8 +12,6 @@ import json
 import os
 import pathlib
 import struct
-import subprocess
-import sys
 import time
 import zlib
 
@@ -22,13 +20,13 @@ import pytest
 from PIL import EpsImagePlugin, Image, ImageFile
 
 from pulse_jax.job import align
+from support.harness import REPO, TEST_DATA, cli
 from pulse_jax.io import images as image_files
 from pulse_jax.io import input_images
 from pulse_jax.io.face_landmarks import (AlignDependencyError, dlib_available, find_landmarks_model,
                                       landmarks_available, unrotate_points)
 
-DATA = pathlib.Path(__file__).parent / "data"
-ASTRONAUT = DATA / "astronaut.jpg"
+ASTRONAUT = TEST_DATA / "astronaut.jpg"
 
 
 def _why_no_landmarks() -> str:
@@ -325,11 +323,8 @@ def test_cli_folder_report_and_exit_status(tmp_path):
   (src / "astronaut.jpg").write_bytes(ASTRONAUT.read_bytes())
   (src / "broken.png").write_bytes(b"not a png")
   out = tmp_path / "out"
-  proc = subprocess.run(
-      [sys.executable, "-m", "pulse_jax.align", f"--input={src}", f"--output_dir={out}",
-       "--size=16", "--hr_size=64"],
-      capture_output=True, text=True, timeout=120,
-      cwd=pathlib.Path(__file__).resolve().parents[1])
+  proc = cli("pulse_jax.align", f"--input={src}", f"--output_dir={out}", "--size=16",
+             "--hr_size=64", cwd=REPO, timeout=120)
   assert proc.returncode == 1, proc.stdout + proc.stderr     # broken.png failed outright
   report = json.loads((out / align.REPORT_NAME).read_text())
   status = {pathlib.Path(f["input"]).name: f["status"] for f in report["files"]}

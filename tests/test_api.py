@@ -3,19 +3,15 @@ same results as `python -m pulse_jax.run` with the same settings, errors as exce
 command's messages, in-memory inputs, nothing written without output_dir. Built-in DCGAN."""
 import json
 import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import pulse_jax
+from support.harness import REPO, SAMPLE, builtin_generator, cli
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "pulse_jax" / "samples" / "astronaut_8x8.png"
 # few restarts and steps, 2 kept images, a seed that is not the default
 OPTS = dict(restarts=3, steps=6, keep=2, seed=3, eps=0.0, chunk_size=3, learning_rate=0.3)
 FLAGS = ["--restarts=3", "--steps=6", "--duplicates=2", "--seed=3", "--eps=0", "--chunk_size=3",
@@ -24,12 +20,7 @@ FLAGS = ["--restarts=3", "--steps=6", "--duplicates=2", "--seed=3", "--eps=0", "
 
 @pytest.fixture(scope="module")
 def g():
-  from pulse_jax.job import builtin_models
-  try:
-    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
-  return pulse_jax.load_generator()
+  return builtin_generator()
 
 
 def _readme_example() -> str:
@@ -55,9 +46,8 @@ def test_readme_example_runs_as_written(g, tmp_path, monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("cli")
-  p = subprocess.run([sys.executable, "-m", "pulse_jax.run", f"--input={SAMPLE}",
-                      f"--output_dir={out}", "--quiet", *FLAGS], capture_output=True, text=True,
-                     timeout=300)
+  p = cli("pulse_jax.run", f"--input={SAMPLE}", f"--output_dir={out}", "--quiet", *FLAGS,
+          timeout=300)
   assert p.returncode == 0, p.stderr
   return out
 

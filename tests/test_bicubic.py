@@ -1,23 +1,17 @@
 """pulse_jax.forward.bicubic against the reference's fixtures and an independent float64 numpy version."""
 
-import os
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pulse_jax.forward.bicubic import bicubic_kernel, downsample, downsample_matrix
-
-FIXTURES = Path(os.environ.get("PULSE_JAX_FIXTURES", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"))
+from support.harness import fixture_path
 
 
 def _fixture(name):
-  path = FIXTURES / name
-  if not path.exists():
-    pytest.skip(f"reference fixture {path} absent (set PULSE_JAX_FIXTURES to the fixtures folder)")
-  return np.load(path)
+  """The reference fixture `name`'s arrays (np.load); skips when absent."""
+  return np.load(fixture_path(name))
 
 
 def _keys64(x, a=-0.5):

@@ -13,13 +13,12 @@ import os
 import pathlib
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLE, run_python
 
 # Runs pulse_jax.run after an injection (argv[1]: Python code run first).
 _WRAPPER = """
@@ -62,8 +61,7 @@ ocp.CheckpointManager.save = save
 def _run(tmp_path: pathlib.Path, inject: str, timeout: float = 120):
   args = [f"--output_dir={tmp_path / 'out'}", "--steps=30", "--restarts=2", "--chunk_size=5",
           f"--checkpoint_dir={tmp_path / 'ckpt'}", "--checkpoint_every=10"]
-  return subprocess.run([sys.executable, "-c", _WRAPPER, inject, *args], capture_output=True,
-                        text=True, timeout=timeout)
+  return run_python("-c", _WRAPPER, inject, *args, timeout=timeout)
 
 
 def _assert_finished(p, tmp_path, why: str):
@@ -89,14 +87,14 @@ def test_hung_checkpoint_save_times_out(tmp_path):
 
 # ----------------------------------------------------------------------- corrupt checkpoints
 
-SAMPLE = str(pathlib.Path(__file__).parents[1] / "pulse_jax" / "samples" / "astronaut_8x8.png")
 FAST = dict(steps=8, restarts=2, chunk_size=2, eps=0.0, checkpoint_every=2)
 
 
 def _in_process(tmp_path, ckpt, out="out", **kw):
   lines, warnings = [], []
-  s = run_job(RunOptions(input=SAMPLE, output_dir=str(tmp_path / out), checkpoint_dir=str(ckpt),
-                         **{**FAST, **kw}), log=lines.append, warn=warnings.append)
+  s = run_job(RunOptions(input=str(SAMPLE), output_dir=str(tmp_path / out),
+                         checkpoint_dir=str(ckpt), **{**FAST, **kw}),
+              log=lines.append, warn=warnings.append)
   return s, lines, warnings
 
 
@@ -111,7 +109,7 @@ def checkpoints(tmp_path_factory):
     if "step 4/8" in line:
       stopping.request(signal.SIGTERM)
   try:
-    s = run_job(RunOptions(input=SAMPLE, output_dir=str(d / "out"),
+    s = run_job(RunOptions(input=str(SAMPLE), output_dir=str(d / "out"),
                            checkpoint_dir=str(d / "ckpt"), **FAST), log=log,
                 warn=lambda s: None)
   finally:

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+
+from support.harness import cli
 
 
 def _run(tmp_path, out: str, **env_extra) -> dict:
   env = {k: v for k, v in os.environ.items() if k != "PULSE_JAX_NO_COMPILE_CACHE"}
   env.update(PULSE_JAX_COMPILE_CACHE=str(tmp_path / "xla"), **env_extra)
-  cmd = [sys.executable, "-m", "pulse_jax.run", f"--output_dir={tmp_path / out}", "--steps=6",
-         "--restarts=2", "--chunk_size=3", "--quiet"]
-  p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+  p = cli("pulse_jax.run", f"--output_dir={tmp_path / out}", "--steps=6", "--restarts=2",
+          "--chunk_size=3", "--quiet", env=env, timeout=300)
   assert p.returncode == 0, p.stderr[-2000:]
   return json.load(open(tmp_path / out / "summary.json"))
 

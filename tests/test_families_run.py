@@ -5,16 +5,13 @@ and searched with the CLI on an LR target the model made itself. Those fixtures 
 weight from N(0, 0.25): their mapping is nearly constant (w varies by ~1e-5 over z) and the
 SG2 one's images leave [-1, 1], so for the search itself (within eps reached from a start 6x
 above it, resume, --init, micro-batches) well-conditioned tiny StyleGAN2 and StyleGAN3
-generators are made here with NVIDIA's initialisation and saved with
-`checkpoint.save_weights`.
+generators are made with NVIDIA's initialisation (support/stylegan_weights.py).
 
 Measured on 2 shared CPU cores: about 1.5 min for the file.
 """
 import json
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,21 +19,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import fixture_path
+from support.harness import assert_same_files, cli, fixture_path, result_files
+from support.stylegan_weights import healthy_sg2, healthy_sg3
 from pulse_jax import generators
 from pulse_jax.job import render
 from pulse_jax.forward import bicubic
-from pulse_jax.nets import stylegan2 as sg2
-from pulse_jax.io.weights_dir import GeneratorWeights, load_weights, save_weights
+from pulse_jax.io.weights_dir import load_weights
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
 
 EPS = 2e-3
-
-
-def _cli(module: str, *args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                        text=True, timeout=600)
 
 
 def _job(**kw):
@@ -74,43 +66,11 @@ def converted(tmp_path_factory):
   out = {}
   for name in ("sg2_tiny64", "sg3t_tiny64"):
     pkl = fixture_path(f"stylegan2_3/{name}.pkl")
-    proc = _cli("weights_convert", f"--source={pkl}", f"--out={d / name}",
-                "--gaussian_fit_samples=1024")
+    proc = cli("weights_convert", f"--source={pkl}", f"--out={d / name}",
+               "--gaussian_fit_samples=1024", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out[name] = d / name
   return out
-
-
-def healthy_sg2(directory, c_dim: int = 0, seed: int = 0, fit: bool | None = None) -> pathlib.Path:
-  """A tiny StyleGAN2 (32 px, w_dim 64, 7 noise layers) with NVIDIA's initialisation, noise
-  strengths 0.2 and the ToRGB weights scaled by 0.3 (images inside [-1, 1]); the prior fitted
-  on 4096 samples (per class for a conditional model) when `fit` (default: unless
-  conditional). Saved with `checkpoint.save_weights`."""
-  cfg = sg2.Stylegan2Config(z_dim=64, w_dim=64, c_dim=c_dim, img_resolution=32,
-                            channel_base=256, channel_max=16, mapping_layers=2, num_fp16_res=0)
-
-  def adjust(path, v):
-    name = jax.tree_util.keystr(path)
-    if "noise_strength" in name:
-      return jnp.full_like(v, 0.2)
-    return v * 0.3 if "torgb" in name and "kernel" in name else v
-
-  params = jax.tree_util.tree_map_with_path(adjust, sg2.init_params(jax.random.PRNGKey(seed), cfg))
-  if (not c_dim) if fit is None else fit:
-    params["gaussian_fit"] = generators.family("stylegan2").fit_prior(params, cfg,
-                                                                      num_samples=4096, seed=0)
-  return pathlib.Path(save_weights(str(directory), GeneratorWeights("stylegan2", cfg, params, {})))
-
-
-def healthy_sg3(directory) -> pathlib.Path:
-  """A tiny StyleGAN3-T (32 px, w_dim 64) with NVIDIA's initialisation and its prior."""
-  from pulse_jax.nets import stylegan3 as sg3
-  cfg = sg3.Stylegan3Config(z_dim=64, w_dim=64, img_resolution=32, channel_base=1024,
-                            channel_max=16, mapping_num_layers=2, num_fp16_res=0)
-  params = sg3.init_params(jax.random.PRNGKey(0), cfg)
-  params["gaussian_fit"] = generators.family("stylegan3").fit_prior(params, cfg,
-                                                                    num_samples=4096, seed=0)
-  return pathlib.Path(save_weights(str(directory), GeneratorWeights("stylegan3", cfg, params, {})))
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +113,8 @@ def test_sg2_fixture_converted_and_searched_by_the_cli(converted, tmp_path):
   weights = converted["sg2_tiny64"]
   lr = model_target(weights, 16, tmp_path / "t16.png")
   out = tmp_path / "out"
-  proc = _cli("pulse_jax.run", f"--weights={weights}", f"--input={tmp_path / 't16.png'}",
-              f"--output_dir={out}", "--steps=8", "--restarts=2", "--chunk_size=4")
+  proc = cli("pulse_jax.run", f"--weights={weights}", f"--input={tmp_path / 't16.png'}",
+             f"--output_dir={out}", "--steps=8", "--restarts=2", "--chunk_size=4", timeout=600)
   assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: not within eps (below)
   rep = _report(out, "t16")
   assert rep["weights"]["kind"] == "stylegan2" and rep["weights"]["resolution"] == 64
@@ -189,8 +149,8 @@ def test_sg3_fixture_converted_and_searched_by_the_cli(converted, tmp_path):
   weights = converted["sg3t_tiny64"]
   model_target(weights, 16, tmp_path / "t16.png")
   out = tmp_path / "out"
-  proc = _cli("pulse_jax.run", f"--weights={weights}", f"--input={tmp_path / 't16.png'}",
-              f"--output_dir={out}", "--steps=4", "--restarts=2", "--chunk_size=2")
+  proc = cli("pulse_jax.run", f"--weights={weights}", f"--input={tmp_path / 't16.png'}",
+             f"--output_dir={out}", "--steps=4", "--restarts=2", "--chunk_size=2", timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   rep = _report(out, "t16")
   assert rep["weights"]["kind"] == "stylegan3" and rep["within_eps"]
@@ -243,20 +203,8 @@ def test_sg3_within_eps_from_a_start_well_above_it(tmp_path):
 
 
 def _outputs(out) -> dict:
-  d = pathlib.Path(out) / "t8"
-  found = {p.name: p.read_bytes() for p in sorted(d.glob("[hl]r_*.png"))}
-  with np.load(d / "latents.npz") as z:
-    found.update({f"latents/{k}": z[k] for k in z.files})
-  return found
-
-
-def _same(a: dict, b: dict) -> None:
-  assert sorted(a) == sorted(b)
-  for k in a:
-    if isinstance(a[k], bytes):
-      assert a[k] == b[k], k
-    else:
-      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  """The result files of run folder `out`'s one input, t8 (`result_files`)."""
+  return result_files(pathlib.Path(out), ["t8"])
 
 
 def test_the_same_command_twice_and_a_resume_from_the_checkpoint(base, tmp_path):
@@ -276,7 +224,7 @@ def test_the_same_command_twice_and_a_resume_from_the_checkpoint(base, tmp_path)
   shutil.rmtree(batch / "20")
   s, lines = _job(**{**kw, "output_dir": str(out), "checkpoint_dir": str(ckpt)})
   assert s["exit_code"] == 0 and any("resumed from step 10 of 20" in l for l in lines), lines
-  _same(_outputs(out), first)  # bit for bit the uninterrupted run
+  assert_same_files(_outputs(out), first)  # bit for bit the uninterrupted run
 
 
 def test_init_continues_every_restart(base, tmp_path):

@@ -12,7 +12,6 @@ takes 73-81 s (7 searches of 4 restarts x 100 steps, about 10 s each).
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -23,8 +22,8 @@ from pulse_jax.job import options
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
 from pulse_jax.job.settings import RunOptions
+from support.harness import REPO, SAMPLE, builtin_generator, cli
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = dict(restarts=1, steps=1, chunk_size=1)  # error cases: the search itself does not matter
 
 
@@ -44,13 +43,7 @@ def test_forward_options_are_the_forward_table():
 
 @pytest.fixture(scope="module")
 def model():
-  from pulse_jax.job import builtin_models
-  try:
-    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
-  import pulse_jax
-  return pulse_jax.load_generator()
+  return builtin_generator()
 
 
 def _sample(model, seed: int) -> np.ndarray:
@@ -255,13 +248,12 @@ def test_bad_kernel_is_a_usage_error(model, tmp_path):
   """A kernel file summing to 0 (exit status 2, the command) or larger than the generator's
   image (UsageError, in process) is an error of the whole run naming --blur_kernel."""
   np.save(tmp_path / "zero.npy", np.array([[1.0, -1.0]]))
-  r = subprocess.run([sys.executable, "-m", "pulse_jax.run", f"--input={tmp_path}/none.png",
-                      f"--output_dir={tmp_path / 'out'}", f"--blur_kernel={tmp_path}/zero.npy"],
-                     capture_output=True, text=True, cwd=REPO, timeout=300)
+  r = cli("pulse_jax.run", f"--input={tmp_path}/none.png", f"--output_dir={tmp_path / 'out'}",
+          f"--blur_kernel={tmp_path}/zero.npy", cwd=REPO, timeout=300)
   assert r.returncode == 2, r.stderr
   assert f"--blur_kernel: {tmp_path}/zero.npy: its taps sum to 0" in r.stderr
   np.save(tmp_path / "big.npy", np.ones((65, 3)))
-  src = pathlib.Path(REPO / "pulse_jax" / "samples" / "astronaut_8x8.png")
+  src = SAMPLE
   with pytest.raises(UsageError, match=r"^--blur_kernel=.*big\.npy: the kernel is 65x3, larger "
                                        r"than the 64x64 HR image"):
     _run(tmp_path, src, blur_kernel=str(tmp_path / "big.npy"), **TINY)
@@ -270,7 +262,7 @@ def test_bad_kernel_is_a_usage_error(model, tmp_path):
 def test_colour_input_with_grayscale_and_resume_settings(model, tmp_path):
   """A colour input with --grayscale is converted to luminance, with a note; input.png and
   lr_0.png have one channel. Another forward model is not "the same settings" on a re-run."""
-  src = pathlib.Path(REPO / "pulse_jax" / "samples" / "astronaut_8x8.png")
+  src = SAMPLE
   s, lines, _ = _run(tmp_path, src, grayscale=True, **TINY)
   assert s["exit_code"] == 0
   note = "colour input converted to luminance (--grayscale; ITU-R BT.601"
@@ -292,7 +284,7 @@ def test_colour_input_with_grayscale_and_resume_settings(model, tmp_path):
 def test_api_keywords(model, tmp_path):
   """The forward options are keywords of pulse_jax.upsample; lr_images are D(HR)."""
   import pulse_jax
-  src = REPO / "pulse_jax" / "samples" / "astronaut_8x8.png"
+  src = SAMPLE
   r = pulse_jax.upsample(str(src), model, grayscale=True, blur_sigma=0.5, downsample="area",
                          quiet=True, warn=lambda s: None, **TINY)
   assert r.lr_images[0].mode == "L" and r.lr_images[0].size == (8, 8)

@@ -6,21 +6,19 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import urllib.parse
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import pulse_jax
 from pulse_jax.io import gallery
 from pulse_jax.io import run_files
 from pulse_jax.io import responsible_use
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLES, cli, require_builtin_model
 
-SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 HOSTILE = "<svg onload=alert(1)>\"x&y'#?%"   # input file names (stems) with HTML and URL specials
 BROKEN = "<img src=x onerror=alert(2)>"
 FAST = dict(steps=6, restarts=3, duplicates=2, chunk_size=3, eps=0.15)
@@ -53,11 +51,7 @@ def run_dir(tmp_path_factory):
   """A real run: the 8x8 sample under a hostile name (within eps), 16x16 binary noise (not
   within eps), a corrupt file (failed). The run writes each input's trace.json; the noise
   input's is removed to show the page without curves."""
-  from pulse_jax.job import builtin_models
-  try:
-    builtin_models.builtin_source(builtin_models.DEFAULT_MODEL)
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
+  require_builtin_model()
   src = tmp_path_factory.mktemp("inputs")
   shutil.copy(SAMPLES / "astronaut_8x8.png", src / f"{HOSTILE}.png")
   noise = np.random.default_rng(0).integers(0, 2, (16, 16, 3)).astype(np.uint8) * 255
@@ -156,12 +150,10 @@ def test_user_strings_are_escaped_and_nothing_is_loaded_from_the_network(run_dir
 def test_cli_rebuilds_and_refuses_a_non_run(run_dir, tmp_path):
   out, _, index = run_dir
   index.unlink()
-  r = subprocess.run([sys.executable, "-m", "pulse_jax.gallery", str(out)], capture_output=True,
-                     text=True, timeout=60)
+  r = cli("pulse_jax.gallery", out, timeout=60)
   assert r.returncode == 0, r.stderr
   assert r.stdout.strip() == str(index) and index.is_file()
-  r = subprocess.run([sys.executable, "-m", "pulse_jax.gallery", str(tmp_path / "nope")],
-                     capture_output=True, text=True, timeout=60)
+  r = cli("pulse_jax.gallery", tmp_path / "nope", timeout=60)
   assert r.returncode == 2 and "no such directory" in r.stderr
 
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, fixture_path
+from support.harness import REPO, cli, fixture_path, run_python
 from pulse_jax import generators
 from pulse_jax.io import weights_dir
 from pulse_jax.nets import stylegan1
@@ -75,8 +73,7 @@ def test_real_gaussian_fit_read_without_torch():
   code = ("import sys; from weights_convert.convert import convert_sources; "
           f"convert_sources([{str(path)!r}], log=lambda s: None); "
           "assert 'torch' not in sys.modules, 'torch was imported'")
-  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                     timeout=120)
+  r = run_python("-c", code, cwd=REPO, timeout=120)
   assert r.returncode == 0, r.stderr
 
 
@@ -175,15 +172,15 @@ def test_gaussian_fit_matches_direct_computation():
 
 def test_weights_convert_cli(tmp_path):
   out = tmp_path / "w"
-  cmd = [sys.executable, "-m", "weights_convert", f"--source={fixture_path('synthesis_tiny256.pt')}",
-         f"--source={fixture_path('real/gaussian_fit.pt')}", f"--out={out}"]
-  r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+  r = cli("weights_convert", f"--source={fixture_path('synthesis_tiny256.pt')}",
+          f"--source={fixture_path('real/gaussian_fit.pt')}", f"--out={out}", cwd=REPO,
+          timeout=300)
   assert r.returncode == 0, r.stderr
   assert "max |reloaded - converted| = 0" in r.stdout
   notes = tmp_path / "notes.txt"
   notes.write_text("not weights")
-  r = subprocess.run(cmd[:3] + [f"--source={notes}", f"--out={tmp_path / 'x'}"],
-                     capture_output=True, text=True, cwd=REPO, timeout=300)
+  r = cli("weights_convert", f"--source={notes}", f"--out={tmp_path / 'x'}", cwd=REPO,
+          timeout=300)
   assert r.returncode == 1 and "notes.txt" in r.stderr and "not a weights file" in r.stderr
 
 
@@ -192,14 +189,12 @@ def test_render_cli_writes_raw_npz_and_png(tmp_path):
   out = convert_and_save([str(fixture_path("synthesis_tiny256.pt"))], str(tmp_path / "w"), log=QUIET)
   lat = tmp_path / "lat.npz"
   np.savez(lat, dlatents=data["dlatents"], **{f"noise_{i}": data[f"noise_{i}"] for i in range(14)})
-  r = subprocess.run([sys.executable, "-m", "pulse_jax.render", f"--weights={out}",
-                      f"--latents={lat}", f"--out={tmp_path / 'img.npz'}"],
-                     capture_output=True, text=True, cwd=REPO, timeout=300)
+  r = cli("pulse_jax.render", f"--weights={out}", f"--latents={lat}",
+          f"--out={tmp_path / 'img.npz'}", cwd=REPO, timeout=300)
   assert r.returncode == 0, r.stderr
   _assert_close(np.load(tmp_path / "img.npz")["image"], data["image"])
-  r = subprocess.run([sys.executable, "-m", "pulse_jax.render", f"--weights={out}",
-                      f"--latents={lat}", f"--out={tmp_path / 'img.png'}"],
-                     capture_output=True, text=True, cwd=REPO, timeout=300)
+  r = cli("pulse_jax.render", f"--weights={out}", f"--latents={lat}",
+          f"--out={tmp_path / 'img.png'}", cwd=REPO, timeout=300)
   assert r.returncode == 0, r.stderr
   assert (tmp_path / "img_0.png").exists() and (tmp_path / "img_1.png").exists()
 

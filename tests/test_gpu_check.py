@@ -11,11 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from experiments import measure, report
-
-REPO = Path(__file__).resolve().parents[1]
+from support.harness import REPO
 README = f"# x\n\nhand-written\n\n{report.GPU_TABLE_START}\nold\n{report.GPU_TABLE_END}\n\nmore\n"
 
 

@@ -11,8 +11,6 @@ note, and `pulse_jax.render`'s exit status for existing outputs.
 import json
 import os
 import pathlib
-import subprocess
-import sys
 import types
 import zipfile
 
@@ -23,14 +21,9 @@ from PIL import Image
 from pulse_jax.job import inputs as job_inputs
 from pulse_jax.job import options
 from pulse_jax.job.errors import UsageError
+from support.harness import REPO, SAMPLES, cli, run_python
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 MAX_GROWTH = 64 << 20     # bytes a refused or partly read file may add to the peak RSS
-
-
-def _cli(*args, timeout=180) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- hostile files
@@ -141,8 +134,7 @@ def hostile(tmp_path_factory):
 def child_peaks(hostile):
   if not os.path.exists("/proc/self/clear_refs"):
     pytest.skip("needs Linux /proc (VmHWM reset)")
-  p = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(hostile)], cwd=REPO,
-                     capture_output=True, text=True, timeout=240)
+  p = run_python("-c", _CHILD, json.dumps(hostile), cwd=REPO, timeout=240)
   assert p.returncode == 0, p.stderr[-3000:]
   return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -238,8 +230,8 @@ def test_zip_named_npy_mask_cli_fails_only_that_input_without_traceback(tmp_path
   masks.mkdir()
   _zip_npy(masks / "a.npy")
   np.save(masks / "b.npy", np.ones((8, 8)))
-  p = _cli("pulse_jax.run", f"--input={src}", f"--mask={masks}", f"--output_dir={tmp_path / 'o'}",
-           "--steps=2", "--restarts=2", "--chunk_size=2")
+  p = cli("pulse_jax.run", f"--input={src}", f"--mask={masks}", f"--output_dir={tmp_path / 'o'}",
+          "--steps=2", "--restarts=2", "--chunk_size=2", cwd=REPO, timeout=180)
   assert p.returncode == 1, p.stderr[-3000:]
   assert "Traceback" not in p.stderr and "a.npy: is a zip archive" in p.stderr, p.stderr[-3000:]
   assert (tmp_path / "o" / "b" / "hr_0.png").exists()
@@ -274,8 +266,8 @@ def test_blur_sigma_larger_than_the_generator_is_refused_naming_its_size():
 
 
 def test_blur_sigma_larger_than_the_generator_cli_exits_2_before_compiling(tmp_path):
-  p = _cli("pulse_jax.run", "--blur_sigma=20", f"--output_dir={tmp_path / 'o'}", "--steps=2",
-           "--restarts=2", timeout=120)
+  p = cli("pulse_jax.run", "--blur_sigma=20", f"--output_dir={tmp_path / 'o'}", "--steps=2",
+          "--restarts=2", cwd=REPO, timeout=120)
   assert p.returncode == 2, p.stderr[-3000:]
   assert "Traceback" not in p.stderr and "--blur_sigma must be <= 10.3333" in p.stderr, p.stderr
   assert not (tmp_path / "o" / "astronaut_8x8").exists()
@@ -323,7 +315,7 @@ def test_seed_range_is_also_the_flag_bound_and_api_keyword():
   assert not found
   import pulse_jax
   with pytest.raises(UsageError, match=r"0\.\.4294967295"):
-    pulse_jax.upsample(str(REPO / "pulse_jax" / "samples" / "hopper_4x4.png"), seed=2 ** 64,
+    pulse_jax.upsample(str(SAMPLES / "hopper_4x4.png"), seed=2 ** 64,
                        steps=2, restarts=2)
 
 
@@ -385,7 +377,8 @@ def test_render_existing_outputs_exit_2_like_run_without_list_repr(tmp_path):
   np.savez(latents, latent=np.zeros((2, 1, 100), np.float32))
   for name in ("x_0.png", "x_1.png"):
     (tmp_path / name).write_bytes(b"precious")
-  p = _cli("pulse_jax.render", f"--latents={latents}", f"--out={tmp_path / 'x.png'}")
+  p = cli("pulse_jax.render", f"--latents={latents}", f"--out={tmp_path / 'x.png'}", cwd=REPO,
+          timeout=180)
   assert p.returncode == 2, p.stderr[-3000:]
   assert "Traceback" not in p.stderr and "['" not in p.stderr, p.stderr
   assert f"{tmp_path / 'x_0.png'}, {tmp_path / 'x_1.png'} exist; pass --overwrite" in p.stderr

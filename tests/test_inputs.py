@@ -1,6 +1,5 @@
 """Reading and fitting search inputs (pulse_jax.io.input_images): no search, no JAX."""
 import io
-import pathlib
 import struct
 import time
 import zlib
@@ -11,7 +10,7 @@ from PIL import EpsImagePlugin, Image, ImageFile, features
 
 from pulse_jax.io import images as image_files
 from pulse_jax.io import input_images
-SAMPLES = pathlib.Path(input_images.__file__).parents[1] / "samples"
+from support.harness import SAMPLES
 G = 64  # the built-in DCGAN's size
 
 

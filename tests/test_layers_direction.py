@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-from conftest import REPO
+from support.harness import REPO, run_python
 
 # Imported one after another in a fresh interpreter; after each, no weights_convert module may
 # be loaded. The packages' submodules are all imported (pkgutil), the rest by name.
@@ -36,9 +34,8 @@ else:
 
 
 def test_the_runtime_imports_no_weights_convert_module():
-  p = subprocess.run([sys.executable, "-c", _PROBE, json.dumps([PACKAGES, MODULES])],
-                     cwd=REPO, capture_output=True, text=True, timeout=300,
-                     env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  p = run_python("-c", _PROBE, json.dumps([PACKAGES, MODULES]), cwd=REPO, timeout=300,
+                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert p.returncode == 0, p.stderr[-3000:]
   got = json.loads(p.stdout.strip().splitlines()[-1])
   assert got["culprit"] is None, (f"importing {got['culprit']} loaded {got['loaded']}: the runtime "

@@ -1,9 +1,7 @@
 """pulse_jax.search.losses: parser, per-image terms, and the reference's (batch-summed) fixture values."""
 
 import json
-import os
 import types
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,15 +10,15 @@ import pytest
 
 from pulse_jax.forward.bicubic import downsample
 from pulse_jax.search.losses import geocross, l1, l2, l2_raw, parse_loss_str, total_loss
+from support.harness import fixture_path
 
-FIXTURES = Path(os.environ.get("PULSE_JAX_FIXTURES", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"))
 EPS = 2e-3
 
 
 def _fixture(name):
-  path = FIXTURES / name
-  if not path.exists():
-    pytest.skip(f"reference fixture {path} absent (set PULSE_JAX_FIXTURES to the fixtures folder)")
+  """The reference fixture `name`: its arrays (np.load) for .npz, else its JSON; skips when
+  absent."""
+  path = fixture_path(name)
   return np.load(path) if name.endswith(".npz") else json.loads(path.read_text())
 
 

@@ -1,7 +1,7 @@
 """Two processes (jax.distributed on 127.0.0.1, 2 fake CPU devices each) search like one.
 
-Workers: tests/_scale_worker.py (a 16 px StyleGAN, 2 images x 3 restarts, 6 steps, chunks of 2;
-6 rows padded to 8 over the 4 global devices). Every launch is bounded by a timeout and its
+Workers: tests/support/scale_worker.py (a 16 px StyleGAN, 2 images x 3 restarts, 6 steps, chunks
+of 2; 6 rows padded to 8 over the 4 global devices). Every launch is bounded by a timeout and its
 processes are always killed and reaped.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-import _scale_worker as w
+from support import scale_worker as w
 
 
 def _pair(out: str, ckpt: str, *extra: str) -> list[list[str]]:

@@ -13,8 +13,6 @@ import io
 import json
 import pickle
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -22,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO, fixture_path
 from pulse_jax.nets import stylegan2 as sg2
 from weights_convert import UnsafePickleError, WeightFileError
 from weights_convert.readers import nvidia_pickle
@@ -30,6 +27,7 @@ from weights_convert.tables import stylegan2 as tables_stylegan2
 from support.pickle_globals import Call, StandInPickler, stand_in
 from weights_convert.readers.tf_pickle import TFNetwork
 from support.tf_pickle_writer import write_tf_network_pickle
+from support.harness import REPO, cli, fixture_path
 from weights_convert.readers.torch_files import LEGACY_MAGIC
 
 PERSIST = stand_in("torch_utils.persistence", "_reconstruct_persistent_obj")
@@ -133,11 +131,10 @@ def _tf_networks(data: nvidia_pickle.NetworkData) -> tuple[TFNetwork, TFNetwork,
   return gs, d, gs
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
+def _cli(*args):
   """``python -m weights_convert ARGS`` (a small Gaussian fit: the prior's values are not what
   these tests check)."""
-  return subprocess.run([sys.executable, "-m", "weights_convert", "--gaussian_fit_samples=4096",
-                         *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+  return cli("weights_convert", "--gaussian_fit_samples=4096", *args, cwd=REPO, timeout=600)
 
 
 # ----------------------------------------------------------------------------- tests

@@ -2,8 +2,6 @@
 API keywords derived from it; messages that name the flag; presets and value sources."""
 import dataclasses
 import inspect
-import subprocess
-import sys
 import types
 
 import pytest
@@ -15,6 +13,7 @@ from pulse_jax.job import settings as run_options
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.settings import RunOptions, check_options, resolve
 from pulse_jax.search.config import SearchConfig
+from support.harness import run_python
 
 DCGAN = types.SimpleNamespace(kind="dcgan", noise_shapes=(), has_wplus=False,
                               latent_layers=lambda tile: 1, num_classes=0)
@@ -166,7 +165,7 @@ def test_groups_and_values_of():
 def test_importing_pulse_jax_is_cheap():
   code = ("import sys, pulse_jax, pulse_jax.job.options; "
           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'orbax')))")
-  p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+  p = run_python("-c", code, timeout=60)
   assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
 
 
@@ -193,7 +192,7 @@ def test_lower_layers_import_no_job():
   code = ("import sys, pulse_jax.search.config, pulse_jax.forward.options, "
           "pulse_jax.forward.model, pulse_jax.core.option; "
           "print(sorted(m for m in sys.modules if m.startswith('pulse_jax.job')))")
-  p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+  p = run_python("-c", code, timeout=120)
   assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
 
 

@@ -11,14 +11,11 @@ import os
 import pathlib
 import shutil
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import pulse_jax
 from pulse_jax.io import gallery
 from pulse_jax.io import input_images
 from pulse_jax.job import result_files
@@ -26,8 +23,8 @@ from pulse_jax.io import run_files
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLE, cli
 
-SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 FAST = dict(steps=2, restarts=2)
 
 
@@ -58,9 +55,9 @@ def no_hang(seconds: int = 20):
     signal.signal(signal.SIGALRM, old)
 
 
-def cli(*args, timeout=120):
-  return subprocess.run([sys.executable, "-m", "pulse_jax.run", *args], capture_output=True,
-                        text=True, timeout=timeout)
+def run_cli(*args, timeout=120):
+  """`python -m pulse_jax.run ARGS` (subprocess.CompletedProcess)."""
+  return cli("pulse_jax.run", *args, timeout=timeout)
 
 
 # ----------------------------------------------------------------------------- input names
@@ -193,7 +190,7 @@ def test_output_dir_that_is_a_file_or_under_a_file_is_a_usage_error(tmp_path):
 def test_output_dir_under_a_file_exits_2_without_traceback(tmp_path):
   f = tmp_path / "file"
   f.write_text("x")
-  r = cli(f"--input={SAMPLE}", f"--output_dir={f / 'out'}", "--steps=2", "--restarts=2")
+  r = run_cli(f"--input={SAMPLE}", f"--output_dir={f / 'out'}", "--steps=2", "--restarts=2")
   assert r.returncode == 2, r.stderr
   assert "pulse_jax.run: error: --output_dir=" in r.stderr and "is a file" in r.stderr
   assert "Traceback" not in r.stderr + r.stdout
@@ -284,7 +281,7 @@ def test_a_fifo_given_as_input_does_not_hang(tmp_path):
   with no_hang():
     with pytest.raises(input_images.InputError, match="named pipe"):
       input_images.load_image(fifo, 64)
-  r = cli(f"--input={fifo}", f"--output_dir={tmp_path / 'out'}", timeout=60)
+  r = run_cli(f"--input={fifo}", f"--output_dir={tmp_path / 'out'}", timeout=60)
   assert r.returncode == 2
   assert "pulse_jax.run: error: --input: " in r.stderr and "is a named pipe (FIFO)" in r.stderr
   assert "Traceback" not in r.stderr

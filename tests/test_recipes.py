@@ -2,8 +2,6 @@
 a new forward operator is ONE entry in `pulse_jax.forward.options.OPTIONS`. Everything else (the
 --loss_str parser and help, the search loss, the flags, `RunOptions`, the `upsample` keywords,
 `ForwardModel`'s fields and D) follows from the entry."""
-import subprocess
-import sys
 import textwrap
 import types
 
@@ -16,6 +14,7 @@ from pulse_jax.job import options
 from pulse_jax.job.errors import UsageError
 from pulse_jax.search import losses
 from pulse_jax.search.config import SearchConfig
+from support.harness import run_python
 
 
 def _toy_term(t: losses.LossInputs):
@@ -98,6 +97,5 @@ _FORWARD_RECIPE = textwrap.dedent('''
 
 
 def test_adding_a_forward_operator_is_one_table_entry():
-  p = subprocess.run([sys.executable, "-c", _FORWARD_RECIPE], capture_output=True, text=True,
-                     timeout=300)
+  p = run_python("-c", _FORWARD_RECIPE, timeout=300)
   assert p.returncode == 0 and p.stdout.strip() == "recipe followed", p.stdout + p.stderr

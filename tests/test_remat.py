@@ -8,7 +8,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from pulse_jax.runtime import loop
 from pulse_jax.nets import remat

@@ -6,14 +6,11 @@ searched one class at a time with its own prior (--class_index), and refused by 
 with a message naming the classes when converted without the per-class priors.
 
 Tolerance: 1e-5 of the output range (measured 4-5e-7 for SG2, float32 both)."""
-import subprocess
-import sys
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture_path
+from support.harness import cli, fixture_path
 from pulse_jax import generators
 from pulse_jax.job import render
 from pulse_jax.nets import stylegan2 as sg2
@@ -21,14 +18,14 @@ from pulse_jax.io.weights_dir import load_weights
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
-from test_families_run import healthy_sg2
+from support.stylegan_weights import healthy_sg2
 
 TOL = 1e-5
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "pulse_jax.render", *map(str, args)],
-                        capture_output=True, text=True, timeout=600)
+def _cli(*args):
+  """`python -m pulse_jax.render ARGS` (subprocess.CompletedProcess)."""
+  return cli("pulse_jax.render", *args, timeout=600)
 
 
 def _rel(a, b) -> float:
@@ -44,10 +41,8 @@ def converted(tmp_path_factory):
     out = d / name
     if (out / "metadata.json").exists():
       return out
-    proc = subprocess.run([sys.executable, "-m", "weights_convert",
-                           f"--source={fixture_path(f'stylegan2_3/{name}.pkl')}", f"--out={out}",
-                           "--gaussian_fit_samples=0"], capture_output=True, text=True,
-                          timeout=600)
+    proc = cli("weights_convert", f"--source={fixture_path(f'stylegan2_3/{name}.pkl')}",
+               f"--out={out}", "--gaussian_fit_samples=0", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
   return convert
@@ -63,15 +58,22 @@ def _render(tmp_path, weights, arrays: dict, *flags) -> np.ndarray:
     return z["image"]
 
 
-def test_sg2_cli_reproduces_nvidia(converted, tmp_path):
-  weights = converted("sg2_tiny64")
-  ref = np.load(fixture_path("stylegan2_3/sg2_tiny64.npz"))
-  assert _rel(_render(tmp_path, weights, {"dlatents": ref["ws"]}), ref["image_const"]) < TOL
-  assert _rel(_render(tmp_path, weights, {"dlatents": ref["ws"]}, "--noise_mode=none"),
-              ref["image_none"]) < TOL
-  trunc = _render(tmp_path, weights, {"z": ref["z"]}, "--truncation_psi=0.7",
-                  "--truncation_cutoff=8")  # the fixture's cutoff (fixtures.json)
-  assert _rel(trunc, ref["image_trunc"]) < TOL
+# The CLI against NVIDIA's images: (fixture, input array, its fixture key, flags, expected key).
+CLI_CASES = [
+    ("sg2_tiny64", "dlatents", "ws", (), "image_const"),
+    ("sg2_tiny64", "dlatents", "ws", ("--noise_mode=none",), "image_none"),
+    # the fixture's cutoff (fixtures.json)
+    ("sg2_tiny64", "z", "z", ("--truncation_psi=0.7", "--truncation_cutoff=8"), "image_trunc"),
+    ("sg3t_tiny64", "z", "z", (), "image"),
+    ("sg3t_tiny64", "z", "z", ("--truncation_psi=0.7",), "image_trunc"),
+]
+
+
+@pytest.mark.parametrize("name, array, key, flags, expected", CLI_CASES)
+def test_cli_reproduces_nvidia(converted, tmp_path, name, array, key, flags, expected):
+  ref = np.load(fixture_path(f"stylegan2_3/{name}.npz"))
+  image = _render(tmp_path, converted(name), {array: ref[key]}, *flags)
+  assert _rel(image, ref[expected]) < TOL
 
 
 def test_sg2_256_conv_clamp_and_fp16_declared(converted):
@@ -91,14 +93,6 @@ def test_sg2_256_conv_clamp_and_fp16_declared(converted):
   for i, n in enumerate(const):
     np.testing.assert_allclose(np.asarray(n) * strength[i], ref[f"noise_{i}"], rtol=1e-6,
                                atol=1e-7)
-
-
-def test_sg3_cli_reproduces_nvidia(converted, tmp_path):
-  weights = converted("sg3t_tiny64")
-  ref = np.load(fixture_path("stylegan2_3/sg3t_tiny64.npz"))
-  assert _rel(_render(tmp_path, weights, {"z": ref["z"]}), ref["image"]) < TOL
-  assert _rel(_render(tmp_path, weights, {"z": ref["z"]}, "--truncation_psi=0.7"),
-              ref["image_trunc"]) < TOL
 
 
 def test_sg3r_in_process(converted):

@@ -1,8 +1,8 @@
 """Resuming a killed search from its orbax checkpoint gives the uninterrupted results; a
 resume with other settings is refused.
 
-Workers: tests/_scale_worker.py (a 16 px StyleGAN, 2 images x 3 restarts, 6 steps, chunks of 2,
-a checkpoint every 2 steps); the killed run SIGKILLs itself after the checkpoint at step 4.
+Workers: tests/support/scale_worker.py (a 16 px StyleGAN, 2 images x 3 restarts, 6 steps, chunks
+of 2, a checkpoint every 2 steps); the killed run SIGKILLs itself after the checkpoint at step 4.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-import _scale_worker as w
+from support import scale_worker as w
 
 from pulse_jax.runtime import loop
 

@@ -8,15 +8,12 @@ returned W+ (`image_none`) and with truncation 0.7 (`image_trunc`). Measured agr
 conversion: 3.3e-7 of the output range (float32 both); tested at 1e-5, as the NVIDIA fixtures.
 """
 import json
-import pathlib
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO
+from support.harness import REPO, TEST_DATA, cli
 from pulse_jax import generators
 from pulse_jax.job import render
 from pulse_jax.nets import stylegan2 as sg2
@@ -26,8 +23,7 @@ from weights_convert.tables import rosinality as tables_rosinality
 from weights_convert.tables import stylegan2 as tables_stylegan2
 from weights_convert.readers.torch_files import read_torch_file
 
-DATA = pathlib.Path(__file__).parent / "data"
-PT, NPZ = DATA / "rosinality_tiny32.pt", DATA / "rosinality_tiny32.npz"
+PT, NPZ = TEST_DATA / "rosinality_tiny32.pt", TEST_DATA / "rosinality_tiny32.npz"
 TOL = 1e-5
 
 
@@ -38,9 +34,8 @@ def _rel(a, b) -> float:
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
   out = tmp_path_factory.mktemp("ros") / "w"
-  proc = subprocess.run([sys.executable, "-m", "weights_convert", f"--source={PT}", f"--out={out}",
-                         "--gaussian_fit_samples=4096"], capture_output=True, text=True,
-                        cwd=REPO, timeout=600)
+  proc = cli("weights_convert", f"--source={PT}", f"--out={out}", "--gaussian_fit_samples=4096",
+             cwd=REPO, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return out
 

@@ -3,19 +3,16 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-import pulse_jax
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLES, TEST_DATA, cli
 
-SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 FAST = dict(steps=20, restarts=4, chunk_size=10)
 
 
@@ -235,10 +232,9 @@ def mixed_dir(tmp_path_factory):
 
 def test_cli_subprocess_on_a_mixed_folder(mixed_dir, tmp_path):
   out = tmp_path / "out"
-  cmd = [sys.executable, "-m", "pulse_jax.run", f"--input={mixed_dir}", f"--output_dir={out}",
-         "--steps=20", "--restarts=4", "--chunk_size=10", "--batch_size=2", "--duplicates=2",
-         "--eps=0.05"]
-  p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  flags = [f"--input={mixed_dir}", f"--output_dir={out}", "--steps=20", "--restarts=4",
+           "--chunk_size=10", "--batch_size=2", "--duplicates=2", "--eps=0.05"]
+  p = cli("pulse_jax.run", *flags, timeout=600)
   assert p.returncode == 1, p.stderr  # some inputs failed
   for name, words in (("corrupt.png", "corrupt"), ("text.png", "not an image"),
                       ("empty.png", "empty file")):
@@ -264,16 +260,14 @@ def test_cli_subprocess_on_a_mixed_folder(mixed_dir, tmp_path):
   assert np.asarray(Image.open(out / "alpha" / "input.png"))[:8].max() == 0
   assert "pulse_jax.run: 7 input(s): 4 within eps, 0 not within eps, 3 failed" in p.stdout
   # --quiet: no progress lines, the summary and the errors stay
-  q = subprocess.run(cmd[:4] + [f"--output_dir={tmp_path / 'q'}", "--quiet", "--steps=2",
-                                "--restarts=2", "--eps=0.5"], capture_output=True, text=True,
-                     timeout=600)
+  q = cli("pulse_jax.run", flags[0], f"--output_dir={tmp_path / 'q'}", "--quiet", "--steps=2",
+          "--restarts=2", "--eps=0.5", timeout=600)
   assert q.returncode == 1 and "step " not in q.stdout and "note:" not in q.stdout
   assert "4 within eps" in q.stdout and "empty file" in q.stderr
 
 
 def test_helpfull_documents_every_flag():
-  p = subprocess.run([sys.executable, "-m", "pulse_jax.run", "--helpfull"], capture_output=True,
-                     text=True, timeout=120)
+  p = cli("pulse_jax.run", "--helpfull", timeout=120)
   for flag in ("input", "output_dir", "weights", "restarts", "batch_size", "duplicates",
                "loss_str", "eps", "noise_type", "num_trainable_noise_layers", "tile_latent",
                "bad_noise_layers", "opt_name", "learning_rate", "steps", "lr_schedule", "seed",
@@ -291,7 +285,7 @@ def test_align_then_search(tmp_path):
     FaceLandmarker(None)
   except AlignDependencyError as e:
     pytest.skip(str(e))
-  photo = pathlib.Path(__file__).parent / "data" / "astronaut.jpg"
+  photo = TEST_DATA / "astronaut.jpg"
   s, lines, _ = _job(output_dir=str(tmp_path), input=str(photo), align=True, steps=2,
                      restarts=2, eps=0.5)
   assert s["searched"] == 1 and s["exit_code"] == 0

@@ -1,38 +1,34 @@
 """The documented contract of `python -m pulse_jax.run` and `python -m pulse_jax.render`: exit
 codes, messages that name the flag, bad inputs reported before the search, no INFO noise."""
 import os
-import pathlib
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-import pulse_jax
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLE, cli, module_command
 
-SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 TINY = ["--steps=2", "--restarts=2", "--chunk_size=1"]
 
+# Usage errors (exit status 2) whose message quotes the argument as given.
+QUOTED = ["--steps=0", "--restarts=0", "--fit=stretch", "--batch_size=two"]
 # (arguments, exit status, what stderr (or stdout for help) must say)
 CASES = {
     "help": (["--help"], 0, "--steps:"),
     "h": (["-h"], 0, "--steps:"),
     "helpfull": (["--helpfull"], 0, "--verbosity:"),
-    "steps=0": (["--steps=0"], 2, "--steps=0"),
-    "restarts=0": (["--restarts=0"], 2, "--restarts=0"),
+    **{arg[2:]: ([arg], 2, arg) for arg in QUOTED},
     "eps=-1": (["--eps=-1"], 2, "--eps: must be a finite number >= 0"),
     "learning_rate=0": (["--learning_rate=0"], 2, "--learning_rate: must be"),
     "loss_str": (["--loss_str=100*L3"], 2, "--loss_str: "),
     "bad_noise_layers": (["--bad_noise_layers=a.b"], 2, "--bad_noise_layers: must be"),
     "duplicates": (["--restarts=2", "--duplicates=3"], 2, "--duplicates: must be in 1..--restarts"),
     "weights": (["--weights=/nonexistent"], 2, "--weights=/nonexistent: neither"),
-    "fit": (["--fit=stretch"], 2, "--fit=stretch"),
-    "batch_size": (["--batch_size=two"], 2, "--batch_size=two"),
     "unknown": (["--stpes=3"], 2, "stpes"),
     "input": (["--input=/nonexistent.png"], 2, "--input: no such file"),
     "positional": (["extra"], 2, "unexpected arguments"),
@@ -43,9 +39,9 @@ CASES = {
 def cli_results(tmp_path_factory):
   """Every case at once (subprocesses in parallel): name -> (exit status, stdout, stderr)."""
   out = tmp_path_factory.mktemp("cli")
-  procs = {name: subprocess.Popen([sys.executable, "-m", "pulse_jax.run", *args,
-                                   f"--output_dir={out / name}"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+  procs = {name: subprocess.Popen(module_command("pulse_jax.run", *args,
+                                                 f"--output_dir={out / name}"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for name, (args, _, _) in CASES.items()}
   results = {}
   try:
@@ -94,10 +90,9 @@ def test_bad_inputs_are_reported_before_the_search_and_no_info_noise(tmp_path):
   d.mkdir()
   shutil.copy(SAMPLE, d / "good.png")
   (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(100))
-  p = subprocess.run([sys.executable, "-m", "pulse_jax.run", f"--input={d}",
-                      f"--output_dir={tmp_path / 'out'}", f"--checkpoint_dir={tmp_path / 'ck'}",
-                      "--checkpoint_every=1", *TINY], stdout=subprocess.PIPE,
-                     stderr=subprocess.STDOUT, text=True, timeout=300)
+  p = cli("pulse_jax.run", f"--input={d}", f"--output_dir={tmp_path / 'out'}",
+          f"--checkpoint_dir={tmp_path / 'ck'}", "--checkpoint_every=1", *TINY,
+          merge_stderr=True, timeout=300)
   assert p.returncode == 1, p.stdout
   lines = p.stdout.splitlines()
   bad = [i for i, l in enumerate(lines) if l.startswith("error: ") and "corrupt.png" in l]
@@ -117,20 +112,19 @@ def test_render_defaults_to_the_built_in_model(tmp_path):
   lat = np.random.RandomState(0).randn(3, 1, 100).astype(np.float32)
   np.savez(tmp_path / "latents.npz", **result_files.latent_arrays(
       {"latent": lat}, ranking=np.array([2, 0, 1]), kept=np.array([2, 0])))
-  cmd = [sys.executable, "-m", "pulse_jax.render", f"--latents={tmp_path / 'latents.npz'}"]
-  p = subprocess.run(cmd + [f"--out={tmp_path / 'kept.png'}"], capture_output=True, text=True,
-                     timeout=300)
+  latents = f"--latents={tmp_path / 'latents.npz'}"
+  p = cli("pulse_jax.render", latents, f"--out={tmp_path / 'kept.png'}", timeout=300)
   assert p.returncode == 0, p.stderr
   assert p.stdout.split() == ["wrote", str(tmp_path / "kept_0.png"), "wrote",
                               str(tmp_path / "kept_1.png")]
   assert not re.search(r"^I\d{4} ", p.stderr, re.M), p.stderr
-  p = subprocess.run(cmd + [f"--out={tmp_path / 'all.png'}", "--rows=all"], capture_output=True,
-                     text=True, timeout=300)
+  p = cli("pulse_jax.render", latents, f"--out={tmp_path / 'all.png'}", "--rows=all",
+          timeout=300)
   assert p.returncode == 0 and p.stdout.count("wrote") == 3, p.stderr
   # the kept rows, best first: kept_0 is row 2, kept_1 row 0
   assert (tmp_path / "kept_0.png").read_bytes() == (tmp_path / "all_2.png").read_bytes()
   assert (tmp_path / "kept_1.png").read_bytes() == (tmp_path / "all_0.png").read_bytes()
-  for args, status in ((cmd[:3] + ["--help"], 0), (cmd + ["--rows=x", "--out=x.png"], 2),
-                       (cmd + ["--bogus"], 2), (cmd[:3], 2)):
-    p = subprocess.run(args, capture_output=True, text=True, timeout=300)
+  for args, status in ((["--help"], 0), ([latents, "--rows=x", "--out=x.png"], 2),
+                       ([latents, "--bogus"], 2), ([], 2)):
+    p = cli("pulse_jax.render", *args, timeout=300)
     assert p.returncode == status, (args, p.stderr)

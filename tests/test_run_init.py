@@ -7,13 +7,12 @@ import pathlib
 import numpy as np
 import pytest
 
-import pulse_jax
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.init_values import init_rule
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLE
 
-SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 KW = dict(input=str(SAMPLE), restarts=2, eps=0.0, chunk_size=20)
 
 

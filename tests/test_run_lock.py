@@ -12,13 +12,12 @@ import sys
 
 import pytest
 
-import pulse_jax
 from pulse_jax.job import run_lock
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLE, cli
 
-SAMPLE = pathlib.Path(pulse_jax.__file__).parent / "samples" / "astronaut_8x8.png"
 FAST = dict(input=str(SAMPLE), steps=2, restarts=2)
 # A process that takes the lock of sys.argv[1] as a run does (flock on the lock file, its pid,
 # host and start time written into it), says so, and waits.
@@ -50,9 +49,8 @@ def test_a_second_run_into_a_locked_output_dir_exits_2_naming_pid_and_host(tmp_p
   out.mkdir()
   holder = start_holder(out)
   try:
-    r = subprocess.run([sys.executable, "-m", "pulse_jax.run", f"--input={SAMPLE}",
-                        f"--output_dir={out}", "--steps=2", "--restarts=2"],
-                       capture_output=True, text=True, timeout=120)
+    r = cli("pulse_jax.run", f"--input={SAMPLE}", f"--output_dir={out}", "--steps=2",
+            "--restarts=2", timeout=120)
   finally:
     holder.kill()
     holder.wait()

@@ -8,20 +8,17 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_same_results
-import pulse_jax
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
+from support.harness import SAMPLE, assert_same_results, cli, module_command
 
-SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 STEMS = ("a", "b", "c")
 
 
@@ -29,7 +26,7 @@ STEMS = ("a", "b", "c")
 def inputs(tmp_path_factory):
   """Three 8x8 inputs (the sample and two flips): three batches with --batch_size=1."""
   d = tmp_path_factory.mktemp("inputs")
-  src = np.asarray(Image.open(SAMPLES / "astronaut_8x8.png").convert("RGB"))
+  src = np.asarray(Image.open(SAMPLE).convert("RGB"))
   for stem, a in zip(STEMS, (src, src[::-1], src[:, ::-1])):
     Image.fromarray(np.ascontiguousarray(a)).save(d / f"{stem}.png")
   return d
@@ -47,10 +44,10 @@ def _assert_same_outputs(a: pathlib.Path, b: pathlib.Path) -> None:
 
 # ----------------------------------------------------------------------------- kill -9, run again
 
-def _cli(inputs_dir, out, *extra):
-  return [sys.executable, "-m", "pulse_jax.run", f"--input={inputs_dir}", f"--output_dir={out}",
-          "--steps=40", "--restarts=2", "--duplicates=2", "--chunk_size=5", "--batch_size=1",
-          "--eps=0", *extra]
+def _flags(inputs_dir, out, *extra) -> list[str]:
+  """pulse_jax.run's flags: 40 steps, chunks of 5, one input a batch."""
+  return [f"--input={inputs_dir}", f"--output_dir={out}", "--steps=40", "--restarts=2",
+          "--duplicates=2", "--chunk_size=5", "--batch_size=1", "--eps=0", *extra]
 
 
 def _batch_dir(ckpt: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -68,10 +65,10 @@ def _finished_steps(d: pathlib.Path | None) -> list[int]:
 def test_killed_run_resumes_when_the_same_command_is_run_again(inputs, tmp_path):
   full, out, ckpt = tmp_path / "full", tmp_path / "out", tmp_path / "ckpt"
   resume = ("--checkpoint_dir=" + str(ckpt), "--checkpoint_every=10")
-  uninterrupted = subprocess.Popen(_cli(inputs, full), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
-  killed = subprocess.Popen(_cli(inputs, out, *resume), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+  uninterrupted = subprocess.Popen(module_command("pulse_jax.run", *_flags(inputs, full)),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  killed = subprocess.Popen(module_command("pulse_jax.run", *_flags(inputs, out, *resume)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:  # kill -9 during the second batch: batch 1 written, batch 2 checkpointed, not done
     deadline = time.monotonic() + 240
     while not ((out / "a" / "report.json").exists()
@@ -90,7 +87,7 @@ def test_killed_run_resumes_when_the_same_command_is_run_again(inputs, tmp_path)
   assert not (out / "b" / "report.json").exists() and not (out / "summary.json").exists()
   a_before = {p.name: p.stat().st_mtime_ns for p in (out / "a").iterdir()}
 
-  again = subprocess.run(_cli(inputs, out, *resume), capture_output=True, text=True, timeout=240)
+  again = cli("pulse_jax.run", *_flags(inputs, out, *resume), timeout=240)
   assert again.returncode == 0, again.stdout + again.stderr
   log = again.stdout
   assert re.search(r"batch 1/3 \(1 x 8x8 -> 64x64\): skipped: the outputs of \S+a\.png are "

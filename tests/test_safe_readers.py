@@ -22,17 +22,8 @@ from support.pickle_globals import Call, StandInPickler, stand_in
 from weights_convert.readers.safe_unpickle import safe_load
 from weights_convert.readers.tf_pickle import tf_allow_list
 from support.tf_pickle_writer import write_tf_network_pickle
+from support.harness import FIXTURES, fixture_path
 from weights_convert.readers.torch_files import LEGACY_MAGIC
-
-FIXTURES = Path(os.environ.get(
-    "PULSE_JAX_FIXTURES", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"))
-
-
-def _fixture(name):
-  path = FIXTURES / name
-  if not path.exists():
-    pytest.skip(f"reference fixture {path} absent (set PULSE_JAX_FIXTURES to the fixtures folder)")
-  return path
 
 
 def _dcgan_weights():
@@ -132,8 +123,8 @@ def _assert_same_tree(a, b):
 
 
 def test_tiny256_zip_equals_legacy_and_matches_reference_names():
-  zipped = read_torch_file(_fixture("synthesis_tiny256.pt"))
-  legacy = read_torch_file(_fixture("synthesis_tiny256_legacy.pt"))
+  zipped = read_torch_file(fixture_path("synthesis_tiny256.pt"))
+  legacy = read_torch_file(fixture_path("synthesis_tiny256_legacy.pt"))
   assert isinstance(zipped, collections.OrderedDict) and len(zipped) == 78
   _assert_same_tree(zipped, legacy)
   assert {v.dtype for v in zipped.values()} == {np.dtype(np.float32)}
@@ -148,7 +139,7 @@ def test_tiny256_zip_equals_legacy_and_matches_reference_names():
 
 
 def test_gaussian_fit_legacy_cuda():
-  fit = read_torch_file(_fixture("real/gaussian_fit.pt"))
+  fit = read_torch_file(fixture_path("real/gaussian_fit.pt"))
   assert set(fit) == {"mean", "std"}
   for v in fit.values():
     assert v.shape == (512,) and v.dtype == np.float32 and np.isfinite(v).all()
@@ -156,7 +147,7 @@ def test_gaussian_fit_legacy_cuda():
 
 
 def test_mapping_state_dict():
-  sd = read_torch_file(_fixture("mapping.pt"))
+  sd = read_torch_file(fixture_path("mapping.pt"))
   assert list(sd) == [f"dense{i}.{p}" for i in range(8) for p in ("weight", "bias")]
   for k, v in sd.items():
     assert v.dtype == np.float32 and v.shape == ((512, 512) if k.endswith("weight") else (512,))
@@ -333,8 +324,8 @@ def test_empty_and_non_weight_files(tmp_path, reader):
 
 
 def test_broken_torch_files(tmp_path):
-  zipped = _fixture("synthesis_tiny256.pt").read_bytes()
-  legacy = _fixture("synthesis_tiny256_legacy.pt").read_bytes()
+  zipped = fixture_path("synthesis_tiny256.pt").read_bytes()
+  legacy = fixture_path("synthesis_tiny256_legacy.pt").read_bytes()
   (tmp_path / "half.pt").write_bytes(zipped[: len(zipped) // 2])
   _raises_naming(read_torch_file, tmp_path / "half.pt", "damaged or truncated")
   (tmp_path / "cut_legacy.pt").write_bytes(legacy[:-100])

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture_path
+from support.harness import fixture_path
 from pulse_jax import generators
 from pulse_jax.forward import bicubic
 from pulse_jax.runtime import compile, loop

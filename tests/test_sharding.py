@@ -1,8 +1,8 @@
 """Restarts sharded over devices: the same results on 1, 2 and 8 devices, uneven counts padded,
 and a compiled search without cross-device communication.
 
-Each case runs in a subprocess with fake CPU devices (tests/_scale_worker.py): a 16 px StyleGAN,
-2 images x 3 restarts, 6 steps in chunks of 2.
+Each case runs in a subprocess with fake CPU devices (tests/support/scale_worker.py): a 16 px
+StyleGAN, 2 images x 3 restarts, 6 steps in chunks of 2.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-import _scale_worker as w
+from support import scale_worker as w
 
 COLLECTIVE = re.compile(
     r"\b(all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter)(-start)?\(")

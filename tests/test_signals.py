@@ -9,11 +9,9 @@ process is run with a timeout.
 from __future__ import annotations
 
 import json
-import pathlib
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -21,11 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_same_results
-import pulse_jax
 from pulse_jax.runtime import stopping
+from support.harness import SAMPLE, assert_same_results, cli, module_command
 
-SAMPLES = pathlib.Path(pulse_jax.__file__).parent / "samples"
 STEMS = ("a", "b")
 
 
@@ -33,16 +29,20 @@ STEMS = ("a", "b")
 def inputs(tmp_path_factory):
   """Two 8x8 inputs (the sample and its flip): two batches with --batch_size=1."""
   d = tmp_path_factory.mktemp("inputs")
-  src = np.asarray(Image.open(SAMPLES / "astronaut_8x8.png").convert("RGB"))
+  src = np.asarray(Image.open(SAMPLE).convert("RGB"))
   for stem, a in zip(STEMS, (src, src[::-1])):
     Image.fromarray(np.ascontiguousarray(a)).save(d / f"{stem}.png")
   return d
 
 
-def _cli(inputs_dir, out, *extra):
-  return [sys.executable, "-m", "pulse_jax.run", f"--input={inputs_dir}", f"--output_dir={out}",
-          "--restarts=2", "--duplicates=2", "--chunk_size=5", "--batch_size=1", "--eps=0",
-          *extra]
+def _flags(inputs_dir, out, *extra) -> list[str]:
+  """pulse_jax.run's flags: chunks of 5, one input a batch (--steps: in `extra`)."""
+  return [f"--input={inputs_dir}", f"--output_dir={out}", "--restarts=2", "--duplicates=2",
+          "--chunk_size=5", "--batch_size=1", "--eps=0", *extra]
+
+
+def _command(*flags) -> list[str]:
+  return module_command("pulse_jax.run", *flags)
 
 
 def _signal_when(cmd, pattern: str, signum: int, timeout: float = 240):
@@ -76,10 +76,10 @@ def test_sigterm_checkpoints_summarises_and_the_same_command_resumes(inputs, tmp
   full, out, ckpt = tmp_path / "full", tmp_path / "out", tmp_path / "ckpt"
   steps = "--steps=60"
   resume = (steps, f"--checkpoint_dir={ckpt}", "--checkpoint_every=10")
-  uninterrupted = subprocess.Popen(_cli(inputs, full, steps), stdout=subprocess.PIPE,
+  uninterrupted = subprocess.Popen(_command(*_flags(inputs, full, steps)), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
   try:
-    rc, log, err, took = _signal_when(_cli(inputs, out, *resume),
+    rc, log, err, took = _signal_when(_command(*_flags(inputs, out, *resume)),
                                       r"batch 2/2 .* step 15/60", signal.SIGTERM)
     assert uninterrupted.wait(240) == 0, uninterrupted.stdout.read()
   finally:
@@ -99,8 +99,7 @@ def test_sigterm_checkpoints_summarises_and_the_same_command_resumes(inputs, tmp
   assert (out / "index.html").is_file() and (out / "a" / "report.json").is_file()
   assert not (out / "b" / "report.json").exists()
 
-  again = subprocess.run(_cli(inputs, out, *resume), capture_output=True, text=True,
-                         timeout=240)
+  again = cli("pulse_jax.run", *_flags(inputs, out, *resume), timeout=240)
   assert again.returncode == 0, again.stdout + again.stderr
   assert re.search(r"batch 1/2 .*: skipped: the outputs of \S+a\.png are complete", again.stdout)
   assert f"batch 2/2 (1 x 8x8 -> 64x64): resumed from step {stopped} of 60" in again.stdout, (
@@ -110,7 +109,7 @@ def test_sigterm_checkpoints_summarises_and_the_same_command_resumes(inputs, tmp
 
 def test_sigint_stops_without_a_traceback(inputs, tmp_path):
   out = tmp_path / "out"
-  rc, log, err, took = _signal_when(_cli(inputs / "a.png", out, "--steps=2000"),
+  rc, log, err, took = _signal_when(_command(*_flags(inputs / "a.png", out, "--steps=2000")),
                                     r"step 10/2000", signal.SIGINT)
   assert rc == 130, log + err
   assert took < 30, took
@@ -125,7 +124,7 @@ def test_the_api_installs_no_handler(tmp_path):
   """`pulse_jax.upsample` (the job without the command) leaves the signal handlers alone."""
   import pulse_jax
   before = {s: signal.getsignal(s) for s in stopping.SIGNALS}
-  pulse_jax.upsample(str(SAMPLES / "astronaut_8x8.png"), steps=2, restarts=2)
+  pulse_jax.upsample(str(SAMPLE), steps=2, restarts=2)
   assert {s: signal.getsignal(s) for s in stopping.SIGNALS} == before
   assert stopping.requested() is None
 

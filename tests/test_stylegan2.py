@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture_path
+from support.harness import fixture_path
 from pulse_jax.nets import stylegan2 as sg2
 from weights_convert.tables import stylegan2 as tables_stylegan2
 from weights_convert.readers.nvidia_pickle import read_network

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import fixture_path
+from support.harness import fixture_path
 from pulse_jax.nets import filters as sg3_filters
 from pulse_jax.nets import stylegan3 as sg3
 from weights_convert.tables import stylegan3 as tables

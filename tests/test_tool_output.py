@@ -5,38 +5,31 @@ jax / orbax INFO log lines (`I1205 16:22:49.1 ... xla_bridge.py:849] Unable to i
 'tpu'`, orbax's 35 lines per save); the align extra's install message names the extra and its
 packages; docs/align.md's example fits the built-in model.
 """
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
 from pulse_jax.io import face_landmarks
+from support.harness import REPO, TEST_DATA, cli
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-PT = REPO / "tests" / "data" / "rosinality_tiny32.pt"
-PHOTO = REPO / "tests" / "data" / "astronaut.jpg"
+PT = TEST_DATA / "rosinality_tiny32.pt"
+PHOTO = TEST_DATA / "astronaut.jpg"
 # An absl log line (I/W/E + MMDD time ... file.py:line]) or a Python logging INFO line.
 LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ .*\]|^INFO[: ]", re.M)
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=300)
 
 
 def test_weights_convert_prints_no_log_lines(tmp_path):
   """Its own lines (detected kinds, the prior fit, what was written), none of absl / orbax;
   a second conversion into the same --out is refused at once, as briefly."""
   out = tmp_path / "w"
-  p = _cli("weights_convert", f"--source={PT}", f"--out={out}", "--gaussian_fit_samples=256")
+  p = cli("weights_convert", f"--source={PT}", f"--out={out}", "--gaussian_fit_samples=256",
+          cwd=REPO)
   assert p.returncode == 0, p.stderr[-3000:]
   text = p.stdout + p.stderr
   assert not LOG_LINE.search(text), text[:3000]
   assert "detected rosinality_stylegan2" in p.stdout and f"wrote {out}" in p.stdout, text
   assert len(text.splitlines()) <= 5, text
-  again = _cli("weights_convert", f"--source={PT}", f"--out={out}")
+  again = cli("weights_convert", f"--source={PT}", f"--out={out}", cwd=REPO)
   assert again.returncode == 1 and again.stdout == "", again.stdout + again.stderr
   assert again.stderr.strip().splitlines() == [
       f"weights_convert: error: --out={out} already holds converted weights; pass --overwrite "
@@ -44,7 +37,7 @@ def test_weights_convert_prints_no_log_lines(tmp_path):
 
 
 def test_weights_convert_bad_flag_is_a_usage_error_without_traceback():
-  p = _cli("weights_convert", "--out=x")
+  p = cli("weights_convert", "--out=x", cwd=REPO)
   assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
   assert p.stderr.startswith("weights_convert: error: flag --source"), p.stderr
 
@@ -57,8 +50,8 @@ def _landmarks_or_skip():
 def test_align_prints_no_log_lines(tmp_path):
   """A real alignment (jax runs the down-sampling, which logged the TPU probe at INFO)."""
   _landmarks_or_skip()
-  p = _cli("pulse_jax.align", f"--input={PHOTO}", f"--output_dir={tmp_path / 'a'}", "--size=8",
-           "--hr_size=64")
+  p = cli("pulse_jax.align", f"--input={PHOTO}", f"--output_dir={tmp_path / 'a'}", "--size=8",
+          "--hr_size=64", cwd=REPO)
   assert p.returncode == 0, p.stderr[-3000:]
   assert not LOG_LINE.search(p.stdout + p.stderr), p.stdout + p.stderr
   assert p.stderr == "", p.stderr
@@ -67,7 +60,7 @@ def test_align_prints_no_log_lines(tmp_path):
 
 def test_align_bad_arguments_are_usage_errors_without_traceback(tmp_path):
   for args in (["--bogus"], [f"--input={PHOTO}", f"--output_dir={tmp_path}", "extra"]):
-    p = _cli("pulse_jax.align", *args)
+    p = cli("pulse_jax.align", *args, cwd=REPO)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.startswith("pulse_jax.align: error:") and "['" not in p.stderr, p.stderr
 

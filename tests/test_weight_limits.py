@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,6 +28,7 @@ from experiments.measure import peak_rss_wrapper
 from weights_convert import WeightFileError, read_tf_network_pickle, read_torch_file
 from weights_convert.readers import numpy_globals
 from weights_convert.readers import torch_files
+from support.harness import REPO, python_command, run_python
 from support.pickle_globals import Call, StandInPickler, stand_in
 from weights_convert.readers.safe_unpickle import check_pickle
 from weights_convert.readers.torch_files import LEGACY_MAGIC
@@ -39,7 +39,6 @@ resource = pytest.importorskip("resource")  # POSIX only: the limits below need 
 ADDRESS_SPACE = 2 << 30  # the hostile readers run under RLIMIT_AS of 2 GiB
 MAX_RSS = 1 << 30
 MAX_SECONDS = 5.0
-REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------- writing hostile files
 
@@ -290,8 +289,8 @@ def hostile_dir(tmp_path_factory):
 def refusals(hostile_dir):
   """Every case read once, in one child process limited to 2 GiB of address space."""
   cases = [(name, reader, str(_file(hostile_dir, name))) for name, (_, reader, _) in CASES.items()]
-  proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(cases)], capture_output=True,
-                        text=True, cwd=REPO, preexec_fn=_limit_child, timeout=300)
+  proc = run_python("-c", _CHILD, json.dumps(cases), cwd=REPO, preexec_fn=_limit_child,
+                    timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout)
 
@@ -336,7 +335,7 @@ def _run_cli(args):
   with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
     env = {**os.environ, "HWM_FILE": hwm.name}
     with open(os.devnull, "wb") as null, subprocess.Popen(
-            [sys.executable, "-c", _CLI_WRAPPER, *args], cwd=REPO, stdout=null, env=env,
+            python_command("-c", _CLI_WRAPPER, *args), cwd=REPO, stdout=null, env=env,
             stderr=subprocess.PIPE, preexec_fn=_limit_child) as proc:
       err = proc.stderr.read().decode("utf-8", "replace")
       _, status, usage = os.wait4(proc.pid, 0)

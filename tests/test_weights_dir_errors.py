@@ -10,17 +10,15 @@ StyleGAN2, a 256-sample prior fit: about a second).
 import json
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from pulse_jax.io import weights_dir as checkpoint
 from pulse_jax.io.weights_dir import WeightsError
+from support.harness import REPO, TEST_DATA, cli
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-PT = REPO / "tests" / "data" / "rosinality_tiny32.pt"
+PT = TEST_DATA / "rosinality_tiny32.pt"
 MAX_MESSAGE = 1000  # characters: every refusal below is a sentence or two, not a dump
 
 
@@ -126,11 +124,6 @@ def test_family_defaults_of_tampered_metadata_are_skipped_not_raised(weights_dir
   assert family_defaults_for(str(d)) == (None, {})
 
 
-def _cli(*args, timeout=300) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=timeout)
-
-
 def test_tampered_metadata_run_and_render_exit_2_without_traceback(weights_dir, tmp_path):
   d = tampered(weights_dir, tmp_path, _set(("config", "img_resolution"), "64"))
   latents = tmp_path / "z.npz"
@@ -139,7 +132,7 @@ def test_tampered_metadata_run_and_render_exit_2_without_traceback(weights_dir, 
                "--steps=2", "--restarts=2"],
               ["pulse_jax.render", f"--weights={d}", f"--latents={latents}",
                f"--out={tmp_path / 'x.png'}"]):
-    p = _cli(*cmd)
+    p = cli(*cmd, cwd=REPO)
     assert p.returncode == 2, (cmd[0], p.returncode, p.stderr[-2000:])
     assert "Traceback" not in p.stderr and f"{cmd[0]}: error:" in p.stderr, p.stderr[-2000:]
     assert "metadata.json" in p.stderr and "img_resolution" in p.stderr, p.stderr
@@ -152,7 +145,7 @@ def test_tampered_metadata_run_and_render_exit_2_without_traceback(weights_dir, 
 def test_weights_convert_source_directory_is_named_a_directory(tmp_path):
   from weights_convert.convert import convert_and_save
   with pytest.raises(ValueError, match=r"a directory; pass a weights file") as e:
-    convert_and_save([str(REPO / "tests" / "data")], str(tmp_path / "w"), log=lambda s: None)
+    convert_and_save([str(TEST_DATA)], str(tmp_path / "w"), log=lambda s: None)
   assert "no such file" not in str(e.value)
   assert not (tmp_path / "w").exists()
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from pulse_jax.core.dtypes import COMPUTE_DTYPES
-from pulse_jax.nets import stylegan1
+from pulse_jax.nets.stylegan1 import REMAT_POLICIES
 from pulse_jax.generators.base import Family
 from pulse_jax.generators.registry import FAMILIES, family, kinds
 
@@ -32,13 +32,13 @@ class Generator:
   kind: str
   config: object
   compute_dtype: str = "float32"
-  remat: str = "none"  # stylegan1.REMAT_POLICIES; True / False mean "block" / "none"
+  remat: str = "none"  # nets.stylegan1.REMAT_POLICIES; True / False mean "block" / "none"
 
   def __post_init__(self):
     if isinstance(self.remat, bool):
       object.__setattr__(self, "remat", "block" if self.remat else "none")
-    if self.remat not in stylegan1.REMAT_POLICIES:
-      raise ValueError(f"remat must be one of {stylegan1.REMAT_POLICIES}, got {self.remat!r}.")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}.")
     family(self.kind)  # raises for an unknown kind
     if self.compute_dtype not in COMPUTE_DTYPES:
       raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}.")

@@ -1,6 +1,6 @@
 """Subprocess for the scale-out tests: one tiny StyleGAN search on fake CPU devices.
 
-  python tests/_scale_worker.py --out=OUT.npz --devices=8 --meshes=1,2,8 [--images=2]
+  python tests/support/scale_worker.py --out=OUT.npz --devices=8 --meshes=1,2,8 [--images=2]
       [--restarts=3] [--steps=6] [--chunk=2] [--seed=0]
       [--coordinator=127.0.0.1:PORT --num_processes=2 --process_id=I]
       [--checkpoint_dir=DIR --checkpoint_every=K] [--die_at_step=S] [--hlo] [--micro_batches=G]
@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 WORKER = os.path.abspath(__file__)
-REPO = os.path.dirname(os.path.dirname(WORKER))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(WORKER)))  # tests/support/ -> the checkout
 
 
 def free_port() -> int:
