@@ -6,7 +6,7 @@ the generators (which import jax).
 """
 
 # float64 is a verification mode (under jax x64): a search in float64 reproduces the
-# reference's float64 runs to ~1e-9 (tests/test_search.py), where float32 runs are chaotic.
+# reference's float64 runs to ~1e-9 (tests/search/test_search.py), where float32 runs are chaotic.
 COMPUTE_DTYPES = ("float32", "bfloat16", "float64")
 
 # Dtypes for verification only (they need jax's 64-bit mode): not offered as --compute_dtype.

@@ -25,7 +25,7 @@ import numpy as np
 from pulse_jax.core.option import Option, finite
 from pulse_jax.forward.limits import MAX_HR_SIDE
 
-# = the keys of pulse_jax.forward.downsample.METHODS (tests/test_forward.py checks it).
+# = the keys of pulse_jax.forward.downsample.METHODS (tests/forward/test_forward.py checks it).
 DOWNSAMPLERS = ("bicubic", "area")
 
 

@@ -7,7 +7,7 @@
 
 Converted networks carry the filters NVIDIA stored in the pickle (`up_filter`,
 `down_filter` buffers); these designs are for random initialisation and for checking
-the stored buffers (tests/test_stylegan3.py: max abs diff below 1e-7).
+the stored buffers (tests/nets/test_stylegan3.py: max abs diff below 1e-7).
 """
 from __future__ import annotations
 

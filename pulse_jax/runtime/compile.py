@@ -69,7 +69,7 @@ def chunk_program(problem: program.Problem, mesh, weights, state, ref, mask, fwd
   None; fwd: the forward model's arrays. Explicit shardings in and out: state rows on
   'restarts', weights and scalars replicated, the trace [chunk, N] on 'restarts' along N; the
   state is donated. The compiled program has no cross-device communication
-  (tests/test_sharding.py reads its HLO).
+  (tests/runtime/test_sharding.py reads its HLO).
   """
   global compile_count
   fwd = {} if fwd is None else fwd

@@ -203,7 +203,7 @@ def _to_groups(tree, groups: int):
 
   Strided, so that when N is split over devices in contiguous blocks whose size is a multiple
   of `groups`, every group has rows on every device and the regrouping is local (no
-  communication; tests/test_sharding.py reads the HLO).
+  communication; tests/runtime/test_sharding.py reads the HLO).
   """
   def one(x):
     n = x.shape[0]

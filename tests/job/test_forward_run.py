@@ -5,7 +5,7 @@ Inverse crime: a sample of the DCGAN (its latent scaled to the search sphere's r
 sqrt(100)) passed through the operator D is the input; `run_job(RunOptions(...))` with the
 matching flag finds an HR image whose D is within eps of it. A restart's result depends only
 on (seed, input pixels, restart index), not on the restart count, so the counts measured with
-16 restarts (stated per test, same steps; `python tests/test_forward_run.py [CASE...]`) say how
+16 restarts (stated per test, same steps; `python tests/job/test_forward_run.py [CASE...]`) say how
 many of the first restarts the test runs reach eps. Measured on a shared 2-core CPU: the file
 takes 73-81 s (7 searches of 4 restarts x 100 steps, about 10 s each).
 """
@@ -85,7 +85,7 @@ def _report(tmp_path, stem: str) -> dict:
 # The inverse-crime cases: sample seed, input size, flags; noise: std of the Gaussian noise
 # added to D(sample); mask: the known pixels (True), the others set to `fill` (a grey value, or
 # "random" values), which the search must ignore.
-# `python tests/test_forward_run.py` measures each case with 16 restarts (the counts below).
+# `python tests/job/test_forward_run.py` measures each case with 16 restarts (the counts below).
 HALF64 = np.random.default_rng(64).random((64, 64)) < 0.5
 HALF32 = np.random.default_rng(32).random((32, 32)) < 0.5
 KERNEL = np.outer(np.hanning(7)[1:-1], [1.0, 2.0, 1.0])  # 5 x 3, not symmetric in shape
