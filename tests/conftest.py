@@ -22,6 +22,16 @@ if "PULSE_JAX_COMPILE_CACHE" not in os.environ:
   os.environ["PULSE_JAX_COMPILE_CACHE"] = _OWN_XLA_CACHE
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """After each test module: drop the compiled search programs it made. A process holding
+  every program of the suite maps more code pages than Linux allows one process
+  (vm.max_map_count, 65530) and XLA crashes (SIGSEGV) compiling the next one."""
+  yield
+  if "pulse_jax.runtime.compile" in sys.modules:
+    sys.modules["pulse_jax.runtime.compile"].clear_compiled()
+
+
 def pytest_sessionfinish(session, exitstatus):
   if _OWN_XLA_CACHE:
     shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)

