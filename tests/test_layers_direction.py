@@ -3,6 +3,7 @@
 (`pulse_jax.job.builtin_models`). weights_convert may import pulse_jax, not the reverse."""
 from __future__ import annotations
 
+
 import json
 import os
 

@@ -165,6 +165,7 @@ def test_stylegan3_fixture_reads(name):
   assert "synthesis.input.freqs" in data.tensors and data.init_kwargs["img_resolution"] == 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sg2_tiny64", "sg2_tiny256"])
 def test_cli_converts_fixture_and_reproduces_image(name, tmp_path):
   """python -m weights_convert on NVIDIA's pickle -> a 'stylegan2' dir whose synthesis
@@ -232,6 +233,7 @@ def _tiny_generator(seed: int = 0, c_dim: int = 0) -> tuple[sg2.Stylegan2Config,
   return config, kwargs, tables_stylegan2.state_dict(config, params)
 
 
+@pytest.mark.slow
 def test_d_is_never_materialised(tmp_path, monkeypatch):
   """Only G_ema's storages are parsed: D's are corrupt here and G_ema still reads (and
   converts); each G_ema tensor's nested storage file is parsed once, no other."""
@@ -392,6 +394,7 @@ def test_pickle_kind(tmp_path):
     nvidia_pickle.read_network(legacy)
 
 
+@pytest.mark.slow
 def test_a_new_nvidia_family_is_its_module_table_and_registry_lines(tmp_path, monkeypatch):
   """Issue 12's rule for converters: a family defined here (a StyleGAN2 subclass under another
   kind) with its line in the generator registry, and its name table (a module with

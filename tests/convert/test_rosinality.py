@@ -23,6 +23,8 @@ from weights_convert.tables import rosinality as tables_rosinality
 from weights_convert.tables import stylegan2 as tables_stylegan2
 from weights_convert.readers.torch_files import read_torch_file
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 PT, NPZ = TEST_DATA / "rosinality_tiny32.pt", TEST_DATA / "rosinality_tiny32.npz"
 TOL = 1e-5
 

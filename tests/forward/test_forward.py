@@ -91,6 +91,7 @@ def test_area_and_luminance_match_numpy():
   assert color.luminance(g) is g
 
 
+@pytest.mark.slow
 def test_gradients_float64():
   with jax.enable_x64(True):
     x = jnp.asarray(RNG.random((1, 3, 8, 8)))

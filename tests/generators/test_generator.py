@@ -184,6 +184,7 @@ def test_weights_convert_cli(tmp_path):
   assert r.returncode == 1 and "notes.txt" in r.stderr and "not a weights file" in r.stderr
 
 
+@pytest.mark.slow
 def test_render_cli_writes_raw_npz_and_png(tmp_path):
   data = np.load(fixture_path("synthesis_tiny256.npz"))
   out = convert_and_save([str(fixture_path("synthesis_tiny256.pt"))], str(tmp_path / "w"), log=QUIET)
@@ -199,6 +200,7 @@ def test_render_cli_writes_raw_npz_and_png(tmp_path):
   assert (tmp_path / "img_0.png").exists() and (tmp_path / "img_1.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.full_size
 def test_full_default_configuration_converts_loads_and_renders(tmp_path):
   """The official 1024 architecture (18 layers, ~24M parameters), random weights, as a TF pickle."""

@@ -69,6 +69,7 @@ def run_dir(tmp_path_factory):
   return out, summary, pathlib.Path(path)
 
 
+@pytest.mark.slow
 def test_the_run_is_as_the_gallery_test_needs(run_dir):
   _, s, _ = run_dir
   st = {f["stem"]: f["status"] for f in s["files"]}

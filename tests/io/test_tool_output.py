@@ -18,6 +18,7 @@ PHOTO = TEST_DATA / "astronaut.jpg"
 LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ .*\]|^INFO[: ]", re.M)
 
 
+@pytest.mark.slow
 def test_weights_convert_prints_no_log_lines(tmp_path):
   """Its own lines (detected kinds, the prior fit, what was written), none of absl / orbax;
   a second conversion into the same --out is refused at once, as briefly."""

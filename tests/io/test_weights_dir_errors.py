@@ -124,6 +124,7 @@ def test_family_defaults_of_tampered_metadata_are_skipped_not_raised(weights_dir
   assert family_defaults_for(str(d)) == (None, {})
 
 
+@pytest.mark.slow
 def test_tampered_metadata_run_and_render_exit_2_without_traceback(weights_dir, tmp_path):
   d = tampered(weights_dir, tmp_path, _set(("config", "img_resolution"), "64"))
   latents = tmp_path / "z.npz"

@@ -381,6 +381,7 @@ def test_never_overwrites_the_input(tmp_path, astronaut, landmarker):
     align.align_path(tmp_path, tmp_path, 16, 64)
 
 
+@pytest.mark.slow
 @needs_dlib
 def test_aligned_astronaut_crop_runs_through_the_search(tmp_path, landmarker, dcgan_weights):
   """Raw photo -> FFHQ-aligned 16x16 crop -> PULSE search on the embedded DCGAN (64x64)."""

@@ -29,6 +29,7 @@ def _readme_example() -> str:
   return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_example_runs_as_written(g, tmp_path, monkeypatch, capsys):
   """The example from a checkout's root: here a folder with the sample at the same path."""
   (tmp_path / "pulse_jax").mkdir()
@@ -52,6 +53,7 @@ def cli_run(tmp_path_factory):
   return out
 
 
+@pytest.mark.slow
 def test_same_images_and_l2_as_the_command(g, cli_run, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   r = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=lambda s: None, **OPTS)

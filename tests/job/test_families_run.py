@@ -28,6 +28,8 @@ from pulse_jax.io.weights_dir import load_weights
 from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 EPS = 2e-3
 
 

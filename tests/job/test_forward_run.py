@@ -24,6 +24,8 @@ from pulse_jax.job.pipeline import run_job
 from pulse_jax.job.settings import RunOptions
 from support.harness import REPO, SAMPLE, builtin_generator, cli
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 TINY = dict(restarts=1, steps=1, chunk_size=1)  # error cases: the search itself does not matter
 
 

@@ -221,6 +221,7 @@ def test_zip_named_npy_as_blur_kernel_is_a_usage_error(tmp_path):
   assert len(found) == 1 and "is a zip archive (an .npz?), not a .npy array" in found[0], found
 
 
+@pytest.mark.slow
 def test_zip_named_npy_mask_cli_fails_only_that_input_without_traceback(tmp_path):
   src = tmp_path / "in"
   src.mkdir()

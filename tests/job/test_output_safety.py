@@ -62,6 +62,7 @@ def run_cli(*args, timeout=120):
 
 # ----------------------------------------------------------------------------- input names
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["...png", "..png"])
 def test_an_input_named_dots_writes_nothing_outside_its_folder(tmp_path, name):
   """'...png' (stem '..') wrote into and deleted in OUTPUT_DIR's parent; '..png' (stem '.')

@@ -20,6 +20,8 @@ from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
 from support.stylegan_weights import healthy_sg2
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 TOL = 1e-5
 
 

@@ -13,6 +13,8 @@ from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
 from support.harness import SAMPLES, TEST_DATA, cli
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 FAST = dict(steps=20, restarts=4, chunk_size=10)
 
 

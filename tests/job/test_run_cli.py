@@ -56,6 +56,7 @@ def cli_results(tmp_path_factory):
   return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_exit_status_and_message(cli_results, name):
   _, status, words = CASES[name]
@@ -85,6 +86,7 @@ def test_search_config_errors_name_the_flag(tmp_path, kw, words):
   assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_reported_before_the_search_and_no_info_noise(tmp_path):
   d = tmp_path / "in"
   d.mkdir()
@@ -107,6 +109,7 @@ def test_bad_inputs_are_reported_before_the_search_and_no_info_noise(tmp_path):
   assert not noise, noise
 
 
+@pytest.mark.slow
 def test_render_defaults_to_the_built_in_model(tmp_path):
   from pulse_jax.job import result_files
   lat = np.random.RandomState(0).randn(3, 1, 100).astype(np.float32)

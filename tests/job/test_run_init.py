@@ -13,6 +13,8 @@ from pulse_jax.job.init_values import init_rule
 from pulse_jax.job.pipeline import run_job
 from support.harness import SAMPLE
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 KW = dict(input=str(SAMPLE), restarts=2, eps=0.0, chunk_size=20)
 
 

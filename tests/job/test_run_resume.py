@@ -19,6 +19,8 @@ from pulse_jax.job.errors import UsageError
 from pulse_jax.job.pipeline import run_job
 from support.harness import SAMPLE, assert_same_results, cli, module_command
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 STEMS = ("a", "b", "c")
 
 

@@ -34,6 +34,7 @@ def test_upsample_conv_equals_direct_forms(size, cin, cout):
                              rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_upsample_conv_gradients_equal_direct_forms():
   x = jax.random.normal(jax.random.key(0), (1, 6, 6, 3))
   k = jax.random.normal(jax.random.key(1), (3, 3, 3, 2))

@@ -31,6 +31,7 @@ def _direct_upfirdn(x, f2d, up, down, padding, gain):
                                       feature_group_count=c, precision=HIGHEST)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("up,down,padding", [(1, 1, (1, 2, 0, 1)), (2, 1, (2, 1, 2, 1)),
                                              (1, 2, (1, 1, 1, 1)), (2, 3, (3, -1, 0, 2))])
 def test_separable_upfirdn2d_and_its_gradient_equal_the_direct_form(up, down, padding):

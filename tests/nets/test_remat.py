@@ -3,6 +3,7 @@
 The memory checks read XLA's buffer assignment of the compiled search chunk (nothing is
 allocated; deterministic for a given jax version) on a small StyleGAN (128 px, 8..128 channels).
 """
+import pytest
 import functools
 
 import jax
@@ -63,6 +64,7 @@ def _temp_mib(remat_policy: str, restarts: int, chunk_size: int) -> float:
   return compiled.memory_analysis().temp_size_in_bytes / 2 ** 20
 
 
+@pytest.mark.slow
 def test_remat_block_keeps_one_block_alive():
   """--remat ('block') needs less than 0.6x the activations of no remat (measured 0.46x here;
   at 1024 px 0.38x: experiments/results/cpu_memory_2026-12-01.md). With plain
@@ -72,6 +74,7 @@ def test_remat_block_keeps_one_block_alive():
   assert _temp_mib("epilogue", 4, 2) < 0.6 * none
 
 
+@pytest.mark.slow
 def test_search_loop_hoists_no_noise_product():
   """A loop of 2 steps needs no more than one step: XLA does not hoist the loop-invariant
   noise_weight x fixed-noise products out of the loop as [N, H, W, C] buffers (it did: +15%

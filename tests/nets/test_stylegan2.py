@@ -37,6 +37,7 @@ def _load(name: str):
   return config, params, ref
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sg2_tiny64", "sg2_tiny256"])
 def test_matches_nvidia_fixture(name):
   """Measured (CPU, jax 0.10.2): ws 1.0e-7 / 9.4e-8, ws_trunc 1.3e-7 / 1.3e-7, image_const
@@ -68,6 +69,7 @@ def test_matches_nvidia_fixture(name):
   np.testing.assert_array_equal(strengths, ref["noise_strength"])
 
 
+@pytest.mark.slow
 def test_noise_inputs_and_modes():
   """Explicit noise maps stand for the unit noise (scaled by noise_strength): the stored
   noise_const maps reproduce noise_mode='const', zeros reproduce 'none'; 'random' needs a key."""
@@ -103,6 +105,7 @@ def test_pre_activation_inverse_pair():
   np.testing.assert_allclose(sg2.w_to_pre(sg2.pre_to_w(x)), x, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_conditional_mapping():
   """c_dim > 0: the embed layer's shapes, different classes give different ws, c required."""
   config = sg2.Stylegan2Config(z_dim=16, c_dim=4, w_dim=24, img_resolution=8, channel_base=64,
@@ -204,6 +207,7 @@ def _names_file_sg2():
   return count, entries
 
 
+@pytest.mark.slow
 @pytest.mark.full_size
 def test_full_size_config_f():
   """Config F (1024 px, channel_base 32768, channel_max 512, 8 mapping layers): the table

@@ -50,6 +50,7 @@ def networks():
 _synthesize = jax.jit(sg3.synthesize, static_argnums=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURES)
 def test_matches_nvidia_outputs(networks, name):
   config, params, ref = networks[name]
@@ -231,6 +232,7 @@ def test_mapping_pre_activation_inverse_and_truncation():
     sg3.mapping(p, cond, z)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("radial", [False, True])
 def test_random_weights_batch_independent_and_differentiable(radial):
   config = sg3.Stylegan3Config(**TINY, conv_kernel=1 if radial else 3, use_radial_filters=radial)

@@ -20,6 +20,8 @@ from pulse_jax.job.settings import RunOptions
 from pulse_jax.job.pipeline import run_job
 from support.harness import SAMPLE, run_python
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 # Runs pulse_jax.run after an injection (argv[1]: Python code run first).
 _WRAPPER = """
 import runpy, sys

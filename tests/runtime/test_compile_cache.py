@@ -1,10 +1,14 @@
 """A second identical run compiles nothing: jax's persistent compilation cache (issue 14 §3)."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 
 from support.harness import cli
+
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
 
 
 def _run(tmp_path, out: str, **env_extra) -> dict:

@@ -12,6 +12,8 @@ import pytest
 
 from support import scale_worker as w
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 
 def _pair(out: str, ckpt: str, *extra: str) -> list[list[str]]:
   port = w.free_port()

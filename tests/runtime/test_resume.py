@@ -16,6 +16,8 @@ from support import scale_worker as w
 
 from pulse_jax.runtime import loop
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

@@ -13,6 +13,8 @@ import pytest
 
 from support import scale_worker as w
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 COLLECTIVE = re.compile(
     r"\b(all-reduce|all-gather|collective-permute|all-to-all|reduce-scatter)(-start)?\(")
 

@@ -22,6 +22,8 @@ from PIL import Image
 from pulse_jax.runtime import stopping
 from support.harness import SAMPLE, assert_same_results, cli, module_command
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 STEMS = ("a", "b")
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from experiments import measure, report
 
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
+
 TINY = {"resolution": 16, "fmap_base": 64, "fmap_max": 16, "lr_size": 8, "schedule_steps": 10,
         "chunk_size": 1, "warmup_chunks": 1, "timed_chunks": 1, "seed": 0}
 

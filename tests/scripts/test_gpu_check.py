@@ -5,6 +5,8 @@ reference part runs only when torch and a reference copy ($PULSE_REFERENCE_DIR) 
 """
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from experiments import measure, report
 from support.harness import REPO
+
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
 README = f"# x\n\nhand-written\n\n{report.GPU_TABLE_START}\nold\n{report.GPU_TABLE_END}\n\nmore\n"
 
 

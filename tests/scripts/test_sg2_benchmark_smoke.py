@@ -1,12 +1,15 @@
 """experiments/sg2_step_benchmark.py, pulse-jax side only (the NVIDIA side needs a checkout of
 NVlabs/stylegan3 and torch; without --nvidia_dir it is skipped and said so), on a 16 px
 StyleGAN2: a few seconds."""
+import pytest
 import json
 
 import numpy as np
 
 from experiments import sg2_step_benchmark as bench
 from weights_convert.tables import stylegan2 as tables_stylegan2
+
+pytestmark = pytest.mark.slow  # end-to-end: not in the quick tier (-m "not slow")
 
 
 def test_pulse_jax_side_runs_and_writes_results(tmp_path):

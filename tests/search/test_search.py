@@ -90,6 +90,7 @@ def _float64_run(name, tiny1024):
   return _RUNS[key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["loop_batch2_sgdm_zero", "loop_tiled_adamax_fixed"])
 def test_reference_runs_reproduced(tiny1024, name):
   """These runs (sgdm lr 0.1 / adamax, no GEOCROSS chaos) are checked whole from a float64 run
@@ -107,6 +108,7 @@ def test_reference_runs_reproduced(tiny1024, name):
   assert np.max(_rel(trace32["TOTAL"].sum(1)[:4], ref[:4, 0])) < 1e-4
 
 
+@pytest.mark.slow
 def test_default_reference_run_first_steps_float32(tiny1024):
   """float32 keeps only what is not chaotic: the first 8 steps, against the reference's float64
   run (measured here: at most 5e-6 relative up to step 8, then 2e-5 at step 9 and 3e-4 at 14;
@@ -118,6 +120,7 @@ def test_default_reference_run_first_steps_float32(tiny1024):
   np.testing.assert_allclose(trace["GEOCROSS"].sum(1)[:8], ref[:8, 3], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_default_reference_run_reproduced_in_float64(tiny1024):
   """The parity proof: the whole 30-step default search (adam lr 0.4, trainable noise,
   GEOCROSS, one-cycle schedule) in float64 against the reference's own float64 run from the
@@ -143,6 +146,7 @@ def test_float64_needs_x64():
     generators.Generator("stylegan", cfg, compute_dtype="float64")
 
 
+@pytest.mark.slow
 def test_batch2_per_image_l2_and_eps_test(tiny1024):
   g, params = tiny1024
   data, cfg, state, trace, _ = _reference_run("loop_batch2_sgdm_zero", tiny1024)
@@ -169,6 +173,7 @@ def test_batch2_per_image_l2_and_eps_test(tiny1024):
   assert float(np.asarray(tr["L2_raw"])[0, 0]) < 1e-10  # step 1 renders the target exactly
 
 
+@pytest.mark.slow
 def test_dcgan_search_recovers_a_face(dcgan_weights):
   """A real model, real success: a DCGAN sample down-sampled 8x is found within eps."""
   g = generators.from_weights(dcgan_weights)
@@ -205,6 +210,7 @@ def _small_ref(g, params, b=2):
   return np.asarray(bicubic.downsample(hr, 4))
 
 
+@pytest.mark.slow
 def test_second_batch_does_not_recompile(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=6, bad_noise_layers="7")
@@ -222,6 +228,7 @@ def test_second_batch_does_not_recompile(tiny32):
   assert not [e for e in events if "backend_compile" in e], events
 
 
+@pytest.mark.slow
 def test_restarts_are_independent_and_chunking_is_exact(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=7, bad_noise_layers="7", seed=5)
@@ -236,6 +243,7 @@ def test_restarts_are_independent_and_chunking_is_exact(tiny32):
   assert len(set(np.round(a.trace["TOTAL"][0, 0], 6))) == 3
 
 
+@pytest.mark.slow
 def test_automatic_micro_batches_fit_the_budget_and_keep_results(tiny32):
   """--micro_batches=0: the fewest groups whose compiled chunk fits the memory budget; the
   search is the same as in one batch."""
@@ -263,6 +271,7 @@ def test_automatic_micro_batches_fit_the_budget_and_keep_results(tiny32):
                          micro_batches=0, memory_budget_bytes=1000)
 
 
+@pytest.mark.slow
 def test_start_values_round_trip(tiny32):
   g, params = tiny32
   cfg = SearchConfig(steps=5, bad_noise_layers="7")
@@ -275,6 +284,7 @@ def test_start_values_round_trip(tiny32):
   np.testing.assert_allclose(np.sort(b.trace["TOTAL"][0, 0]), np.sort(a.total[0]), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_remat_and_bfloat16(tiny32):
   g, params = tiny32
   x = jax.random.normal(jax.random.key(2), (2, g.num_layers, 512))
@@ -325,6 +335,7 @@ def test_layer_index_out_of_range(tiny32):
     program.Problem(g, SearchConfig(bad_noise_layers="7", num_trainable_noise_layers=9), factor=4)
 
 
+@pytest.mark.slow
 def test_schedules_and_optimisers_run(tiny32):
   g, params = tiny32
   ref = _small_ref(g, params, b=1)
@@ -349,6 +360,7 @@ def _kept_step(total, l2, eps):
   return 0
 
 
+@pytest.mark.slow
 def test_kept_iterate_is_the_best_within_eps(tiny32):
   """With GEOCROSS the lowest-total iterate can lie outside eps while an earlier one was inside;
   the kept iterate is then the lowest-total one within eps (docs/program.md)."""
@@ -376,6 +388,7 @@ def test_kept_iterate_is_the_best_within_eps(tiny32):
   assert matters > 0  # the lowest-total iterate was outside eps: the rule decided here
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("poison", ["nan_latent", "inf_latent", "nan_noise"])
 @pytest.mark.parametrize("micro_batches", [1, 2])
 def test_a_diverging_restart_harms_no_other(tiny32, poison, micro_batches):
@@ -445,6 +458,7 @@ def test_ranking_is_one_rule_on_host_and_device():
       rank.ranking(np.array([[0.2, 0.2]]), np.array([[2e-3, 1e-3]]), eps), [[1, 0]])
 
 
+@pytest.mark.slow
 def test_kept_follower_matches_the_compiled_kept_iterate(tiny32):
   """The host follower of the kept losses (progress) and the compiled search keep the same
   iterate: `rank.replaces` on numpy per step == the state's best_total / best_l2."""
