@@ -12,9 +12,8 @@ the job's option registry without importing jax.
 # name -> the module that defines it, imported when the name is first used.
 _LAZY = {
     "ForwardModel": "pulse_jax.forward.model",
-    "OPTIONS": "pulse_jax.forward.model",
+    "OPTIONS": "pulse_jax.forward.options",
     "OPTION_NAMES": "pulse_jax.forward.model",
-    "Option": "pulse_jax.forward.options",   # = ForwardOption (the table's entries)
     "ForwardOption": "pulse_jax.forward.options",
     "KernelError": "pulse_jax.forward.blur",
     "KernelSpec": "pulse_jax.forward.blur",
@@ -25,11 +24,10 @@ _LAZY = {
     "fit_to_input": "pulse_jax.forward.mask",
     "load_mask": "pulse_jax.forward.mask",
 }
-_ALIASES = {"Option": "ForwardOption"}
 _SUBMODULES = ("bicubic", "blur", "color", "downsample", "mask", "model", "options")
 
 __all__ = [
-    "ForwardModel", "Option", "ForwardOption", "OPTIONS", "OPTION_NAMES", "KernelError",
+    "ForwardModel", "ForwardOption", "OPTIONS", "OPTION_NAMES", "KernelError",
     "KernelSpec", "load_kernel", "LUMA_WEIGHTS", "MaskError", "load_mask",
     "fit_to_input", "batch_masks",
 ]
@@ -38,7 +36,7 @@ __all__ = [
 def __getattr__(name):
   import importlib
   if name in _LAZY:
-    value = getattr(importlib.import_module(_LAZY[name]), _ALIASES.get(name, name))
+    value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value
   if name in _SUBMODULES:
