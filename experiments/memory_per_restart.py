@@ -91,14 +91,14 @@ def compiled_temp(resolution: int, restarts: int, remat: bool, steps: int, lr_si
   """XLA's buffer assignment of the chunk `run` compiles (from shapes only)."""
   import jax
   import jax.numpy as jnp
-  from pulse_jax.runtime import loop
+  from pulse_jax.runtime import compile
   from pulse_jax.generators import Generator
   from pulse_jax.search.config import SearchConfig
   from pulse_jax.nets.stylegan1 import StyleGANConfig, synthesis_param_shapes
   cfg = StyleGANConfig(resolution=resolution)
   params = {"synthesis": synthesis_param_shapes(cfg),
             "gaussian_fit": {k: jax.ShapeDtypeStruct((512,), jnp.float32) for k in ("mean", "std")}}
-  m = loop.compiled_chunk(Generator("stylegan", cfg, remat=remat), params,
+  m = compile.compiled_chunk(Generator("stylegan", cfg, remat=remat), params,
                             SearchConfig(steps=steps, bad_noise_layers=str(_last_layer(resolution))),
                             rows=restarts, lr_size=lr_size, chunk_size=steps).memory_analysis()
   return {"temp_bytes": int(m.temp_size_in_bytes), "argument_bytes": int(m.argument_size_in_bytes)}

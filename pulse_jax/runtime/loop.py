@@ -34,14 +34,6 @@ from pulse_jax.search.config import SearchConfig
 
 logger = logging.getLogger(__name__)
 
-# The compiled programs and the micro-batch choice live in `runtime.compile`; these names
-# stay here for callers of the loop module.
-compiled_chunk = compile.compiled_chunk
-choose_micro_batches = compile.choose_micro_batches
-device_memory_budget = compile.device_memory_budget
-program_bytes = compile.program_bytes
-
-
 @dataclasses.dataclass
 class SearchResult:
   """Host results for B images x R restarts (K = images kept per input).

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax.runtime import loop
+from pulse_jax.runtime import compile
 from pulse_jax.nets import remat
 from pulse_jax.generators import Generator
 from pulse_jax.search.config import SearchConfig
@@ -57,7 +57,7 @@ def _temp_mib(remat_policy: str, restarts: int, chunk_size: int) -> float:
   cfg = StyleGANConfig(resolution=128, fmap_base=2048, fmap_max=128)
   params = {"synthesis": synthesis_param_shapes(cfg),
             "gaussian_fit": {k: jax.ShapeDtypeStruct((512,), jnp.float32) for k in ("mean", "std")}}
-  compiled = loop.compiled_chunk(
+  compiled = compile.compiled_chunk(
       Generator("stylegan", cfg, remat=remat_policy), params,
       SearchConfig(bad_noise_layers=str(cfg.num_layers - 1)), rows=restarts, lr_size=16,
       chunk_size=chunk_size)

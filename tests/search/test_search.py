@@ -251,7 +251,7 @@ def test_automatic_micro_batches_fit_the_budget_and_keep_results(tiny32):
   cfg = SearchConfig(steps=4, bad_noise_layers="7")
   ref = _small_ref(g, params, b=1)
   kw = dict(rows=8, lr_size=ref.shape[-1], chunk_size=2)
-  need = {k: loop.program_bytes(loop.compiled_chunk(g, params, cfg, micro_batches=k, **kw))
+  need = {k: compile.program_bytes(compile.compiled_chunk(g, params, cfg, micro_batches=k, **kw))
           for k in (1, 8)}
   assert need[8] < need[1]
   budget = (need[1] + need[8]) // 2
@@ -259,12 +259,12 @@ def test_automatic_micro_batches_fit_the_budget_and_keep_results(tiny32):
   auto = loop.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,
                               micro_batches=0, memory_budget_bytes=budget, log=lambda s: None)
   assert one.micro_batches == 1 and auto.micro_batches in (2, 4, 8)
-  chosen = loop.compiled_chunk(g, params, cfg, micro_batches=auto.micro_batches, **kw)
-  assert loop.program_bytes(chosen) <= budget
+  chosen = compile.compiled_chunk(g, params, cfg, micro_batches=auto.micro_batches, **kw)
+  assert compile.program_bytes(chosen) <= budget
   np.testing.assert_allclose(auto.trace["TOTAL"], one.trace["TOTAL"], rtol=1e-5)
   np.testing.assert_allclose(auto.hr, one.hr, atol=1e-5)
   # No budget (the CPU reports no memory limit): one batch. Too small: a clear error.
-  assert loop.choose_micro_batches(g, params, cfg, mesh=loop.sharding.restart_mesh(),
+  assert compile.choose_micro_batches(g, params, cfg, mesh=loop.sharding.restart_mesh(),
                                      with_mask=False, budget_bytes=None, log=print, **kw) == 1
   with pytest.raises(ValueError, match="does not fit .* even one restart at a time"):
     loop.search_images(g, params, ref, config=cfg, restarts=8, chunk_size=2,

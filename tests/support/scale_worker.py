@@ -139,7 +139,7 @@ def main(argv=None):
   jax.config.update("jax_num_cpu_devices", a.devices)
   from pulse_jax.runtime import distributed
   distributed.initialize(a.coordinator, a.num_processes, a.process_id)
-  from pulse_jax.runtime import loop
+  from pulse_jax.runtime import compile, loop
   from pulse_jax.runtime import sharding
 
   generator, params, ref, config = tiny_problem(a.images, a.steps, a.seed)
@@ -172,7 +172,7 @@ def main(argv=None):
     out.update({f"{k}/{n}": np.asarray(v) for n, v in fields.items()})
   if a.hlo:  # the chunk as search_images compiled it (cached), and a control that communicates
     mesh = sharding.restart_mesh(jax.devices()[:meshes[-1]])
-    compiled = loop.compiled_chunk(generator, params, config, rows=a.images * a.restarts,
+    compiled = compile.compiled_chunk(generator, params, config, rows=a.images * a.restarts,
                                      lr_size=ref.shape[-1], chunk_size=a.chunk,
                                      micro_batches=a.micro_batches, mesh=mesh)
     rows = jax.ShapeDtypeStruct((len(mesh.devices.flat) * 2,), np.float32,
