@@ -25,6 +25,8 @@ import sys
 import tempfile
 from typing import Callable
 
+import numpy as np
+
 from pulse_jax.job import options as options_lib
 from pulse_jax.job.errors import UsageError
 from pulse_jax.job.model import Model
@@ -42,6 +44,13 @@ class Result:
   restarts, settings, options and their sources, forward model, timings); latents: every
   restart's best iterate, the latents.npz arrays (None for outputs kept from an earlier run);
   output_dir: where its files are (None: not written).
+  The range of faces: spread: [H, W] float32, the per-pixel standard deviation (mean over RGB,
+  in [0, 1] pixel units) of the HR images of every restart within eps, None when fewer than 2
+  were (bright where the input did not determine the face: the spread of this search with
+  this generator, not a confidence about the person; docs/responsible-use.md); spread_png: its
+  heat map's file (None: not written, or no map); diversity: the mean pairwise distance of the
+  kept images (RMS pixel difference, None for one); steps_run: the steps this input's restarts
+  ran (fewer than steps= when the search ended early).
   """
   input: str
   images: list
@@ -51,6 +60,10 @@ class Result:
   report: dict
   latents: dict | None = None
   output_dir: str | None = None
+  spread: np.ndarray | None = None
+  spread_png: str | None = None
+  diversity: float | None = None
+  steps_run: int | None = None
 
   @property
   def status(self) -> str:
@@ -268,13 +281,24 @@ def _result(item, result, i: int, report: dict, output_dir) -> Result:
   from pulse_jax.job import outputs as job_outputs
   from pulse_jax.job import result_files
   report = _report_in_keywords(result_files.jsonable(report), output_dir is not None)
+  folder = os.path.join(output_dir, item.stem) if output_dir is not None else None
   return Result(
       input=item.path,
       images=[result_files.to_pil(x) for x in result.hr[i]],
       lr_images=[result_files.to_pil(x) for x in result.lr[i]],
       l2=[o["l2"] for o in report["outputs"]], within_eps=bool(report["within_eps"]),
-      report=report, latents=job_outputs.latents_of(result, i),
-      output_dir=os.path.join(output_dir, item.stem) if output_dir is not None else None)
+      report=report, latents=job_outputs.latents_of(result, i), output_dir=folder,
+      spread=result_files.range_of(result, i)["spread"], **_range_of_report(report, folder))
+
+
+def _range_of_report(report: dict, folder: str | None) -> dict:
+  """A Result's spread_png, diversity and steps_run from its report's "spread", "candidates"
+  and "stopping" blocks (None where absent: a report of a run before them)."""
+  block = lambda name: report.get(name) if isinstance(report.get(name), dict) else {}  # noqa
+  name = block("spread").get("file")
+  return {"spread_png": os.path.join(folder, name) if folder is not None and name else None,
+          "diversity": block("candidates").get("diversity"),
+          "steps_run": block("stopping").get("steps_run")}
 
 
 def _kept(entry: dict, output_dir) -> Result:
@@ -282,6 +306,7 @@ def _kept(entry: dict, output_dir) -> Result:
   (kept, not searched again): read back from its files."""
   from PIL import Image
   from pulse_jax.io import run_files
+  from pulse_jax.job import result_files
   d = os.path.join(output_dir, entry["stem"])
   with open(os.path.join(d, run_files.REPORT)) as f:
     report = _report_in_keywords(json.load(f), True)
@@ -292,4 +317,5 @@ def _kept(entry: dict, output_dir) -> Result:
   return Result(input=entry["input"], images=[load(o["hr"]) for o in report["outputs"]],
                 lr_images=[load(o["lr"]) for o in report["outputs"]],
                 l2=[o["l2"] for o in report["outputs"]], within_eps=bool(report["within_eps"]),
-                report=report, latents=None, output_dir=d)
+                report=report, latents=None, output_dir=d, spread=result_files.load_spread(d),
+                **_range_of_report(report, d))

@@ -49,7 +49,7 @@ def test_the_runtime_imports_no_weights_convert_module():
 
 # The layers from the bottom up (docs/architecture.md): importing every module of one layer, in
 # a fresh interpreter, loads no module of a layer above it, no entry point, no weights_convert.
-LAYERS = ("core", "nets", "generators", "io", "forward", "search", "runtime", "job")
+LAYERS = ("core", "metrics", "nets", "generators", "io", "forward", "search", "runtime", "job")
 ENTRY_POINTS = ("pulse_jax.api", "pulse_jax.run", "pulse_jax.render", "pulse_jax.align",
                 "pulse_jax.gallery")
 

@@ -15,8 +15,11 @@ are user data) and every link is a percent-encoded relative path inside OUTPUT_D
 Shown: the responsible-use notice (pulse_jax.io.responsible_use.NOTICE); the run summary (inputs,
 within eps counts, eps, model, restarts, steps, timings); per input the input enlarged
 (nearest neighbour), the kept candidates ranked with their L2 and a within-eps badge, each
-candidate's LR beside the input, the loss curves, every restart's losses, and the advice when
-eps was not reached; the inputs that failed (or were skipped) with their message.
+candidate's LR beside the input, the spread map of its within-eps restarts (<stem>/spread.png,
+named by report.json "spread"; `SPREAD_LINE` says how to read it, or "no map" when fewer than
+2 restarts were within eps), the candidates' diversity and the steps run (report.json
+"candidates", "stopping"), the loss curves, every restart's losses, and the advice when eps was
+not reached; the inputs that failed (or were skipped) with their message.
 
 trace.json (per input, optional; without it the page says no curves were recorded):
 
@@ -25,8 +28,8 @@ trace.json (per input, optional; without it the page says no curves were recorde
    "restarts": {"0": {"L2_raw": [S numbers], "TOTAL": [S numbers], ...}, "1": {...}, ...}}
 
   restarts maps the restart index (as a string, as in report.json "restarts") to series of S
-  values: the losses of the iterate at each step before its update (driver.SearchResult.trace
-  [steps, B, R] for that image), null where not finite. "L2_raw" (unclamped L2) is drawn with
+  values: the losses of the iterate at each step before its update (runtime.loop.SearchResult
+  .trace [steps, B, R] for that image, cut at the steps it ran), null where not finite. "L2_raw" (unclamped L2) is drawn with
   the eps line, "TOTAL" (the searched loss) below it; other series are ignored. Lists shorter
   than steps are drawn as far as they go.
 """
@@ -54,6 +57,11 @@ NOT_SEARCHED = ("failed", "skipped", "interrupted")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f")
 OTHER_COLOUR = "#c8c8c8"
+# How to read a spread map: its one line on the page ({vmax}: the top of its fixed scale).
+SPREAD_LINE = ("Per-pixel standard deviation, dark 0, bright {vmax:g} and above: bright = not "
+               "determined by the input, the search imagined it; the spread of this search "
+               "with this generator, not a confidence about the person.")
+NO_SPREAD = "no map: fewer than 2 within eps"
 
 CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -91,6 +99,8 @@ svg.curve{display:block;border:1px solid #ddd;background:#fff;margin:4px 0}
 .legend{font-size:12px}.legend span{display:inline-block;margin-right:10px}
 .sw{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:3px}
 nav a{margin-right:10px}
+figure.spread{width:164px}figure.spread figcaption{color:#444}
+.range{margin:4px 0}
 code,.path{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
 """
 
@@ -424,6 +434,56 @@ def _candidate_html(output_dir: str, stem: str, o: dict, colour: str, small_inpu
   return "".join(parts)
 
 
+def _block(report: dict, name: str) -> dict | None:
+  value = report.get(name)
+  return value if isinstance(value, dict) else None
+
+
+def _spread_html(output_dir: str, stem: str, report: dict) -> str:
+  """The spread map figure (report.json "spread"), its one line, or "no map" when there is
+  none; '' for a report without a "spread" block (an older run)."""
+  block = _block(report, "spread")
+  if block is None:
+    return ""
+  vmax = block.get("vmax") if _is_num(block.get("vmax")) else image_files.SPREAD_VMAX
+  n = block.get("restarts")
+  image = _file_image(output_dir, stem, block.get("file")) if block.get("file") else None
+  if image:
+    name, size = image
+    pic = _img(_url(stem, name), size, HR_PX, f"{stem} spread of {n} within-eps restarts",
+               pixelated=size[0] < HR_PX, link=_url(stem, name))
+    numbers = (f"of {_fmt(n, 'g')} within-eps restarts (mean {_fmt(block.get('mean'), '.3g')},"
+               f" max {_fmt(block.get('max'), '.3g')})")
+    return (f'<figure class="spread" data-restarts="{_e(n)}">{pic}<figcaption>'
+            f'<b>Spread</b> {numbers}. <span class="spread-line">'
+            f"{_e(SPREAD_LINE.format(vmax=vmax))}</span></figcaption></figure>")
+  why = NO_SPREAD if block.get("file") is None else f"spread map {block.get('file')} missing"
+  return (f'<figure class="spread none" data-restarts="{_e(n)}">{_missing(HR_PX, "no map")}'
+          f"<figcaption><b>Spread</b>: {_e(why)} ({_fmt(n, 'g')} within eps).</figcaption>"
+          "</figure>")
+
+
+def _range_html(report: dict) -> str:
+  """One line: how many candidates were kept and how (report.json "candidates"), their
+  diversity and the steps this input ran ("stopping"); '' for an older report without them."""
+  cand, stop = _block(report, "candidates"), _block(report, "stopping")
+  bits = []
+  if cand is not None:
+    kept = cand.get("kept") if isinstance(cand.get("kept"), list) else []
+    filled = cand.get("filled")
+    bits.append(f"{len(kept)} candidate(s) kept ({_e(cand.get('selection', '?'))} selection"
+                + (f"; {_fmt(filled, 'g')} not within eps: too few restarts were"
+                   if _is_num(filled) and filled > 0 else "") + ")")
+    bits.append(f"diversity <b>{_fmt(cand.get('diversity'), '.3g')}</b> (mean pairwise RMS "
+                "difference of their HR images)" if _is_num(cand.get("diversity"))
+                else "diversity &ndash; (one candidate)")
+  if stop is not None:
+    early = " (ended early)" if stop.get("ended_early") is True else ""
+    bits.append(f"<b>{_fmt(stop.get('steps_run'), 'g')}</b> of {_fmt(stop.get('steps'), 'g')} "
+                f"steps run{early}")
+  return f'<p class="range">{"; ".join(bits)}.</p>' if bits else ""
+
+
 def _restarts_table(report: dict, kept: set) -> str:
   rows = report.get("restarts")
   if not isinstance(rows, list) or not rows:
@@ -490,7 +550,9 @@ def _input_section(output_dir: str, index: int, entry: dict) -> str:
              + "<figcaption>input (enlarged, nearest neighbour)</figcaption></figure>")
   for o in outputs_:
     out.append(_candidate_html(output_dir, stem, o, colours[str(o.get("restart"))], small_input))
+  out.append(_spread_html(output_dir, stem, report))
   out.append("</div>")
+  out.append(_range_html(report))
   if not outputs_:
     out.append('<p class="problem">report.json lists no kept outputs.</p>')
   if os.path.isfile(os.path.join(folder, GIF)):

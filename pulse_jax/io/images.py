@@ -9,6 +9,7 @@ Every entry point that reads a user's image (`pulse_jax.io.input_images` for `ru
   - a header claiming more than `MAX_IMAGE_PIXELS` pixels is refused before any pixel is
     decoded (Pillow reads the size from the header; the pixels are decoded on `load()`).
 `to_uint8` is the one conversion of float pixels to 8 bits (PNG files, PIL images).
+`heat_map` draws a map of values ([H, W], e.g. a run's spread.png) with a fixed colour scale.
 Nothing here imports JAX.
 """
 from __future__ import annotations
@@ -156,3 +157,38 @@ def to_uint8(images01, *, channels_first: bool = False, dtype=np.float32) -> np.
   if channels_first:
     x = np.moveaxis(x, -3, -1)
   return np.round(x * 255.0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- heat maps
+
+# The fixed top of the spread maps' colour scale (`heat_map`'s vmax for spread.png): a
+# per-pixel standard deviation of 0.25 in [0, 1] pixel units (half the largest possible, 0.5)
+# and above is drawn brightest. Fixed, not per image, so that maps of different inputs and runs
+# can be compared.
+SPREAD_VMAX = 0.25
+# The colour of a pixel without a value (NaN): a neutral grey, outside the colour ramp.
+NAN_RGB = (128, 128, 128)
+# A perceptually ordered ramp (dark -> bright, luminance increasing at every anchor): matplotlib's
+# "inferno" sampled at 0, 0.1, ..., 1, interpolated linearly in between.
+HEAT_ANCHORS = np.array([
+    (0, 0, 4), (22, 11, 57), (66, 10, 104), (106, 23, 110), (147, 38, 103), (188, 55, 84),
+    (221, 81, 58), (243, 120, 25), (252, 165, 10), (246, 215, 70), (252, 255, 164)],
+                        np.float64)
+
+
+def heat_map(values, vmax: float) -> np.ndarray:
+  """values: [H, W] float -> uint8 [H, W, 3] RGB: 0 (and below) darkest, `vmax` and above
+  brightest, linear in between along `HEAT_ANCHORS`; NaN drawn `NAN_RGB` (+inf: brightest)."""
+  v = np.asarray(values, np.float64)
+  if v.ndim != 2:
+    raise ValueError(f"heat_map: values must be [H, W], got shape {v.shape}")
+  if not (np.isfinite(vmax) and vmax > 0):
+    raise ValueError(f"heat_map: vmax must be a positive number, got {vmax!r}")
+  nan = np.isnan(v)
+  t = np.clip(np.where(nan, 0.0, v) / vmax, 0.0, 1.0) * (len(HEAT_ANCHORS) - 1)
+  lo = np.minimum(np.floor(t).astype(np.int64), len(HEAT_ANCHORS) - 2)
+  frac = (t - lo)[..., None]
+  rgb = HEAT_ANCHORS[lo] * (1.0 - frac) + HEAT_ANCHORS[lo + 1] * frac
+  out = np.round(rgb).astype(np.uint8)
+  out[nan] = NAN_RGB
+  return out

@@ -120,6 +120,11 @@ JOB = (
     Option("duplicates", int, 1,
            "Distinct outputs (best restarts) saved per input; at most --restarts.",
            check=at_least(1), api_name="keep"),
+    Option("candidates", str, "diverse",
+           "How the --duplicates kept candidates are chosen: 'diverse' (the best restart, "
+           "then each next the within-eps restart most different from those kept: the range "
+           "of faces found) or 'l2' (the lowest L2, the reference's order).",
+           choices=("diverse", "l2")),
     Option("class_index", int, None,
            "For a conditional model (NVIDIA c_dim > 0, e.g. cifar10.pkl): the class to search, "
            "0..c_dim-1 (required there); the search uses that class's prior, fitted at "
@@ -225,6 +230,10 @@ GROUPS: dict[str, tuple[Option, ...]] = {
 }
 
 RULES = (
+    Rule("stop_within", ("stop_within", "restarts"),
+         lambda v: None if v["stop_within"] <= v["restarts"] else
+         f"must be at most --restarts ({v['restarts']}) (got {v['stop_within']}); 0 turns the "
+         "anytime search off"),
     Rule("duplicates", ("duplicates", "restarts"),
          lambda v: None if 1 <= v["duplicates"] <= v["restarts"] else
          f"must be in 1..--restarts ({v['restarts']}) (got {v['duplicates']})"),

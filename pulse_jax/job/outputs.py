@@ -168,29 +168,34 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   it.best_l2 = float(result.l2[i, best_r])
   it.status = "within_eps" if within else "not_within_eps"
   advice = None
+  k_out = result.hr.shape[1]
+  rng = result_files.range_of(result, i)
   if not within:
     advice = result_files.advice(it.stem, config.eps, it.best_l2, o.restarts, o.steps, best_r)
     it.message = f"not within eps: closest L2 {it.best_l2:.4g} > eps {config.eps:g}"
     ctx.warn(f"warning: {advice}")
+    ctx.log(f"{it.path}: {range_text(rng, k_out, config.steps)}")
   else:
     ctx.log(f"{it.path}: {int(result.within_eps[i].sum())}/{o.restarts} restarts within eps "
             f"{config.eps:g}; best L2 {it.best_l2:.3e} (restart {best_r}, step "
-            f"{int(result.best_step[i, best_r])})")
-  k_out = result.hr.shape[1]
+            f"{int(result.best_step[i, best_r])}); {range_text(rng, k_out, config.steps)}")
+  spread = rng["spread"] if ctx.write else None
+  spread_files = [result_files.SPREAD_PNG, result_files.SPREAD_NPY] if spread is not None else []
   if ctx.write:
     files = {"hr": [f"hr_{k}.png" for k in range(k_out)],
-             "lr": [f"lr_{k}.png" for k in range(k_out)], "latents": run_files.LATENTS}
+             "lr": [f"lr_{k}.png" for k in range(k_out)], "latents": run_files.LATENTS,
+             "spread": result_files.SPREAD_PNG if spread is not None else None}
     # Every file of this input's folder that this run writes (`result_files.clear_outputs` removes
     # these, and only these, when the input is searched again).
     written = ([run_files.INPUT_PNG] + [n for k in range(k_out)
                                       for n in (files["hr"][k], files["lr"][k])]
-               + [run_files.LATENTS, run_files.TRACE]
+               + [run_files.LATENTS, run_files.TRACE] + spread_files
                + ([run_files.NOT_WITHIN_EPS] if advice is not None else [])
                + ([run_files.GIF] if frames else [])
                + sorted(ctx.frame_files.get(it.stem, ()))
                + [run_files.REPORT])
   else:
-    files = {"hr": [None] * k_out, "lr": [None] * k_out, "latents": None}
+    files = {"hr": [None] * k_out, "lr": [None] * k_out, "latents": None, "spread": None}
   report = result_files.input_report(
       it.image, result, i, config=config, restarts=o.restarts, duplicates=o.duplicates,
       files=files, settings=ctx.settings, weights=ctx.winfo, env=ctx.env, timings=timings,
@@ -203,12 +208,24 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
     report["stem_note"] = note
   if ctx.write:
     report["files"] = written
-    _write_files(ctx, it, result, i, frames, files, advice, report)
+    _write_files(ctx, it, result, i, frames, files, advice, report, spread)
   ctx.reports[it.stem] = report
   return report
 
 
-def _write_files(ctx: Context, it, result, i: int, frames: list, files: dict, advice, report):
+def range_text(rng: dict, kept: int, steps: int) -> str:
+  """'kept 3 candidates (diverse), diversity 0.0812, 500/500 steps run' from
+  `result_files.range_of`: the log line's account of an input's range of faces."""
+  filled = f"; {rng['filled']} not within eps" if rng["filled"] else ""
+  div = (f"diversity {rng['diversity']:.3g}" if rng["diversity"] is not None
+         else "diversity n/a (1 kept)" if kept < 2 else "diversity n/a")
+  early = " (ended early)" if rng["ended_early"] else ""
+  return (f"kept {kept} candidate{'s' if kept != 1 else ''} ({rng['selection']}{filled}), "
+          f"{div}, {rng['steps_run']}/{steps} steps run{early}")
+
+
+def _write_files(ctx: Context, it, result, i: int, frames: list, files: dict, advice, report,
+                 spread=None):
   d = result_files.input_dir(ctx.o.output_dir, it.stem)
   os.makedirs(d, exist_ok=True)
   result_files.input_dir(ctx.o.output_dir, it.stem)  # made here: still a plain folder inside
@@ -219,6 +236,8 @@ def _write_files(ctx: Context, it, result, i: int, frames: list, files: dict, ad
   result_files.write_compact_json(os.path.join(d, run_files.TRACE),
                                   result_files.trace_doc(result, i))
   result_files.save_npz(os.path.join(d, run_files.LATENTS), latents_of(result, i))
+  if spread is not None:  # [H, W]: 2 or more restarts within eps
+    result_files.save_spread(spread, d)
   if advice is not None:
     result_files.write_text(os.path.join(d, run_files.NOT_WITHIN_EPS), advice + "\n")
   if frames:
@@ -312,6 +331,15 @@ ENTRY_TIMINGS = ("compile_s", "search_s", "init_s", "batch_wall_s", "batch_image
                  "restart_steps_per_s", "resumed_from_step")
 
 
+def _range_entry(report: dict) -> dict:
+  """An input's diversity, spread_mean and steps_run for its summary entry, from its report
+  (None where the report has none: an earlier run's before these blocks)."""
+  block = lambda name: report.get(name) if isinstance(report.get(name), dict) else {}  # noqa
+  return {"diversity": block("candidates").get("diversity"),
+          "spread_mean": block("spread").get("mean"),
+          "steps_run": block("stopping").get("steps_run")}
+
+
 def _file_entry(ctx: Context, it, output_dir: str | None) -> dict:
   """One input's entry in the summary's `files` (`Item.to_dict`, and its timings from its
   report, its stem note)."""
@@ -321,6 +349,7 @@ def _file_entry(ctx: Context, it, output_dir: str | None) -> dict:
     t = (report or {}).get("timings")
     d["timings"] = ({k: t.get(k) for k in ENTRY_TIMINGS if k in t} if isinstance(t, dict)
                     else None)
+    d.update(_range_entry(report or {}))
   note = (report or {}).get("stem_note") or (
       input_images.stem_note(it.path, it.stem) if getattr(it, "label", None) is None else None)
   if note:

@@ -195,6 +195,7 @@ class Progress:
     self.batch_label = ""
     self.batch_work = 0         # restart-steps per step in the current batch
     self.on_frames: Callable | None = None
+    self.stops_early = False    # anytime search: the lines say how many images have ended
 
   def __call__(self, info) -> None:
     if info.frames is not None and self.on_frames is not None:
@@ -207,9 +208,10 @@ class Progress:
     within = int(np.sum(l2 <= self.eps))
     l2_txt = (f"best L2 {l2[0]:.3e}" if l2.size == 1 else
               f"best L2 {np.nanmin(l2):.3e}..{np.nanmax(l2):.3e}")
+    ended = f", {info.ended}/{l2.size} ended" if self.stops_early else ""
     self.log(f"[{self.done_images}/{self.total_images} images done] {self.batch_label} "
              f"step {info.step}/{info.steps}  {l2_txt} (eps {self.eps:g}, {within}/{l2.size} "
-             f"within)  loss {np.nanmin(info.best_total):.4g}  {info.elapsed_s:.1f} s  "
+             f"within{ended})  loss {np.nanmin(info.best_total):.4g}  {info.elapsed_s:.1f} s  "
              f"ETA {fmt_s(eta)}")
 
 
@@ -252,6 +254,7 @@ class Job:
     self.progress = Progress(sum(len(b) for b in work) * o.restarts * o.steps, self.log,
                              self.config.eps)
     self.progress.total_images = sum(len(b) for b in work)
+    self.progress.stops_early = self.config.stop_within > 0
     for bi, batch in enumerate(batches):
       label = self._label(bi, len(batches), batch)
       if all(it.kept for it in batch):
@@ -315,7 +318,7 @@ class Job:
           memory_budget_bytes=int(o.memory_budget_gb * 2**30) or None, progress=progress,
           frames=o.save_intermediate, checkpoint_dir=self._checkpoint_dir(batch),
           checkpoint_every=o.checkpoint_every, log=lambda s: self.log(f"{label}: {s}"),
-          warn=lambda s: self.warn(f"{label}: {s}"))
+          warn=lambda s: self.warn(f"{label}: {s}"), selection=o.candidates)
     except loop.Stopped:
       raise
     except Exception as e:  # pylint: disable=broad-except
@@ -356,12 +359,13 @@ class Job:
     o, t, progress = self.o, result.timings, self.progress
     self.compile_s += t["compile_s"]
     self.search_s += t["search_s"]
-    self.restart_steps += len(batch) * o.restarts * max(o.steps - result.resumed_from_step, 0)
+    self.restart_steps += t["restart_steps"]
     progress.done_work += len(batch) * o.restarts * o.steps
     progress.search_s += t["search_s"]
     progress.done_images += len(batch)
     return {"compile_s": t["compile_s"], "search_s": t["search_s"], "init_s": t["init_s"],
             "restart_steps_per_s": t["restart_steps_per_s"], "batch_images": len(batch),
+            "restart_steps": t["restart_steps"], "row_steps": t["row_steps"],
             "batch_index": bi, "num_devices": result.num_devices,
             "micro_batches": result.micro_batches,
             "resumed_from_step": result.resumed_from_step,

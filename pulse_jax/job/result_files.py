@@ -11,6 +11,11 @@ Per input, under OUTPUT_DIR/<stem>/ (R = --restarts, K = --duplicates, best firs
                        continue every restart), 'kept' [K] the restarts of hr_<k>.png (best
                        first) and 'rank' [R] each restart's rank (0: best); pulse_jax.render
                        renders the kept rows
+  spread.png           only when at least 2 restarts are within eps: the per-pixel spread
+                       (standard deviation, mean over RGB) of the HR images of every within-eps
+                       restart, as a heat map (`pulse_jax.io.images.heat_map`, fixed scale
+                       `SPREAD_VMAX`: dark 0, bright 0.25 and above); bright = not fixed by the
+                       input. spread.npy: the same map's values, [H, W] float32 in [0, 1] units
   report.json          see `input_report`; written last; "files" lists every file written
   NOT_WITHIN_EPS.txt   only when no restart reached eps: the closest L2 and advice
   frames/, progress.gif   with --save_intermediate: best-so-far HR/LR after each chunk
@@ -41,7 +46,7 @@ from PIL import Image
 
 from pulse_jax.job import options
 from pulse_jax.io import responsible_use
-from pulse_jax.io.images import to_uint8
+from pulse_jax.io.images import SPREAD_VMAX, heat_map, to_uint8
 
 from pulse_jax.io.run_files import (FRAMES, GIF, INPUT_PNG, LATENTS, NOT_WITHIN_EPS, REPORT,
                                     TRACE)
@@ -50,7 +55,7 @@ from pulse_jax.io.run_files import (FRAMES, GIF, INPUT_PNG, LATENTS, NOT_WITHIN_
 # `clear_outputs` may remove there, and only those an earlier report.json lists (temporaries:
 # any of ours, of any process id).
 _OWN_NAME = (r"(input\.png|[hl]r_\d+\.png|latents\.npz|trace\.json|report\.json|"
-             r"NOT_WITHIN_EPS\.txt|progress\.gif)")
+             r"NOT_WITHIN_EPS\.txt|progress\.gif|spread\.png|spread\.npy)")
 OWN_FILE = re.compile(_OWN_NAME)
 OWN_TMP = re.compile(rf"\.{_OWN_NAME}\.tmp-\d+")
 OWN_FRAME = re.compile(r"[hl]r_step\d+\.png")
@@ -58,6 +63,12 @@ OWN_FRAME_TMP = re.compile(r"\.[hl]r_step\d+\.png\.tmp-\d+")
 # Settings that change the speed or memory of a run but not its results: a re-run may change
 # them and still keep the complete outputs of an earlier run (see `resume_differences`).
 RESULT_NEUTRAL_SETTINGS = options.result_neutral()
+# An input's spread map (written only when at least 2 restarts are within eps): the heat map
+# and its values.
+SPREAD_PNG = "spread.png"
+SPREAD_NPY = "spread.npy"
+NO_SPREAD = ("fewer than 2 restarts within eps: no map; a map of failed restarts would not "
+             "show what the input determines")
 
 
 class UnsafeOutputPath(ValueError):
@@ -95,6 +106,7 @@ def planned_files(output_dir: str, stem: str, duplicates: int, save_intermediate
   d = os.path.join(output_dir, stem)
   files = [os.path.join(d, n) for n in (INPUT_PNG, LATENTS, TRACE, REPORT)]
   files += [os.path.join(d, f"{kind}_{k}.png") for k in range(duplicates) for kind in ("hr", "lr")]
+  files += [os.path.join(d, n) for n in (SPREAD_PNG, SPREAD_NPY)]  # when 2 or more within eps
   if save_intermediate:
     files.append(os.path.join(d, GIF))
   return files
@@ -197,6 +209,8 @@ def complete_report(output_dir: str, stem: str) -> dict | None:
   names = [INPUT_PNG, report.get("latents") or LATENTS]
   for o in report.get("outputs") or []:
     names += [o.get("hr"), o.get("lr")]
+  spread = report.get("spread") if isinstance(report.get("spread"), dict) else {}
+  names += [n for n in (spread.get("file"), spread.get("values")) if n is not None]
   if not all(n and os.path.isfile(os.path.join(d, n)) for n in names):
     return None
   return report
@@ -267,6 +281,11 @@ def save_npz(path: str, arrays: dict) -> None:
     np.savez(f, **arrays)
 
 
+def save_npy(path: str, array: np.ndarray) -> None:
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    np.save(f, array, allow_pickle=False)
+
+
 def write_text(path: str, text: str) -> None:
   with atomic_path(path) as tmp, open(tmp, "w") as f:
     f.write(text)
@@ -293,6 +312,23 @@ def to_pil(image01: np.ndarray) -> Image.Image:
 
 def save_png(image01: np.ndarray, path: str) -> None:
   save_image(to_pil(image01), path)
+
+
+def save_spread(spread: np.ndarray, folder: str) -> list[str]:
+  """Writes an input's spread map into `folder`: SPREAD_PNG (`heat_map` on the fixed scale
+  `SPREAD_VMAX`) and SPREAD_NPY (the values). spread: [H, W] float32. Returns the names."""
+  save_image(Image.fromarray(heat_map(spread, SPREAD_VMAX)), os.path.join(folder, SPREAD_PNG))
+  save_npy(os.path.join(folder, SPREAD_NPY), np.asarray(spread, np.float32))
+  return [SPREAD_PNG, SPREAD_NPY]
+
+
+def load_spread(folder: str) -> np.ndarray | None:
+  """The values of an input's spread map ([H, W] float32, SPREAD_NPY in `folder`), or None when
+  there is none (no file: fewer than 2 restarts within eps, or an older run)."""
+  path = os.path.join(folder, SPREAD_NPY)
+  if not os.path.isfile(path):
+    return None
+  return np.asarray(np.load(path, allow_pickle=False), np.float32)
 
 
 def save_image(im: Image.Image, path: str) -> None:
@@ -393,6 +429,69 @@ def advice(stem: str, eps: float, closest_l2: float, restarts: int, steps: int,
       "pulse_jax.align), without compression artefacts, noise, borders or text.")
 
 
+def range_of(result, b: int) -> dict:
+  """Input b's range of plausible faces, from a `runtime.loop.SearchResult` (JSON-ready numbers).
+
+  {'selection': 'diverse' | 'l2', 'filled': kept candidates not within eps, 'diversity': mean
+  pairwise distance of the kept candidates (None when K < 2), 'spread': [H, W] float32 map or
+  None (fewer than 2 restarts within eps), 'spread_count', 'spread_mean', 'spread_max',
+  'steps_run', 'ended_early', 'first_within_step': [R] ints (0: never within eps)}.
+  A result without these fields (a search core before them) gives selection 'l2', no diversity,
+  no map, every step run."""
+  within = np.asarray(result.within_eps[b], bool)
+  kept = np.asarray(result.selected[b], np.int64)
+  filled = getattr(result, "filled", None)
+  diversity = getattr(result, "diversity", None)
+  spread_count = getattr(result, "spread_count", None)
+  count = int(spread_count[b]) if spread_count is not None else 0
+  spread = getattr(result, "spread", None)
+  spread = np.asarray(spread[b], np.float32) if spread is not None and count >= 2 else None
+  mean = getattr(result, "spread_mean", None)
+  steps_run = getattr(result, "steps_run", None)
+  trace_steps = next(iter(result.trace.values())).shape[0] if result.trace else 0
+  ended = getattr(result, "ended_early", None)
+  first = getattr(result, "first_within_step", None)
+  finite = lambda v: float(v) if v is not None and np.isfinite(v) else None  # noqa: E731
+  return {
+      "selection": str(getattr(result, "selection", "l2")),
+      "filled": int(filled[b]) if filled is not None else int((~within[kept]).sum()),
+      "diversity": finite(diversity[b]) if diversity is not None else None,
+      "spread": spread,
+      "spread_count": count,
+      "spread_mean": (None if spread is None else finite(np.nanmean(spread)) if mean is None
+                      else finite(mean[b])),
+      "spread_max": finite(np.nanmax(spread)) if spread is not None else None,
+      "steps_run": int(steps_run[b]) if steps_run is not None else int(trace_steps),
+      "ended_early": bool(ended[b]) if ended is not None else False,
+      "first_within_step": ([int(x) for x in first[b]] if first is not None else None),
+  }
+
+
+def range_blocks(result, b: int, *, steps: int, spread_file: str | None) -> dict:
+  """The report's "candidates", "spread" and "stopping" blocks of input b (`range_of`):
+  which restarts were kept and how different they are, the spread map (spread_file: its file
+  name, or None when not written) and how long the search of this input ran."""
+  rng = range_of(result, b)
+  restarts = result.l2.shape[1]
+  kept = [{"rank": k, "restart": int(r), "l2": result.l2[b, r],
+           "within_eps": bool(result.within_eps[b, r])}
+          for k, r in enumerate(np.asarray(result.selected[b]).tolist())]
+  has_map = rng["spread"] is not None
+  return {
+      "candidates": {"selection": rng["selection"], "kept": kept, "filled": rng["filled"],
+                     "diversity": rng["diversity"]},
+      "spread": {"file": spread_file if has_map else None,
+                 "values": SPREAD_NPY if has_map and spread_file else None,
+                 "restarts": rng["spread_count"], "mean": rng["spread_mean"],
+                 "max": rng["spread_max"], "vmax": SPREAD_VMAX,
+                 "why": None if has_map else NO_SPREAD},
+      "stopping": {"steps_run": rng["steps_run"], "steps": steps,
+                   "ended_early": rng["ended_early"],
+                   "first_within_step": rng["first_within_step"],
+                   "restart_steps": restarts * rng["steps_run"]},
+  }
+
+
 def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
                  files: dict, settings: dict, weights: dict, env: dict, timings: dict,
                  advice_text: str | None) -> dict:
@@ -414,6 +513,7 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
                  "total": result.total[b, r], "best_step": result.best_step[b, r]})
   within = bool(result.within_eps[b].any())
   best_r = int(result.ranking[b, 0])
+  blocks = range_blocks(result, b, steps=config.steps, spread_file=files.get("spread"))
   return {
       "input": inp.describe(),
       "status": "within_eps" if within else "not_within_eps",
@@ -428,6 +528,7 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
       if np.isfinite(result.l2[b]).any() else None,
       "advice": advice_text,
       "outputs": outs,
+      **blocks,
       "latents": files["latents"],
       "restarts": rows,
       "settings": settings,
@@ -442,10 +543,14 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
 
 def trace_doc(result, b: int) -> dict:
   """<stem>/trace.json of input `b` (the format `pulse_jax.gallery` reads): per restart, the
-  losses at every step's iterate before its update; non-finite values become null."""
+  losses at every step's iterate before its update, for the steps this input ran (`steps_run`:
+  an input that stopped early has shorter curves, not a tail of nulls); non-finite values
+  become null."""
   steps = next(iter(result.trace.values())).shape[0] if result.trace else 0
+  steps = min(steps, range_of(result, b)["steps_run"])
   return {"format": "pulse_jax.trace/1", "steps": list(range(1, steps + 1)),
-          "restarts": {str(r): {k: v[:, b, r] for k, v in result.trace.items() if k != "active"}
+          "restarts": {str(r): {k: v[:steps, b, r] for k, v in result.trace.items()
+                                if k != "active"}
                        for r in range(result.l2.shape[1])}}
 
 

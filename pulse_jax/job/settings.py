@@ -112,6 +112,11 @@ def family_defaults_for(model_name) -> tuple[str | None, dict]:
   return fam.kind, values
 
 
+# Preset values that count restarts: a preset's value is capped at the --restarts the job runs
+# with (a given --restarts smaller than the preset's keeps working; given values are checked).
+PRESET_AT_MOST_RESTARTS = ("duplicates", "stop_within")
+
+
 def resolve(o: RunOptions, model_name=None) -> RunOptions:
   """The options a job runs with (see the module docstring), with `sources`, `preset` and
   `family`.
@@ -133,6 +138,9 @@ def resolve(o: RunOptions, model_name=None) -> RunOptions:
       values[opt.name], sources[opt.name] = fam[opt.name], "family"
     else:
       values[opt.name], sources[opt.name] = opt.default, "default"
+  for n in PRESET_AT_MOST_RESTARTS:  # e.g. --restarts=2 given: the preset's keep 4 becomes 2
+    if sources.get(n) == "preset" and values[n] > values["restarts"]:
+      values[n] = values["restarts"]
   r = RunOptions(**{n: v for n, v in values.items() if n in given})
   for n, v in values.items():
     setattr(r, n, v)

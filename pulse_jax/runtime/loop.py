@@ -29,7 +29,7 @@ import numpy as np
 from pulse_jax.forward import ForwardModel
 from pulse_jax.generators import Generator
 from pulse_jax.runtime import checkpoints, compile, sharding, stopping
-from pulse_jax.search import program, rank
+from pulse_jax.search import candidates, program, rank
 from pulse_jax.search.config import SearchConfig
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,18 @@ class SearchResult:
   [B, K]); start_values: {'latent': [B, K, l, D], 'noise_<i>': [B, K, 1, r, r]} of those K;
   all_start_values: the same for every restart, {'latent': [B, R, l, D], 'noise_<i>':
   [B, R, 1, r, r]} (row r: restart r's best iterate; `start_values` is its `selected` rows);
-  trace: name -> [steps, B, R] losses at each step (before its update); failed: [B, R] bool,
-  restarts whose losses were never finite (best_step 0, total inf): ranked last.
+  trace: name -> [steps, B, R] losses at each step (before its update; NaN after the image's
+  `steps_run`); failed: [B, R] bool, restarts whose losses were never finite (best_step 0,
+  total inf): ranked last.
+  Candidates (`search/candidates.py`): `selected` is in `selection` order ('diverse': the best,
+  then greedy farthest point among the within-eps restarts; 'l2': the ranking); filled: [B]
+  how many kept are not within eps (too few were); diversity: [B] float64 mean pairwise RMS
+  difference of the kept HR images (NaN for one); spread: [B, H, W] float32 per-pixel spread of
+  every within-eps restart's HR image (NaN where fewer than 2 are within eps), spread_count: [B]
+  restarts it is over, spread_mean: [B] its mean (NaN without a map).
+  Anytime search (config.stop_within): steps_run: [B] steps each image's restarts ran;
+  ended_early: [B] bool (ended before config.steps by the stop rule); first_within_step:
+  [B, R] 1-based step at which each restart's L2 was first <= eps (0: never).
   num_devices / num_processes: where it ran; padded_rows: extra rows (restarts of the last
   image) added so every device holds as many rows, computed and dropped; micro_batches: the
   sequential groups of restarts per step (as given, or chosen when 0 was given).
@@ -72,6 +82,15 @@ class SearchResult:
   micro_batches: int = 1
   all_start_values: dict = dataclasses.field(default_factory=dict)
   failed: np.ndarray | None = None   # [B, R] bool: restarts with no finite iterate (diverged)
+  selection: str = "l2"
+  filled: np.ndarray | None = None
+  diversity: np.ndarray | None = None
+  spread: np.ndarray | None = None
+  spread_count: np.ndarray | None = None
+  spread_mean: np.ndarray | None = None
+  steps_run: np.ndarray | None = None
+  ended_early: np.ndarray | None = None
+  first_within_step: np.ndarray | None = None
 
   def __post_init__(self):
     if self.failed is None:
@@ -87,6 +106,7 @@ class ChunkInfo:
   best_l2: np.ndarray          # [B] unclamped L2 of that iterate
   elapsed_s: float
   frames: dict | None = None   # {'hr': [B, C, H, W], 'lr': [B, C, h, w]} best-so-far, if asked
+  ended: int = 0               # images whose search has ended (anytime search) at this step
 
 
 class Stopped(Exception):
@@ -156,8 +176,9 @@ def _settings(problem: program.Problem, params, ref, mask, restarts: int, image_
 
 def _trace_to_host(trace: dict, active: int, n: int) -> dict:
   """A chunk's device trace {name: [chunk, N_pad]} -> host {name: [active, n]} (the steps run,
-  the real rows; 'active' dropped)."""
-  return {k: sharding.to_host(v)[:active, :n] for k, v in trace.items() if k != "active"}
+  the real rows; 'active' and 'running' dropped)."""
+  return {k: sharding.to_host(v)[:active, :n] for k, v in trace.items()
+          if k not in ("active", "running")}
 
 
 def _concat(chunks: list[dict]) -> dict:
@@ -302,6 +323,8 @@ class BatchSearch:
     self.state: program.SearchState | None = None
     self.done = self.resumed_from = 0
     self.kept: rank.KeptFollower | None = None
+    self.late_compile_s = 0.0  # the last chunk's program, compiled when reached
+    self.images_ended = 0      # images ended at the last chunk whose host work is done
 
   @property
   def steps(self) -> int:
@@ -336,17 +359,34 @@ class BatchSearch:
     args = (self.weights, self.state, self.ref, self.mask, self.fwd)
     self.chunk_fn, chunk_s = compile.chunk_program(self.problem, self.mesh, *args)
     compile_s += chunk_s
-    tail = (self.steps - self.done) % self.problem.chunk_size
-    if tail:
-      self.tail_fn, tail_s = compile.chunk_program(
-          dataclasses.replace(self.problem, chunk_size=tail), self.mesh, *args)
-      compile_s += tail_s
+    if not self.problem.stops_early:
+      compile_s += self._compile_tail()
     return compile_s
 
+  def _compile_tail(self) -> float:
+    """Compiles the last chunk's program (the exact remainder of the steps), if there is one;
+    the anytime search compiles it only when it gets there. Returns the seconds taken."""
+    tail = (self.steps - self.done) % self.problem.chunk_size
+    if not tail or self.tail_fn is not None:
+      return 0.0
+    args = (self.weights, self.state, self.ref, self.mask, self.fwd)
+    self.tail_fn, tail_s = compile.chunk_program(
+        dataclasses.replace(self.problem, chunk_size=tail), self.mesh, *args)
+    return tail_s
+
+  def ended(self) -> bool:
+    """Anytime search: whether every image of the batch has ended (reads the current state's
+    `ends_at`, waiting for the chunk that made it). Always False otherwise."""
+    if not self.problem.stops_early:
+      return False
+    ends_at = sharding.to_host(self.state.ends_at)[:self.n]
+    return bool(np.all(ends_at <= self.done))
   def run_chunk(self, frames: bool, checkpoint_due: Callable[[int, int], bool]) -> _ChunkDone:
     """Dispatches the next chunk (and, if asked, the best-so-far frames and a copy of the state
     to checkpoint when `checkpoint_due(prev, done)`); reads nothing back."""
     chunk_size = self.problem.chunk_size
+    if self.steps - self.done < chunk_size:
+      self.late_compile_s += self._compile_tail()  # counted as compile, not search, time
     fn = self.tail_fn if self.steps - self.done < chunk_size else self.chunk_fn
     margs = (self.mask,) if self.mask is not None else ()
     self.state, trace = fn(self.weights, self.state, self.ref, self.fwd, *margs)
@@ -368,7 +408,8 @@ class BatchSearch:
     b, r = self.images, self.restarts
     bt, bl = self.kept.total.reshape(b, r), self.kept.l2.reshape(b, r)
     top = rank.best_restart(bt, bl, self.problem.config.eps)
-    info = ChunkInfo(step, self.steps, bt[np.arange(b), top], bl[np.arange(b), top], elapsed_s)
+    info = ChunkInfo(step, self.steps, bt[np.arange(b), top], bl[np.arange(b), top], elapsed_s,
+                     ended=self.images_ended)
     if frames is not None:
       info.frames = {k: sharding.to_host(v) for k, v in frames.items()}
     return info
@@ -382,31 +423,35 @@ class BatchSearch:
     sub = program.SearchState(
         step=state.step, vars={}, fixed_noise=_gather(state.fixed_noise, rows_j), opt_state=(),
         best_vars=_gather(state.best_vars, rows_j), best_total=None, best_terms={},
-        best_l2=None, best_step=None, min_l2=None)
+        best_l2=None, best_step=None, min_l2=None, ends_at=None)
     sub_ref = _gather(self.ref, rows_j)
     sub_mask = _gather(self.mask, rows_j) if self.mask is not None else None
     out = program.render_best_prepared(self.problem, self.weights, sub, sub_ref, sub_mask,
                                        self.fwd)
     return {k: sharding.to_host(v) for k, v in out.items()} if to_host else out
 
-  def result(self, keep: int, timings: dict) -> SearchResult:
-    """Every host's per-restart results gathered, restarts ranked per image, the `keep` best
-    rendered (a collective across processes)."""
+  def result(self, keep: int, timings: dict, selection: str = "diverse") -> SearchResult:
+    """Every host's per-restart results gathered, restarts ranked per image, the `keep`
+    candidates chosen (`selection`: 'diverse' or 'l2', `search/candidates.py`) and rendered,
+    the spread of each image's within-eps restarts mapped (a collective across processes)."""
     b, r, n, state = self.images, self.restarts, self.n, self.state
     eps = self.problem.config.eps
     host = {k: sharding.to_host(v)[:n].reshape(b, r) for k, v in
             (("total", state.best_total), ("l2", state.best_l2),
-             ("best_step", state.best_step), ("min_l2", state.min_l2))}
+             ("best_step", state.best_step), ("min_l2", state.min_l2),
+             ("ends_at", state.ends_at))}
     terms = {k: sharding.to_host(v)[:n].reshape(b, r) for k, v in state.best_terms.items()}
     within = rank.within_eps(host["l2"], eps)
     ranking = rank.ranking(host["total"], host["l2"], eps)
-    selected = ranking[:, :keep]
+    kept = self._candidates(ranking, within, keep, selection)
+    selected = kept["selected"]
     flat_rows = (np.arange(b)[:, None] * r + selected).reshape(-1)
     images = self._render_rows(flat_rows)
     all_values = {k: sharding.to_host(v)[:n].reshape((b, r) + v.shape[1:])
                   for k, v in program.start_values_of(self.problem, state).items()}
     start_values = {k: v[np.arange(b)[:, None], selected] for k, v in all_values.items()}
     trace = {k: v.reshape(-1, b, r) for k, v in _concat(self.kept.chunks).items()}
+    steps_run = np.minimum(host["ends_at"][:, 0], self.done).astype(np.int64)
     return SearchResult(
         total=host["total"], terms=terms, l2=host["l2"], min_l2=host["min_l2"],
         best_step=host["best_step"], within_eps=within, ranking=ranking,
@@ -416,7 +461,59 @@ class BatchSearch:
         start_values=start_values, all_start_values=all_values, trace=trace, timings=timings,
         num_devices=self.num_devices, padded_rows=self.n_pad - n,
         resumed_from_step=self.resumed_from, micro_batches=self.problem.micro_batches,
-        num_processes=jax.process_count())
+        num_processes=jax.process_count(), selection=selection, filled=kept["filled"],
+        diversity=kept["diversity"], spread=kept["spread"], spread_count=kept["spread_count"],
+        spread_mean=kept["spread_mean"], steps_run=steps_run,
+        ended_early=steps_run < self.steps, first_within_step=_first_within(trace, eps, b, r))
+
+  def _candidates(self, ranking: np.ndarray, within: np.ndarray, keep: int,
+                  selection: str) -> dict:
+    """Renders every restart's kept iterate (one image's restarts at a time, at most
+    RENDER_ROWS rows per call) for the image features and the spread map; chooses the kept
+    candidates. Returns {'selected': [B, keep], 'filled': [B], 'diversity': [B],
+    'spread': [B, H, W], 'spread_count': [B], 'spread_mean': [B]}."""
+    if selection not in candidates.SELECTIONS:
+      raise ValueError(f"selection must be one of {candidates.SELECTIONS}, got {selection!r}")
+    b, r = self.images, self.restarts
+    g = self.problem.generator
+    side = g.resolution
+    out = {"selected": np.zeros((b, keep), np.int64), "filled": np.zeros(b, np.int64),
+           "diversity": np.full(b, np.nan), "spread": np.full((b, side, side), np.nan, np.float32),
+           "spread_count": np.zeros(b, np.int64), "spread_mean": np.full(b, np.nan)}
+    block = min(r, RENDER_ROWS)
+    for i in range(b):
+      feats, spread = [], candidates.SpreadAccumulator()
+      for start in range(0, r, block):
+        restarts = np.arange(start, min(start + block, r))
+        rows = i * r + np.concatenate([restarts, np.full(block - len(restarts), restarts[-1])])
+        hr = self._render_rows(rows)["hr"][:len(restarts)]   # one compiled shape: [block]
+        feats.append(candidates.image_features(hr))
+        spread.add(hr[within[i, restarts]])
+      feats = np.concatenate(feats)
+      if selection == "diverse":
+        sel, filled = candidates.diverse_selection(feats, ranking[i], within[i], keep)
+      else:
+        sel, filled = candidates.l2_selection(ranking[i], within[i], keep)
+      out["selected"][i], out["filled"][i] = sel, filled
+      out["diversity"][i] = candidates.mean_pairwise_distance(feats[sel])
+      m = spread.map()
+      out["spread_count"][i] = spread.count
+      if m is not None:
+        out["spread"][i], out["spread_mean"][i] = m, float(m.mean())
+    return out
+
+
+def _first_within(trace: dict, eps: float, b: int, r: int) -> np.ndarray:
+  """[B, R] int64: the 1-based step at which each restart's L2 was first <= eps (0: never),
+  from the host trace {'L2_raw': [steps, B, R]}."""
+  l2 = trace.get("L2_raw")
+  if l2 is None or not len(l2):
+    return np.zeros((b, r), np.int64)
+  hit = rank.within_eps(l2, eps)
+  return np.where(hit.any(axis=0), hit.argmax(axis=0) + 1, 0).astype(np.int64)
+
+
+RENDER_ROWS = 32  # restarts rendered per call when the candidates are chosen
 
 
 @jax.jit
@@ -489,7 +586,8 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
                   checkpoint_every: int = 0, log: Callable[[str], None] | None = None,
                   forward: ForwardModel | None = None,
                   warn: Callable[[str], None] | None = None,
-                  should_stop: Callable[[], int | None] | None = None) -> SearchResult:
+                  should_stop: Callable[[], int | None] | None = None,
+                  selection: str = "diverse") -> SearchResult:
   """Searches B images with R restarts each, over every device of every process.
 
   ref: [B, C', h, w] float32 in [0, 1] with H / h an integer factor (C' = the forward model's
@@ -514,7 +612,11 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
   off for this search, which goes on (single-process; multi-process runs raise). should_stop:
   checked between chunks (default `pulse_jax.runtime.stopping.requested`); when it returns a
   signal number the search saves a checkpoint of the current step (with `checkpoint_dir`) and
-  raises `Stopped`.
+  raises `Stopped`. selection: how the `keep` candidates are chosen ('diverse': the best,
+  then greedy farthest point among the within-eps restarts; 'l2': the ranking's first).
+  Anytime search (config.stop_within > 0): an image ends once that many of its restarts are
+  within eps (+ config.stop_extra_steps), exact to the step; the batch stops at the first chunk
+  end where all its images have ended (fewer chunks run); a checkpoint is saved there.
   Multi-process: every process calls this with the same arguments; all get the same result.
   """
   log = log or logger.info
@@ -531,8 +633,12 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
         mesh=mesh, with_mask=mask is not None,
         budget_bytes=memory_budget_bytes or compile.device_memory_budget(mesh), log=log,
         forward=forward)
+  if config.stop_within > restarts:
+    raise ValueError(f"stop_within={config.stop_within} exceeds restarts={restarts}: no image "
+                     "could ever end early.")
+  layout = {"images": b, "restarts": restarts} if config.stop_within else {}
   problem = program.Problem(generator, config, generator.resolution // h, chunk_size,
-                            micro_batches, forward)
+                            micro_batches, forward, **layout)
   image_keys = np.arange(b) if image_keys is None else np.asarray(image_keys)
   s = BatchSearch(problem, mesh, params, ref, restarts=restarts, image_keys=image_keys,
                   start=start, mask=mask, log=log)
@@ -540,12 +646,12 @@ def search_images(generator: Generator, params: dict, ref: np.ndarray, *,
       checkpoint_dir,
       lambda: _settings(problem, params, ref, mask, restarts, image_keys, start), warn)
   return _run(s, ckpt, keep=keep, log=log, progress=progress, frames=frames,
-              checkpoint_every=checkpoint_every, should_stop=should_stop)
+              checkpoint_every=checkpoint_every, should_stop=should_stop, selection=selection)
 
 
 def _run(s: BatchSearch, ckpt: _Checkpoints, *, keep: int, log: Callable[[str], None],
          progress: Callable[[ChunkInfo], None] | None, frames: bool, checkpoint_every: int,
-         should_stop: Callable[[], int | None]) -> SearchResult:
+         should_stop: Callable[[], int | None], selection: str = "diverse") -> SearchResult:
   """The chunk loop of `search_images`: chunk k+1 is dispatched before chunk k's host work
   (progress, frames, checkpoint), so the device never waits for the host; stop requests are
   checked between chunks (then the state at that step is checkpointed and `Stopped` raised)."""
@@ -559,6 +665,9 @@ def _run(s: BatchSearch, ckpt: _Checkpoints, *, keep: int, log: Callable[[str], 
   def host_work(chunk: _ChunkDone) -> None:
     """Progress, frames and checkpoint of one finished chunk (reads its device arrays)."""
     s.kept.add(_trace_to_host(chunk.trace, chunk.active, s.n))
+    if "running" in chunk.trace:  # [chunk, N_pad] bool: which rows ran each step
+      running = sharding.to_host(chunk.trace["running"])[chunk.active - 1, :s.n]
+      s.images_ended = int(np.sum(~running.reshape(s.images, s.restarts).any(axis=1)))
     if chunk.snapshot is not None:  # written in the background (orbax async)
       ckpt.save(chunk.step, chunk.snapshot, _concat(s.kept.chunks), s.n_pad, blocking=False)
     if progress is not None:
@@ -569,21 +678,32 @@ def _run(s: BatchSearch, ckpt: _Checkpoints, *, keep: int, log: Callable[[str], 
     stop = should_stop()
     if stop is not None:  # between chunks: the state is at step `s.done`
       break
+    if s.ended():  # anytime search: every image has ended
+      log(f"all {s.images} image(s) of the batch ended by step {s.done} of {steps} "
+          f"(--stop_within={s.problem.config.stop_within})")
+      break
     chunk = s.run_chunk(frames=progress is not None and frames, checkpoint_due=due)
     if pending is not None:
       host_work(pending)
     pending = chunk
   if pending is not None:
     host_work(pending)
-  if stop is not None and ckpt.on and s.done > s.resumed_from and ckpt.saved_step != s.done:
+  ended_early = stop is None and s.done < steps
+  if ((stop is not None or ended_early) and ckpt.on and s.done > s.resumed_from
+      and ckpt.saved_step != s.done):
     # the state is not donated again: no copy
     ckpt.save(s.done, s.state, _concat(s.kept.chunks), s.n_pad, blocking=True)
   ckpt.wait()
   if stop is not None:
     raise ckpt.stopped(stop, s.done, steps)
   jax.block_until_ready(s.state)
-  search_s = time.perf_counter() - search_t
-  return s.result(keep, timings={
-      "compile_s": compile_s, "search_s": search_s, "init_s": search_t - t0 - compile_s,
-      "steps": steps,
-      "restart_steps_per_s": s.n * max(steps - s.resumed_from, 0) / max(search_s, 1e-9)})
+  search_s = time.perf_counter() - search_t - s.late_compile_s
+  ran = max(s.done - s.resumed_from, 0)
+  result = s.result(keep, timings={
+      "compile_s": compile_s + s.late_compile_s, "search_s": search_s,
+      "init_s": search_t - t0 - compile_s, "steps": s.done,
+      "restart_steps_per_s": s.n * ran / max(search_s, 1e-9),
+      "row_steps": s.n_pad * ran}, selection=selection)
+  result.timings["restart_steps"] = int(
+      np.sum(np.maximum(result.steps_run - s.resumed_from, 0)) * s.restarts)
+  return result

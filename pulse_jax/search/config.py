@@ -81,6 +81,16 @@ SEARCH: tuple[Option, ...] = _search(
            check=at_least(1, what="an integer")),
     Option("lr_schedule", str, "linear1cycledrop", "Learning-rate schedule.",
            choices=LR_SCHEDULES),
+    Option("stop_within", int, 0,
+           "Anytime search: end an image's search once this many of its restarts are within "
+           "eps (after --stop_extra_steps more steps); its restarts stop changing and, once "
+           "every image of a batch has ended, the batch stops. 0: run every step (the "
+           "reference's behaviour).",
+           check=at_least(0)),
+    Option("stop_extra_steps", int, 0,
+           "With --stop_within: steps an image still runs after its --stop_within-th restart "
+           "reached eps (the restarts within eps refine, the others may still reach it).",
+           check=at_least(0)),
     Option("seed", int, 0,
            "Random seed (honoured, 0 included): a restart's start depends only on the seed, "
            "the input's pixels and the restart index. 0..4294967295 (the uint32 seed of "

@@ -46,6 +46,9 @@ class SearchState(NamedTuple):
   best_step: jax.Array         # [N] int32, 1-based step of the best iterate (0: none, e.g. a
                                # restart whose losses were never finite)
   min_l2: jax.Array            # [N] lowest unclamped L2 seen at any step
+  ends_at: jax.Array           # [N] int32, the step after which the restart stops changing:
+                               # config.steps, or earlier once its image has ended (anytime
+                               # search, `Problem.stops_early`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Problem:
   # The degradation HR -> what the camera saw (blur, down-sampling, grayscale; its factor is
   # `factor`). None: the reference's bicubic down-sampling by `factor`.
   forward: ForwardModel | None = None
+  # The layout of the rows, needed only by the anytime search (config.stop_within > 0): rows
+  # n < images * restarts are restart n % restarts of image n // restarts; the rest are padding
+  # (computed, never counted). 0: every row is a restart of one image.
+  images: int = 0
+  restarts: int = 0
 
   def __post_init__(self):
     cfg, g = self.config, self.generator
@@ -78,6 +86,11 @@ class Problem:
     elif self.forward.factor != self.factor:
       raise ValueError(f"forward model factor {self.forward.factor} != factor {self.factor}.")
     self.forward.check_hr_shape((g.num_channels, g.resolution, g.resolution))
+
+  @property
+  def stops_early(self) -> bool:
+    """Whether an image's search ends once config.stop_within of its restarts are within eps."""
+    return self.config.stop_within > 0
 
   @property
   def loss_terms(self) -> tuple[tuple[float, str], ...]:
@@ -195,7 +208,8 @@ def init_state(problem: Problem, image_keys: jax.Array, restart_ids: jax.Array,
       step=jnp.zeros((), jnp.int32), vars=vars, fixed_noise=fixed,
       opt_state=problem.optimizer().init(vars), best_vars=vars, best_total=inf,
       best_terms={k: inf for k in names}, best_l2=inf,
-      best_step=jnp.zeros((n,), jnp.int32), min_l2=inf)
+      best_step=jnp.zeros((n,), jnp.int32), min_l2=inf,
+      ends_at=jnp.full((n,), problem.config.steps, jnp.int32))
 
 
 def _to_groups(tree, groups: int):
@@ -240,6 +254,29 @@ def _where_rows(pred: jax.Array, a, b):
                       a, b)
 
 
+def within_per_row(problem: Problem, within: jax.Array) -> jax.Array:
+  """[N] int32: for each row, how many restarts of its image are within eps (`within`: [N]
+  bool per row). Padding rows get the count of the last image (they are more restarts of it)
+  but are never counted. With `problem.images` 0 every row belongs to one image."""
+  n = within.shape[0]
+  b, r = problem.images, problem.restarts
+  if not b:
+    return jnp.broadcast_to(jnp.sum(within, dtype=jnp.int32), (n,))
+  counts = jnp.sum(within[:b * r].reshape(b, r), axis=1, dtype=jnp.int32)        # [B]
+  return jnp.concatenate([jnp.repeat(counts, r), jnp.full((n - b * r,), counts[-1])])
+
+
+def ends_after(problem: Problem, state: SearchState, best_l2: jax.Array) -> jax.Array:
+  """[N] int32 `ends_at` after a step: once config.stop_within restarts of an image are within
+  eps (its kept iterates', `best_l2`: [N]), its rows end config.stop_extra_steps steps later
+  (at most config.steps). Decided once per image; exact to the step, whatever the chunk size."""
+  c = problem.config
+  count = within_per_row(problem, rank.within_eps(best_l2, c.eps))
+  undecided = state.ends_at == c.steps
+  end = jnp.minimum(state.step + 1 + c.stop_extra_steps, c.steps).astype(jnp.int32)
+  return jnp.where(undecided & (count >= c.stop_within), end, state.ends_at)
+
+
 def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.Array,
                 mask: jax.Array | None = None,
                 fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
@@ -252,6 +289,8 @@ def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
   padding and unknown pixels); fwd_arrays: the forward model's shared arrays (replicated).
   Returns the new state and the trace {'TOTAL', term names..., 'L2_raw': [chunk, N],
   'active': [chunk] bool} of the losses at each step's variables before its update.
+  Anytime search (`problem.stops_early`): a row whose image has ended (`state.ends_at`) stops
+  changing and its trace entries are NaN.
   """
   opt = problem.optimizer()
   steps = problem.config.steps
@@ -270,11 +309,18 @@ def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
     (total, terms, l2_raw), grads = map_restarts(problem, losses_and_grads, s.vars,
                                                  s.fixed_noise, ref, mask)
     active = s.step < steps
-    improved = active & rank.replaces(total, l2_raw, s.best_total, s.best_l2,
-                                      problem.config.eps)
+    # per row: the anytime search freezes the rows of ended images
+    rows = active & (s.step < s.ends_at) if problem.stops_early else active
+    improved = rows & rank.replaces(total, l2_raw, s.best_total, s.best_l2,
+                                    problem.config.eps)
     updates, opt_state = opt.update(grads, s.opt_state, s.vars)
     new_vars = optax.apply_updates(s.vars, updates)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+    def keep(new, old):  # per-row leaves follow `rows`; shared ones (adam's count) `active`
+      n = rows.shape[0] if problem.stops_early else -1
+      return jax.tree.map(
+          lambda a, b: (jnp.where(rows.reshape((n,) + (1,) * (a.ndim - 1)), a, b)
+                        if a.ndim and a.shape[0] == n else jnp.where(active, a, b)), new, old)
+    best_l2 = jnp.where(improved, l2_raw, s.best_l2)
     s = SearchState(
         step=s.step + active.astype(jnp.int32),
         vars=keep(new_vars, s.vars),
@@ -283,10 +329,16 @@ def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
         best_vars=_where_rows(improved, s.vars, s.best_vars),
         best_total=jnp.where(improved, total, s.best_total),
         best_terms=_where_rows(improved, terms, s.best_terms),
-        best_l2=jnp.where(improved, l2_raw, s.best_l2),
+        best_l2=best_l2,
         best_step=jnp.where(improved, s.step + 1, s.best_step),
-        min_l2=jnp.where(active, jnp.fmin(s.min_l2, l2_raw), s.min_l2))  # NaN-proof
-    trace = {"TOTAL": total, "L2_raw": l2_raw, "active": active, **terms}
+        min_l2=jnp.where(rows, jnp.fmin(s.min_l2, l2_raw), s.min_l2),  # NaN-proof
+        ends_at=ends_after(problem, s, best_l2) if problem.stops_early else s.ends_at)
+    losses_now = {"TOTAL": total, "L2_raw": l2_raw, **terms}
+    if problem.stops_early:  # the steps a row did not run are not in its trace
+      losses_now = jax.tree.map(lambda v: jnp.where(rows, v, jnp.nan), losses_now)
+    trace = {**losses_now, "active": active}
+    if problem.stops_early:
+      trace["running"] = rows   # [N] bool: the row ran this step
     return s, trace
 
   return jax.lax.scan(step, state, None, length=problem.chunk_size)

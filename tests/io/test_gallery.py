@@ -111,6 +111,21 @@ def test_page_structure_candidates_badges_and_notice(run_dir):
     badges = [a["class"] for t, a in sec if t == "span" and "badge" in a.get("class", "")]
     want = "badge within" if rep["within_eps"] else "badge not-within"
     assert badges.count(want) == 1 + len(cands)   # the section's and each candidate's
+    # the spread map of its within-eps restarts beside the candidates, or why there is none
+    spread_figs = [a for t, a in sec if t == "figure" and "spread" in a.get("class", "")]
+    assert len(spread_figs) == 1 and spread_figs[0]["data-restarts"] == str(
+        rep["spread"]["restarts"])
+    if rep["spread"]["file"]:
+      assert f"{stem}/spread.png" in srcs and rep["spread"]["restarts"] >= 2
+    else:
+      assert f"{stem}/spread.png" not in srcs and rep["spread"]["restarts"] < 2
+  no_map = [json.loads((out / st / "report.json").read_text())["spread"]["file"] is None
+            for st in (HOSTILE, "noise16")]
+  assert no_map == [False, True]   # the sample within eps has a map, the noise none
+  assert page_text.count(gallery.NO_SPREAD) == 1
+  # the diversity of the candidates and the steps run
+  assert page_text.count(f"of {FAST['steps']} steps run") == 2
+  assert page_text.count("diversity") >= 2
   # advice when eps was not reached; none for the input within eps
   rep = json.loads((out / "noise16" / "report.json").read_text())
   assert rep["advice"] and rep["advice"] in page_text
@@ -270,3 +285,65 @@ def test_odd_or_hostile_reports_do_not_break_the_page(tmp_path):
   srcs = [a["src"] for t, a in tags if t == "img"]
   assert srcs == ["x/hr_0.png"]       # only the existing, in-folder file
   assert [a["data-rank"] for t, a in tags if a.get("class") == "candidate"] == ["0", "1"]
+
+
+def _range_report(spread: dict, **more) -> dict:
+  return {"within_eps": True, "eps": 0.1, "restarts": [], "best": {"l2": 0.05, "restart": 0},
+          "outputs": [{"rank": 0, "restart": 0, "hr": "hr_0.png", "lr": "lr_0.png",
+                       "l2": 0.05, "within_eps": True},
+                      {"rank": 1, "restart": 2, "hr": "hr_1.png", "lr": "lr_1.png",
+                       "l2": 0.2, "within_eps": False}],
+          "candidates": {"selection": "diverse", "filled": 1, "diversity": 0.1234,
+                         "kept": []},
+          "stopping": {"steps_run": 40, "steps": 100, "ended_early": True},
+          "spread": spread, **more}
+
+
+def test_spread_map_diversity_and_steps_run(tmp_path):
+  """Hand-written reports: a map with its one line, no map (fewer than 2 within eps), a
+  missing map file, and an older report without the blocks."""
+  d = tmp_path / "run"
+  reports = {
+      "mapped": {"file": "spread.png", "restarts": 5, "mean": 0.0712, "max": 0.31,
+                 "vmax": 0.25, "why": None},
+      "nomap": {"file": None, "restarts": 1, "mean": None, "max": None, "vmax": 0.25,
+                "why": "fewer than 2 restarts within eps"},
+      "lost": {"file": "spread.png", "restarts": 3, "vmax": 0.25},
+  }
+  for stem, spread in [*reports.items(), ("old", None)]:
+    (d / stem).mkdir(parents=True)
+    for name in ("hr_0.png", "hr_1.png", "lr_0.png", "lr_1.png", "input.png"):
+      Image.new("RGB", (4, 4), (90, 90, 90)).save(d / stem / name)
+    rep = _range_report(spread) if spread else {
+        k: v for k, v in _range_report({}).items()
+        if k not in ("spread", "candidates", "stopping")}
+    (d / stem / "report.json").write_text(json.dumps(rep))
+  Image.new("RGB", (8, 8), (250, 200, 60)).save(d / "mapped" / "spread.png")
+  text = gallery.render_gallery(str(d))
+  tags, page_text = _parse(text)
+
+  def section(stem):
+    start = text.index(f'data-stem="{stem}"')
+    end = text.find("<section", start)
+    return text[start:end if end >= 0 else len(text)]
+
+  mapped = section("mapped")
+  sec_tags, sec_text = _parse(mapped)
+  figs = [a for t, a in sec_tags if t == "figure" and "spread" in a.get("class", "")]
+  assert figs == [{"class": "spread", "data-restarts": "5"}]
+  assert [a["src"] for t, a in sec_tags if t == "img"][-1] == "mapped/spread.png"
+  line = gallery.SPREAD_LINE.format(vmax=0.25)
+  assert line in sec_text and "not a confidence about the person" in line
+  assert "bright = not determined by the input" in line and "0.25" in line
+  assert "0.0712" in sec_text and "5 within-eps restarts" in sec_text
+  assert "diversity 0.123" in sec_text and "40 of 100 steps run (ended early)" in sec_text
+  assert "1 not within eps" in sec_text and "diverse selection" in sec_text
+  # candidates first, then the map, in one row
+  assert mapped.index('class="candidate"') < mapped.index('class="spread"')
+  nomap_tags, nomap_text = _parse(section("nomap"))
+  assert gallery.NO_SPREAD in nomap_text and gallery.SPREAD_LINE[:20] not in nomap_text
+  assert not any(t == "img" and "spread" in a.get("src", "") for t, a in nomap_tags)
+  assert "spread map spread.png missing" in _parse(section("lost"))[1]
+  old = section("old")
+  assert 'class="spread' not in old and 'class="range"' not in old
+  assert page_text.count("steps run") == 3

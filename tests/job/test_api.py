@@ -149,9 +149,39 @@ def test_api_errors_and_advice_speak_keywords_and_do_not_say_saved(g, tmp_path):
   warnings = []
   r = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=warnings.append, **OPTS)
   assert not r.within_eps and r.output_dir is None  # eps=0: the advice is given
+  assert r.spread is None and r.spread_png is None  # none within eps: no spread map
+  assert r.steps_run == OPTS["steps"] and r.diversity == r.report["candidates"]["diversity"]
   for text in (r.report["advice"], *warnings):
     assert "--" not in text and "saved" not in text, text
     assert f"steps={OPTS['steps'] * 3}" in text and "returned anyway" in text, text
   assert os.listdir(tmp_path) == []
   with pytest.raises(pulse_jax.UsageError, match=r"^inputs: no inputs given$"):
     pulse_jax.upsample([], g)
+
+
+@pytest.mark.slow
+def test_spread_diversity_and_steps_run_fresh_and_kept(g, tmp_path):
+  """The range of faces on a Result: the spread map of the within-eps restarts ([H, W]
+  float32, its heat map's file), the diversity of the kept images, the steps run; the same
+  read back from the files of an earlier run (kept, not searched again)."""
+  opts = dict(OPTS, eps=0.15)   # every restart of the sample within eps: a map
+  r = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=lambda s: None,
+                         output_dir=tmp_path, **opts)
+  assert r.within_eps and r.report["spread"]["restarts"] >= 2
+  assert r.spread.shape == r.images[0].size[::-1] and r.spread.dtype == np.float32
+  assert np.nanmean(r.spread) == pytest.approx(r.report["spread"]["mean"], rel=1e-6)
+  assert r.spread_png == os.path.join(r.output_dir, "spread.png")
+  assert Image.open(r.spread_png).size == r.images[0].size
+  np.testing.assert_array_equal(np.load(os.path.join(r.output_dir, "spread.npy")), r.spread)
+  assert r.diversity == r.report["candidates"]["diversity"] and r.diversity > 0
+  assert r.steps_run == r.report["stopping"]["steps_run"] == OPTS["steps"]
+  kept = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=lambda s: None,
+                            output_dir=tmp_path, **opts)
+  assert kept.latents is None   # read back from the files
+  np.testing.assert_array_equal(kept.spread, r.spread)
+  assert (kept.spread_png, kept.diversity, kept.steps_run) == (r.spread_png, r.diversity,
+                                                               r.steps_run)
+  # without output_dir: the map is returned, no file
+  mem = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=lambda s: None, **opts)
+  np.testing.assert_array_equal(mem.spread, r.spread)
+  assert mem.spread_png is None and mem.report["spread"]["file"] is None

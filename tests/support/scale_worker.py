@@ -4,6 +4,7 @@
       [--restarts=3] [--steps=6] [--chunk=2] [--seed=0]
       [--coordinator=127.0.0.1:PORT --num_processes=2 --process_id=I]
       [--checkpoint_dir=DIR --checkpoint_every=K] [--die_at_step=S] [--hlo] [--micro_batches=G]
+      [--eps=E --stop_within=K --stop_extra_steps=M] [--selection=l2|diverse]
 
 Runs `loop.search_images` once per mesh size (the first k devices) and, in process 0,
 writes the results as OUT.npz with keys '<k>/<field>'. --die_at_step SIGKILLs the process
@@ -15,6 +16,7 @@ programs). The tests start it through `launch`, which bounds and always cleans u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import time
@@ -133,6 +135,10 @@ def main(argv=None):
   ap.add_argument("--die_at_step", type=int, default=0)
   ap.add_argument("--hlo", action="store_true")
   ap.add_argument("--micro_batches", type=int, default=1)
+  ap.add_argument("--selection", default="l2")  # hr / latent in ranking order
+  ap.add_argument("--eps", type=float, default=None)
+  ap.add_argument("--stop_within", type=int, default=0)
+  ap.add_argument("--stop_extra_steps", type=int, default=0)
   a = ap.parse_args(argv)
 
   import jax
@@ -143,6 +149,9 @@ def main(argv=None):
   from pulse_jax.runtime import sharding
 
   generator, params, ref, config = tiny_problem(a.images, a.steps, a.seed)
+  config = dataclasses.replace(config, stop_within=a.stop_within,
+                               stop_extra_steps=a.stop_extra_steps,
+                               **({"eps": a.eps} if a.eps is not None else {}))
 
   def progress(info):
     if a.die_at_step and info.step >= a.die_at_step:
@@ -161,12 +170,16 @@ def main(argv=None):
     mesh = sharding.restart_mesh(jax.devices()[:k])
     r = loop.search_images(generator, params, ref, config=config, restarts=a.restarts,
                              chunk_size=a.chunk, micro_batches=a.micro_batches, mesh=mesh,
-                             keep=a.restarts, progress=progress,
+                             keep=a.restarts, progress=progress, selection=a.selection,
                              checkpoint_dir=a.checkpoint_dir, checkpoint_every=a.checkpoint_every)
     fields = {"total": r.total, "l2": r.l2, "min_l2": r.min_l2, "best_step": r.best_step,
               "ranking": r.ranking, "hr": r.hr, "lr": r.lr, "latent": r.start_values["latent"],
               "padded_rows": r.padded_rows, "num_devices": r.num_devices,
-              "num_processes": r.num_processes, "resumed_from_step": r.resumed_from_step}
+              "num_processes": r.num_processes, "resumed_from_step": r.resumed_from_step,
+              "steps_run": r.steps_run, "ended_early": r.ended_early,
+              "first_within_step": r.first_within_step, "selected": r.selected,
+              "within_eps": r.within_eps, "spread_count": r.spread_count,
+              "restart_steps": r.timings["restart_steps"], "batch_steps": r.timings["steps"]}
     fields.update({f"trace_{n}": v for n, v in r.trace.items()})
     fields.update({f"term_{n}": v for n, v in r.terms.items()})
     out.update({f"{k}/{n}": np.asarray(v) for n, v in fields.items()})
