@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_generator": "pulse_jax.api",
     "upsample": "pulse_jax.api",
+    "evaluate": "pulse_jax.api",
     "Result": "pulse_jax.api",
     "Model": "pulse_jax.job.model",
     "UsageError": "pulse_jax.job.errors",

@@ -157,6 +157,44 @@ def _upsample(inputs, generator, output_dir, log, warn, options):
   return results if many else results[0]
 
 
+def evaluate(hr, factor: int, generator: Model | str | os.PathLike | None = None, *,
+             output_dir: str | os.PathLike, configs=None,
+             log: Callable[[str], None] | None = None,
+             warn: Callable[[str], None] | None = None, **options) -> dict:
+  """The quality harness (`python -m pulse_jax.evaluate`; docs/quality.md, "The harness"):
+  the ground-truth images `hr` (a folder, a file, or a list of them; square) degraded by
+  `factor` with the forward model, searched with each configuration, measured beside nearest
+  and bicubic up-sampling. Writes output_dir/evaluation.json, evaluation.md, index.html (and
+  the LR inputs and runs); returns the evaluation (evaluation.json's content).
+
+  configs: {name: {option: value}} or the command's 'name:flag=value;flag=value,...' (None:
+  one configuration, 'pulse'); options: the common options, as for `upsample`. Raises
+  UsageError and InputError (a ground-truth file that is unreadable or not square) as
+  `upsample` does.
+  """
+  from pulse_jax.io.input_images import InputError as _InputError
+  from pulse_jax.job import evaluation
+  from pulse_jax.job.settings import RunOptions
+  try:
+    given = _options(options)
+  except TypeError as e:
+    raise TypeError(str(e).replace("upsample()", "evaluate()")) from None
+  if isinstance(configs, dict):
+    names = options_lib.api_names()
+    configs = {n: {names.get(k, k): v for k, v in (c or {}).items()} for n, c in configs.items()}
+  say = log or (lambda s: print(s, flush=True))
+  tell = warn or (lambda s: print(s, file=sys.stderr, flush=True))
+  try:
+    model = generator if isinstance(generator, Model) else load_generator(generator, log=log)
+    o = RunOptions(**given, **({"weights": model.name} if model.given else {}),
+                   output_dir=os.fspath(output_dir))
+    return evaluation.evaluate(hr, factor, o, configs, model=model,
+                               log=lambda s: say(keywords(s, UPSAMPLE_NAMES)),
+                               warn=lambda s: tell(keywords(s, UPSAMPLE_NAMES)))
+  except (UsageError, _InputError) as e:
+    raise type(e)(keywords(str(e), UPSAMPLE_NAMES)) from None
+
+
 # ----------------------------------------------------------------------------- keywords
 
 # Flags whose API keyword is not the option's keyword (`Option.keyword`, e.g. keep for

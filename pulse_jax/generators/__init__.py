@@ -130,6 +130,34 @@ class Generator:
     """Like `render`, on `prepare(params)`."""
     return self.family.synthesize(prepared, self.config, w, noise, self.dtype, self.remat)
 
+  # ----- cut points (ILO) -----
+  @property
+  def ilo_layers(self) -> tuple[str, ...]:
+    """Names of the cut points of the synthesis, in network order (`Family.ilo_layers`)."""
+    return tuple(self.family.ilo_layers(self.config))
+
+  @property
+  def ilo_default_layers(self) -> tuple[str, ...]:
+    """The cut points an ILO search visits by default, in order (`Family.ilo_default_layers`)."""
+    return tuple(self.family.ilo_default_layers(self.config))
+
+  def render_until(self, prepared: dict, w: jax.Array, noise: Sequence[jax.Array], layer: str):
+    """`render_prepared` up to the cut point `layer`: its activation, a pytree of [N, ...]
+    arrays (`activation_shapes`). w, noise: all rows and maps, as `render_prepared`."""
+    return self.family.synthesize_until(prepared, self.config, w, noise, self.dtype, self.remat,
+                                        layer)
+
+  def render_from(self, prepared: dict, w: jax.Array, noise: Sequence[jax.Array], layer: str,
+                  activation) -> jax.Array:
+    """The rest of `render_prepared` after the cut point `layer`, from `activation` ->
+    images [N, C, H, W]: `render_from(.., render_until(..))` is `render_prepared(..)`."""
+    return self.family.synthesize_from(prepared, self.config, w, noise, self.dtype, self.remat,
+                                       layer, activation)
+
+  def activation_shapes(self, layer: str, batch: int = 1):
+    """`render_until`'s output for `batch` rows as a tree of `jax.ShapeDtypeStruct`."""
+    return self.family.activation_shapes(self.config, layer, self.dtype, batch)
+
   def render(self, params: dict, w: jax.Array, noise: Sequence[jax.Array]) -> jax.Array:
     """w: [N, num_layers, D]; noise: list of [N, 1, r, r] -> images [N, C, H, W] float32 in ~[-1, 1]."""
     return self.render_prepared(self.prepare(params), w, noise)

@@ -84,6 +84,40 @@ class Family(abc.ABC):
                  dtype, remat: str) -> jax.Array:
     """ws: [N, num_ws, w_dim]; noise: one [N, 1, r, r] per noise layer -> [N, C, H, W]."""
 
+  # ----- cut points (ILO: intermediate-layer optimisation) -----
+  def ilo_layers(self, config) -> tuple[str, ...]:
+    """Names of the points where `synthesize` can be cut, in network order (e.g. 'b4', 'b8',
+    .. after each StyleGAN block); () for a family that cannot be cut."""
+    return ()
+
+  def ilo_default_layers(self, config) -> tuple[str, ...]:
+    """The cut points an ILO search visits by default, in order (a prefix of `ilo_layers`)."""
+    return ()
+
+  def synthesize_until(self, prepared: dict, config, ws: jax.Array,
+                       noise: Sequence[jax.Array], dtype, remat: str, layer: str) -> Any:
+    """`synthesize` up to the cut point `layer` (one of `ilo_layers`): its activation, a
+    pytree of [N, ...] arrays (everything the rest of the network needs). Arguments as
+    `synthesize` (all style rows and noise maps)."""
+    raise ValueError(f"a {self.kind} generator has no cut points (ILO does not apply).")
+
+  def synthesize_from(self, prepared: dict, config, ws: jax.Array, noise: Sequence[jax.Array],
+                      dtype, remat: str, layer: str, activation: Any) -> jax.Array:
+    """The rest of `synthesize` after the cut point `layer`, from `activation` (as
+    `synthesize_until` returns it) -> images [N, C, H, W]; `synthesize_from(..,
+    synthesize_until(..))` is `synthesize`."""
+    raise ValueError(f"a {self.kind} generator has no cut points (ILO does not apply).")
+
+  def activation_shapes(self, config, layer: str, dtype=jnp.float32, batch: int = 1) -> Any:
+    """`synthesize_until`'s output for `batch` rows as a tree of `jax.ShapeDtypeStruct`
+    (nothing computed or allocated); `dtype` the compute dtype."""
+    params = {part: self.part_shapes(config, part) for part in self.required_parts}
+    ws = self.vector((batch, self.num_ws(config), self.w_dim(config)))
+    noise = [self.vector((batch,) + tuple(s)) for s in self.noise_shapes(config)]
+    until = lambda p, ws, noise: self.synthesize_until(self.prepare(p, config, dtype), config, ws,
+                                                       noise, dtype, "none", layer)
+    return jax.eval_shape(until, params, ws, noise)
+
   @abc.abstractmethod
   def prior(self, params: dict, config, x: jax.Array) -> jax.Array:
     """PULSE's latent prior: standard-normal x [N, l, w_dim] -> ws [N, l, w_dim] (l = 1 or

@@ -37,8 +37,25 @@ class DCGAN(Family):
     return 1
 
   def synthesize(self, prepared, config, ws, noise, dtype, remat):
-    return dcgan.DCGANGenerator(config).apply({"params": prepared["dcgan"]},
-                                              ws.reshape(ws.shape[0], -1))
+    return dcgan.synthesize(prepared["dcgan"], config, ws.reshape(ws.shape[0], -1))
+
+  def ilo_layers(self, config):
+    """After each transposed-conv block but the last: 'b4' (4x4, 8 ngf channels), 'b8',
+    'b16', 'b32' (activations NHWC)."""
+    return dcgan.cut_points(config)
+
+  def ilo_default_layers(self, config):
+    """'b4', 'b8': the first two blocks (the projection of z to 4x4 and the first 2x
+    up-sampling), as ILO starts early in StyleGAN2. With only five layers, a later cut
+    leaves two or fewer convs after it, free to produce images far outside the DCGAN's
+    range (ILO's l1 ball bounds the step, not where the layers after it can take it)."""
+    return dcgan.cut_points(config)[:2]
+
+  def synthesize_until(self, prepared, config, ws, noise, dtype, remat, layer):
+    return dcgan.synthesize_until(prepared["dcgan"], config, ws.reshape(ws.shape[0], -1), layer)
+
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
+    return dcgan.synthesize_from(prepared["dcgan"], config, layer, activation)
 
   def prior(self, params, config, x):
     return x

@@ -56,6 +56,26 @@ class StyleGAN1(Family):
   def synthesize(self, prepared, config, ws, noise, dtype, remat):
     return stylegan1.synthesize(prepared["synthesis"], ws, list(noise), config, dtype, remat)
 
+  def ilo_layers(self, config):
+    """After each synthesis block: 'b4', 'b8', .. 'b<res>' (activation [N, r, r, C], NHWC,
+    the compute dtype; after the last block it is the to-RGB conv's input)."""
+    return stylegan1.cut_points(config)
+
+  def ilo_default_layers(self, config):
+    """'b4', 'b8', 'b16' (fewer for a smaller model): ILO's own setting for StyleGAN2 (its
+    configs/config.yaml: steps [50, 50, 25, 25], the latent then cuts after the 4, 8 and
+    16 px blocks), the same blocks here. Later cuts leave the search more layers free to fit
+    the measurements with images far from the generator's range."""
+    return stylegan1.cut_points(config)[:3]
+
+  def synthesize_until(self, prepared, config, ws, noise, dtype, remat, layer):
+    return stylegan1.synthesize_until(prepared["synthesis"], ws, list(noise), config, layer,
+                                      dtype, remat)
+
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
+    return stylegan1.synthesize_from(prepared["synthesis"], ws, list(noise), config, layer,
+                                     activation, dtype, remat)
+
   def prior(self, params, config, x):
     return latent_to_w(x, params["gaussian_fit"])
 

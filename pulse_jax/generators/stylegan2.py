@@ -44,6 +44,30 @@ class StyleGAN2(NvidiaFamily):
     return net.synthesize(prepared["synthesis"], config, ws.astype(jnp.float32), noise=noise,
                           noise_mode="none" if noise is None else "const")
 
+  def ilo_layers(self, config):
+    """After each synthesis block but the last: 'b4', 'b8', .. 'b<res/2>'; the activation is
+    {'x': features [N, r, r, C_r], 'img': the RGB skip sum so far [N, r, r, img_channels]
+    ('skip' architecture only)}, NHWC float32."""
+    return net.cut_points(config)
+
+  def ilo_default_layers(self, config):
+    """'b4', 'b8', 'b16' (fewer for a smaller model): ILO's own setting (its
+    configs/config.yaml: steps [50, 50, 25, 25], the latent then cuts after rosinality's
+    4, 8 and 16 px blocks). Later cuts leave the search more layers free to fit the
+    measurements with images far from the generator's range."""
+    return net.cut_points(config)[:3]
+
+  def synthesize_until(self, prepared, config, ws, noise, dtype, remat, layer):
+    noise = list(noise) if noise else None
+    return net.synthesize_until(prepared["synthesis"], config, ws.astype(jnp.float32), layer,
+                                noise=noise, noise_mode="none" if noise is None else "const")
+
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
+    noise = list(noise) if noise else None
+    return net.synthesize_from(prepared["synthesis"], config, ws.astype(jnp.float32), layer,
+                               activation, noise=noise,
+                               noise_mode="none" if noise is None else "const")
+
   def const_noise(self, params, config, batch):
     return net.const_noise(params, config, batch) if config.use_noise else None
 

@@ -21,3 +21,21 @@ class StyleGAN3(NvidiaFamily):
 
   def synthesize(self, prepared, config, ws, noise, dtype, remat):
     return net.synthesize(prepared, config, ws.astype(jnp.float32))
+
+  def ilo_layers(self, config):
+    """After the Fourier 'input' and after each SynthesisLayer but the ToRGB one, NVIDIA's
+    layer names 'L0_36_512' .. 'L13_1024_32' (at 1024; activation [N, size, size, C], NHWC
+    float32, with the layer's margin)."""
+    return net.cut_points(config)
+
+  def ilo_default_layers(self, config):
+    """The first four synthesis layers, L0 .. L3 (not the Fourier input, as ILO does not cut
+    StyleGAN2 at its constant): at 1024 their output cutoffs, 2 to 8 cycles per image, span
+    the band of StyleGAN2's default cuts 'b4', 'b8', 'b16' (Nyquist 2 to 8)."""
+    return net.cut_points(config)[1:5]
+
+  def synthesize_until(self, prepared, config, ws, noise, dtype, remat, layer):
+    return net.synthesize_until(prepared, config, ws.astype(jnp.float32), layer)
+
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
+    return net.synthesize_from(prepared, config, ws.astype(jnp.float32), layer, activation)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from pulse_jax.nets import ops
 from pulse_jax.nets import remat as remat_lib
+from pulse_jax.nets import stages as stages_lib
 from pulse_jax.nets.config_dict import DictConfig
 
 FUSED_MIN_RESOLUTION = 128  # output resolution from which up-sampling is a fused transposed conv
@@ -223,6 +224,49 @@ def _block(config: StyleGANConfig, block: int, remat: str, w, x, styles, noise0,
   return epilogue(x, w[f"layer_{i1}"], styles[:, 1], noise1, config.instance_norm_eps, False)
 
 
+def _check_inputs(dlatents, noise, config: StyleGANConfig, remat: str) -> None:
+  cfg = config
+  if dlatents.ndim != 3 or dlatents.shape[1:] != (cfg.num_layers, cfg.dlatent_size):
+    raise ValueError(f"dlatents must be [B, {cfg.num_layers}, {cfg.dlatent_size}], "
+                     f"got {dlatents.shape}.")
+  if len(noise) != cfg.num_layers:
+    raise ValueError(f"Expected {cfg.num_layers} noise maps, got {len(noise)}.")
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}.")
+
+
+def _block_stage(prepared: dict, dlatents, noise, config: StyleGANConfig, b: int,
+                 remat: str) -> stages_lib.Stage:
+  """Block b as a stage: x [B, r/2, r/2, C] or None (block 0) -> [B, r, r, C_r], r = 4 * 2^b."""
+  block = functools.partial(_block, config, b, remat)
+  if remat == "block":
+    block = remat_lib.recompute_in_backward(block)
+  run = lambda x: block(prepared[f"block_{b}"], x, dlatents[:, 2 * b:2 * b + 2], noise[2 * b],
+                        noise[2 * b + 1])
+  return stages_lib.Stage(f"b{config.layer_resolution(2 * b)}", run)
+
+
+def _stages(prepared: dict, dlatents, noise, config: StyleGANConfig, dtype,
+            remat: str) -> list[stages_lib.Stage]:
+  """The synthesis as stages: 'b4', 'b8', .. 'b<res>' (one per block; the state after each is
+  its activation x [B, r, r, C_r], NHWC, compute dtype), then 'torgb' (-> images NCHW)."""
+  _check_inputs(dlatents, noise, config, remat)
+
+  def torgb(x):
+    rgb = ops.conv2d_prepared(x, prepared["torgb"]).astype(accum_dtype(dtype))
+    rgb = rgb + prepared["torgb_bias"]
+    return jnp.transpose(rgb, (0, 3, 1, 2))
+
+  return ([_block_stage(prepared, dlatents, noise, config, b, remat)
+           for b in range(config.resolution_log2 - 1)] + [stages_lib.Stage("torgb", torgb)])
+
+
+def cut_points(config: StyleGANConfig) -> tuple[str, ...]:
+  """Where the synthesis can be cut: after each block, 'b4', 'b8', .. 'b<res>' (the last one's
+  activation is the to-RGB conv's input)."""
+  return tuple(f"b{2 ** k}" for k in range(2, config.resolution_log2 + 1))
+
+
 def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
                config: StyleGANConfig, dtype=jnp.float32, remat: str = "none") -> jax.Array:
   """G_synthesis on prepared weights (`prepare_synthesis(params, config, dtype)`).
@@ -235,24 +279,29 @@ def synthesize(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
   backward pass reaches them (`remat.recompute_in_backward`), so one block's activations are
   alive at a time: 417 MiB per restart at 1024 px instead of 1092 (docs/scaling.md).
   """
-  cfg = config
-  if dlatents.ndim != 3 or dlatents.shape[1:] != (cfg.num_layers, cfg.dlatent_size):
-    raise ValueError(f"dlatents must be [B, {cfg.num_layers}, {cfg.dlatent_size}], "
-                     f"got {dlatents.shape}.")
-  if len(noise) != cfg.num_layers:
-    raise ValueError(f"Expected {cfg.num_layers} noise maps, got {len(noise)}.")
-  if remat not in REMAT_POLICIES:
-    raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {remat!r}.")
-  x = None
-  for b in range(cfg.resolution_log2 - 1):
-    block = functools.partial(_block, cfg, b, remat)
-    if remat == "block":
-      block = remat_lib.recompute_in_backward(block)
-    x = block(prepared[f"block_{b}"], x, dlatents[:, 2 * b:2 * b + 2], noise[2 * b],
-              noise[2 * b + 1])
-  rgb = ops.conv2d_prepared(x, prepared["torgb"]).astype(accum_dtype(dtype))
-  rgb = rgb + prepared["torgb_bias"]
-  return jnp.transpose(rgb, (0, 3, 1, 2))
+  return stages_lib.run_stages(_stages(prepared, dlatents, noise, config, dtype, remat))
+
+
+def synthesize_until(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
+                     config: StyleGANConfig, layer: str, dtype=jnp.float32,
+                     remat: str = "none") -> jax.Array:
+  """`synthesize` up to and including the block `layer` (one of `cut_points(config)`): its
+  activation [B, r, r, C_r] (NHWC, the compute dtype). Arguments as `synthesize` (all rows
+  and noise maps; those of later layers are not used)."""
+  stages_lib.check_cut(layer, cut_points(config), "this StyleGAN")
+  return stages_lib.run_stages(_stages(prepared, dlatents, noise, config, dtype, remat),
+                               until=layer)
+
+
+def synthesize_from(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
+                    config: StyleGANConfig, layer: str, activation: jax.Array,
+                    dtype=jnp.float32, remat: str = "none") -> jax.Array:
+  """The rest of `synthesize` after the block `layer`, from its `activation` (as
+  `synthesize_until` returns it) -> images [B, C, H, W]. Arguments as `synthesize` (all rows
+  and noise maps; those of earlier layers are not used)."""
+  stages_lib.check_cut(layer, cut_points(config), "this StyleGAN")
+  return stages_lib.run_stages(_stages(prepared, dlatents, noise, config, dtype, remat),
+                               activation, after=layer)
 
 
 class SynthesisNetwork(nn.Module):

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from pulse_jax.nets import ops
+from pulse_jax.nets import stages as stages_lib
 from pulse_jax.nets import upfirdn
 from pulse_jax.nets.config_dict import DictConfig
 
@@ -475,6 +476,67 @@ def _noise_inputs(p: dict, config: Stylegan2Config, noise, noise_mode: str, key,
   return out
 
 
+def _block_stage(bp: dict, config: Stylegan2Config, r: int, ws: jax.Array, noises: list,
+                 w_idx: int) -> stages_lib.Stage:
+  """Block `r` as a stage: state {'x': [B, r/2, r/2, C], 'img': [B, r/2, r/2, img_channels]
+  (while there is one)} or None (b4) -> the same at r. `w_idx`: the index of the block's
+  first conv, its ws row and (use_noise) its noise map in `noises`."""
+  cfg = config
+  noise = lambda k: noises[w_idx + k] if cfg.use_noise else None
+
+  def run(state):
+    x, img = (None, None) if state is None else (state["x"], state.get("img"))
+    if r == 4:
+      x = jnp.broadcast_to(bp["const"][None], (ws.shape[0],) + bp["const"].shape)
+      x = _synthesis_layer(bp["conv1"], cfg, x, ws[:, w_idx], noise(0), up=1)
+    elif cfg.architecture == "resnet":
+      y = _skip(bp["skip"], cfg, x)
+      x = _synthesis_layer(bp["conv0"], cfg, x, ws[:, w_idx], noise(0), up=2)
+      x = _synthesis_layer(bp["conv1"], cfg, x, ws[:, w_idx + 1], noise(1), up=1,
+                           gain=math.sqrt(0.5))
+      x = y + x
+    else:
+      x = _synthesis_layer(bp["conv0"], cfg, x, ws[:, w_idx], noise(0), up=2)
+      x = _synthesis_layer(bp["conv1"], cfg, x, ws[:, w_idx + 1], noise(1), up=1)
+    if img is not None:
+      img = upfirdn.upsample2d(img, cfg.resample_filter)
+    if cfg.has_torgb(r):
+      y = _torgb(bp["torgb"], cfg, x, ws[:, w_idx + cfg.num_conv(r)])
+      img = y if img is None else img + y
+    return {"x": x} if img is None else {"x": x, "img": img}
+
+  return stages_lib.Stage(f"b{r}", run)
+
+
+def _stages(params: dict, config: Stylegan2Config, ws: jax.Array, noise, noise_mode: str,
+            key) -> list[stages_lib.Stage]:
+  """The synthesis as stages 'b4', 'b8', .. 'b<res>', one per block; the state after each is
+  {'x': its features [B, r, r, C_r] (NHWC float32), 'img': the RGB accumulated so far
+  [B, r, r, img_channels] ('skip'; absent before the first ToRGB)}."""
+  p = _part(params, "synthesis")
+  cfg = config
+  if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
+    raise ValueError(f"ws must be [B, {cfg.num_ws}, {cfg.w_dim}], got {ws.shape}.")
+  ws = ws.astype(jnp.float32)
+  noises = _noise_inputs(p, cfg, noise, noise_mode, key, ws.shape[0])
+  out = []
+  w_idx = 0
+  for r in cfg.block_resolutions:
+    out.append(_block_stage(p[f"b{r}"], cfg, r, ws, noises, w_idx))
+    w_idx += cfg.num_conv(r)
+  return out
+
+
+def _image(state: dict) -> jax.Array:
+  """The last block's state -> images [B, img_channels, H, W] (NCHW)."""
+  return jnp.transpose(state["img"], (0, 3, 1, 2))
+
+
+def cut_points(config: Stylegan2Config) -> tuple[str, ...]:
+  """Where the synthesis can be cut: after each block but the last, 'b4', 'b8', .. 'b<res/2>'."""
+  return tuple(f"b{r}" for r in config.block_resolutions[:-1])
+
+
 def synthesize(params: dict, config: Stylegan2Config, ws: jax.Array,
                noise: Sequence[jax.Array] | None = None, noise_mode: str = "const",
                key: jax.Array | None = None) -> jax.Array:
@@ -487,34 +549,25 @@ def synthesize(params: dict, config: Stylegan2Config, ws: jax.Array,
     noise_mode: when ``noise`` is None: 'const' (the stored noise_const maps), 'none' (no
       noise) or 'random' (fresh N(0, 1) maps from ``key``).
   """
-  p = _part(params, "synthesis")
-  cfg = config
-  if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
-    raise ValueError(f"ws must be [B, {cfg.num_ws}, {cfg.w_dim}], got {ws.shape}.")
-  ws = ws.astype(jnp.float32)
-  batch = ws.shape[0]
-  noises = iter(_noise_inputs(p, cfg, noise, noise_mode, key, batch))
-  next_noise = (lambda: next(noises)) if cfg.use_noise else (lambda: None)
-  x = img = None
-  w_idx = 0
-  for r in cfg.block_resolutions:
-    bp = p[f"b{r}"]
-    if r == 4:
-      x = jnp.broadcast_to(bp["const"][None], (batch,) + bp["const"].shape)
-      x = _synthesis_layer(bp["conv1"], cfg, x, ws[:, w_idx], next_noise(), up=1)
-    elif cfg.architecture == "resnet":
-      y = _skip(bp["skip"], cfg, x)
-      x = _synthesis_layer(bp["conv0"], cfg, x, ws[:, w_idx], next_noise(), up=2)
-      x = _synthesis_layer(bp["conv1"], cfg, x, ws[:, w_idx + 1], next_noise(), up=1,
-                           gain=math.sqrt(0.5))
-      x = y + x
-    else:
-      x = _synthesis_layer(bp["conv0"], cfg, x, ws[:, w_idx], next_noise(), up=2)
-      x = _synthesis_layer(bp["conv1"], cfg, x, ws[:, w_idx + 1], next_noise(), up=1)
-    if img is not None:
-      img = upfirdn.upsample2d(img, cfg.resample_filter)
-    if cfg.has_torgb(r):
-      y = _torgb(bp["torgb"], cfg, x, ws[:, w_idx + cfg.num_conv(r)])
-      img = y if img is None else img + y
-    w_idx += cfg.num_conv(r)
-  return jnp.transpose(img, (0, 3, 1, 2))
+  return _image(stages_lib.run_stages(_stages(params, config, ws, noise, noise_mode, key)))
+
+
+def synthesize_until(params: dict, config: Stylegan2Config, ws: jax.Array, layer: str,
+                     noise: Sequence[jax.Array] | None = None, noise_mode: str = "const",
+                     key: jax.Array | None = None) -> dict:
+  """`synthesize` up to and including the block `layer` (one of `cut_points(config)`): its
+  state {'x': [B, r, r, C_r], 'img': [B, r, r, img_channels] ('skip' only)}, NHWC float32.
+  Arguments as `synthesize` (all rows and noise maps; later layers' are not used)."""
+  stages_lib.check_cut(layer, cut_points(config), "this StyleGAN2")
+  return stages_lib.run_stages(_stages(params, config, ws, noise, noise_mode, key), until=layer)
+
+
+def synthesize_from(params: dict, config: Stylegan2Config, ws: jax.Array, layer: str,
+                    activation: dict, noise: Sequence[jax.Array] | None = None,
+                    noise_mode: str = "const", key: jax.Array | None = None) -> jax.Array:
+  """The rest of `synthesize` after the block `layer`, from its `activation` (as
+  `synthesize_until` returns it) -> images [B, img_channels, H, W]. Arguments as
+  `synthesize` (all rows and noise maps; earlier layers' are not used)."""
+  stages_lib.check_cut(layer, cut_points(config), "this StyleGAN2")
+  return _image(stages_lib.run_stages(_stages(params, config, ws, noise, noise_mode, key),
+                                      activation, after=layer))

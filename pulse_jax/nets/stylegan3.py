@@ -41,6 +41,7 @@ import numpy as np
 
 from pulse_jax.nets import filters as sg3_filters
 from pulse_jax.nets import ops
+from pulse_jax.nets import stages as stages_lib
 from pulse_jax.nets import upfirdn
 from pulse_jax.nets.config_dict import DictConfig
 
@@ -425,16 +426,58 @@ def _synthesis_layer(p: dict, spec: LayerSpec, config: Stylegan3Config, x: jax.A
                         slope=1.0 if spec.is_torgb else LRELU_SLOPE, clamp=config.conv_clamp)
 
 
-def synthesize(params: dict, config: Stylegan3Config, ws: jax.Array) -> jax.Array:
-  """SynthesisNetwork: ws [B, num_ws, w_dim] float32 -> images [B, img_channels,
-  img_resolution, img_resolution] float32 (NCHW, not clamped). Jit with config static."""
+def _stages(params: dict, config: Stylegan3Config, ws: jax.Array) -> list[stages_lib.Stage]:
+  """The synthesis as stages: 'input' (the Fourier features), then one per SynthesisLayer,
+  NVIDIA's names 'L{i}_{size}_{channels}' (the last is the ToRGB layer); the state after each
+  is its output [B, size, size, channels] (NHWC float32)."""
   if ws.ndim != 3 or ws.shape[1:] != (config.num_ws, config.w_dim):
     raise ValueError(f"ws must be [B, {config.num_ws}, {config.w_dim}], got {ws.shape}.")
   p = params["synthesis"]
   ws = jnp.asarray(ws, jnp.float32)
-  x = _synthesis_input(p["input"], config.input_spec, ws[:, 0])
+  out = [stages_lib.Stage("input",
+                          lambda _: _synthesis_input(p["input"], config.input_spec, ws[:, 0]))]
   for i, spec in enumerate(config.layer_specs):
-    x = _synthesis_layer(p[spec.name], spec, config, x, ws[:, i + 1])
+    out.append(_layer_stage(p[spec.name], spec, config, ws[:, i + 1]))
+  return out
+
+
+def _layer_stage(p: dict, spec: LayerSpec, config: Stylegan3Config,
+                 w: jax.Array) -> stages_lib.Stage:
+  """One SynthesisLayer as a stage, with its style row w [B, w_dim]."""
+  return stages_lib.Stage(spec.name, lambda x: _synthesis_layer(p, spec, config, x, w))
+
+
+def _image(x: jax.Array, config: Stylegan3Config) -> jax.Array:
+  """The ToRGB layer's output [B, H, W, C] -> images [B, C, H, W], times `output_scale`."""
   if config.output_scale != 1:
     x = x * config.output_scale
   return jnp.transpose(x, (0, 3, 1, 2))
+
+
+def cut_points(config: Stylegan3Config) -> tuple[str, ...]:
+  """Where the synthesis can be cut: after the Fourier 'input' and after each SynthesisLayer
+  but the ToRGB layer ('L0_36_512' .. 'L13_1024_32' at 1024)."""
+  return ("input",) + tuple(spec.name for spec in config.layer_specs[:-1])
+
+
+def synthesize(params: dict, config: Stylegan3Config, ws: jax.Array) -> jax.Array:
+  """SynthesisNetwork: ws [B, num_ws, w_dim] float32 -> images [B, img_channels,
+  img_resolution, img_resolution] float32 (NCHW, not clamped). Jit with config static."""
+  return _image(stages_lib.run_stages(_stages(params, config, ws)), config)
+
+
+def synthesize_until(params: dict, config: Stylegan3Config, ws: jax.Array,
+                     layer: str) -> jax.Array:
+  """`synthesize` up to and including `layer` (one of `cut_points(config)`): its output
+  [B, size, size, channels] (NHWC float32). ws: all rows (later layers' are not used)."""
+  stages_lib.check_cut(layer, cut_points(config), "this StyleGAN3")
+  return stages_lib.run_stages(_stages(params, config, ws), until=layer)
+
+
+def synthesize_from(params: dict, config: Stylegan3Config, ws: jax.Array, layer: str,
+                    activation: jax.Array) -> jax.Array:
+  """The rest of `synthesize` after `layer`, from its `activation` (as `synthesize_until`
+  returns it) -> images [B, img_channels, H, W]. ws: all rows (earlier layers' are not used)."""
+  stages_lib.check_cut(layer, cut_points(config), "this StyleGAN3")
+  return _image(stages_lib.run_stages(_stages(params, config, ws), activation, after=layer),
+                config)

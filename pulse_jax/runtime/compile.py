@@ -74,7 +74,8 @@ def abstract_prepared(generator: Generator, params, mesh):
 
 
 def chunk_program(problem: program.Problem, mesh, weights, state, ref, mask, fwd=None):
-  """(compiled chunk, compile seconds) for these (concrete or abstract) arguments, cached.
+  """(compiled chunk, compile seconds of this call: 0 when cached) for these (concrete or
+  abstract) arguments, cached.
 
   weights: the prepared weights (`generator.prepare(params)`, see `prepare_program`); state:
   the `SearchState` (leading axis N_pad); ref: [N_pad, C', h, w]; mask: [N_pad, 1, h, w] or
@@ -99,9 +100,10 @@ def chunk_program(problem: program.Problem, mesh, weights, state, ref, mask, fwd
     jitted = jax.jit(fn, in_shardings=(rep, state_sh, rows, rep)
                      + ((rows,) if mask is not None else ()),
                      out_shardings=(state_sh, trace_sh), donate_argnums=(1,))
-    _COMPILED[key] = (jitted.lower(*args).compile(), time.perf_counter() - t)
+    _COMPILED[key] = jitted.lower(*args).compile()
     compile_count += 1
-  return _COMPILED[key]
+    return _COMPILED[key], time.perf_counter() - t
+  return _COMPILED[key], 0.0   # compiled before: no compile time now
 
 
 def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: int, lr_size: int,

@@ -103,18 +103,7 @@ def test_presets_are_valid_options_of_built_in_models():
   # the README's command: the built-in model's measured preset (docs/presets.md)
   assert builtin_models.PRESETS[builtin_models.DEFAULT_MODEL] == {
       "steps": 400, "restarts": 12, "learning_rate": 1.6, "lr_schedule": "linear1cycledrop",
-      "opt_name": "adam", "loss_str": "100*L2", "duplicates": 4, "stop_within": 4,
-      "stop_extra_steps": 0}
-
-
-def test_preset_counts_of_restarts_follow_a_smaller_given_restarts():
-  r = resolve(RunOptions(restarts=2))
-  assert (r.duplicates, r.sources["duplicates"]) == (2, "preset")
-  assert (r.stop_within, r.sources["stop_within"]) == (2, "preset")
-  check_options(r)                   # valid: no error about options the user did not give
-  r = resolve(RunOptions(restarts=2, duplicates=3))
-  with pytest.raises(UsageError, match="--duplicates"):
-    check_options(r)                 # a given value is checked, not capped
+      "opt_name": "adam", "loss_str": "100*L2"}
 
 
 def test_sources_given_preset_default(monkeypatch):
