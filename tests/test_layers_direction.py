@@ -51,7 +51,7 @@ def test_the_runtime_imports_no_weights_convert_module():
 # a fresh interpreter, loads no module of a layer above it, no entry point, no weights_convert.
 LAYERS = ("core", "metrics", "nets", "generators", "io", "forward", "search", "runtime", "job")
 ENTRY_POINTS = ("pulse_jax.api", "pulse_jax.run", "pulse_jax.render", "pulse_jax.align",
-                "pulse_jax.gallery")
+                "pulse_jax.gallery", "pulse_jax.evaluate")
 
 _LAYER_PROBE = """
 import importlib, json, pkgutil, sys

@@ -148,11 +148,13 @@ class Generator:
                                         layer)
 
   def render_from(self, prepared: dict, w: jax.Array, noise: Sequence[jax.Array], layer: str,
-                  activation) -> jax.Array:
+                  activation, until: str | None = None) -> jax.Array:
     """The rest of `render_prepared` after the cut point `layer`, from `activation` ->
-    images [N, C, H, W]: `render_from(.., render_until(..))` is `render_prepared(..)`."""
+    images [N, C, H, W]: `render_from(.., render_until(..))` is `render_prepared(..)`. With
+    `until` (a later cut point): the activation there (`render_until(.., until)` when
+    `activation` is `render_until(.., layer)`)."""
     return self.family.synthesize_from(prepared, self.config, w, noise, self.dtype, self.remat,
-                                       layer, activation)
+                                       layer, activation, until)
 
   def activation_shapes(self, layer: str, batch: int = 1):
     """`render_until`'s output for `batch` rows as a tree of `jax.ShapeDtypeStruct`."""

@@ -102,10 +102,12 @@ class Family(abc.ABC):
     raise ValueError(f"a {self.kind} generator has no cut points (ILO does not apply).")
 
   def synthesize_from(self, prepared: dict, config, ws: jax.Array, noise: Sequence[jax.Array],
-                      dtype, remat: str, layer: str, activation: Any) -> jax.Array:
+                      dtype, remat: str, layer: str, activation: Any,
+                      until: str | None = None) -> jax.Array:
     """The rest of `synthesize` after the cut point `layer`, from `activation` (as
     `synthesize_until` returns it) -> images [N, C, H, W]; `synthesize_from(..,
-    synthesize_until(..))` is `synthesize`."""
+    synthesize_until(..))` is `synthesize`. With `until` (a later cut point): the activation
+    there (the stages between two cuts) instead of the image."""
     raise ValueError(f"a {self.kind} generator has no cut points (ILO does not apply).")
 
   def activation_shapes(self, config, layer: str, dtype=jnp.float32, batch: int = 1) -> Any:

@@ -54,8 +54,9 @@ class DCGAN(Family):
   def synthesize_until(self, prepared, config, ws, noise, dtype, remat, layer):
     return dcgan.synthesize_until(prepared["dcgan"], config, ws.reshape(ws.shape[0], -1), layer)
 
-  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
-    return dcgan.synthesize_from(prepared["dcgan"], config, layer, activation)
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation,
+                      until=None):
+    return dcgan.synthesize_from(prepared["dcgan"], config, layer, activation, until)
 
   def prior(self, params, config, x):
     return x

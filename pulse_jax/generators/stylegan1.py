@@ -72,9 +72,10 @@ class StyleGAN1(Family):
     return stylegan1.synthesize_until(prepared["synthesis"], ws, list(noise), config, layer,
                                       dtype, remat)
 
-  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation,
+                      until=None):
     return stylegan1.synthesize_from(prepared["synthesis"], ws, list(noise), config, layer,
-                                     activation, dtype, remat)
+                                     activation, dtype, remat, until)
 
   def prior(self, params, config, x):
     return latent_to_w(x, params["gaussian_fit"])

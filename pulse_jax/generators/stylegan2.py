@@ -62,11 +62,12 @@ class StyleGAN2(NvidiaFamily):
     return net.synthesize_until(prepared["synthesis"], config, ws.astype(jnp.float32), layer,
                                 noise=noise, noise_mode="none" if noise is None else "const")
 
-  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation,
+                      until=None):
     noise = list(noise) if noise else None
     return net.synthesize_from(prepared["synthesis"], config, ws.astype(jnp.float32), layer,
                                activation, noise=noise,
-                               noise_mode="none" if noise is None else "const")
+                               noise_mode="none" if noise is None else "const", until=until)
 
   def const_noise(self, params, config, batch):
     return net.const_noise(params, config, batch) if config.use_noise else None

@@ -37,5 +37,7 @@ class StyleGAN3(NvidiaFamily):
   def synthesize_until(self, prepared, config, ws, noise, dtype, remat, layer):
     return net.synthesize_until(prepared, config, ws.astype(jnp.float32), layer)
 
-  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation):
-    return net.synthesize_from(prepared, config, ws.astype(jnp.float32), layer, activation)
+  def synthesize_from(self, prepared, config, ws, noise, dtype, remat, layer, activation,
+                      until=None):
+    return net.synthesize_from(prepared, config, ws.astype(jnp.float32), layer, activation,
+                               until)

@@ -119,10 +119,16 @@ def search_params(model: Model, generator, class_index: int | None) -> dict:
 
 
 def check_layers(config, generator) -> None:
-  """The noise-layer options against the generator's noise layers (UsageError naming the flag)."""
+  """The noise-layer and ILO-layer options against the generator's noise layers and cut points
+  (UsageError naming the flag)."""
+  from pulse_jax.job.settings import config_flag_message
+  from pulse_jax.search import ilo
+  try:
+    ilo.layers(config, generator)
+  except ValueError as e:
+    raise UsageError(config_flag_message(e)) from None
   if not generator.noise_shapes:
     return
-  from pulse_jax.job.settings import config_flag_message
   try:
     config.check_layers(len(generator.noise_shapes))
   except ValueError as e:

@@ -238,6 +238,10 @@ class Job:
     self.compile_s = self.search_s = self.searched_s = 0.0
     self.restart_steps = 0
     self.stopped_by: int | None = None  # the signal that stopped the job (`pulse_jax.runtime.stopping`)
+    from pulse_jax.search import ilo
+    # steps of a restart's whole search: --steps, plus --ilo_steps per ILO layer
+    self.steps = (self.config.steps
+                  + len(ilo.layers(self.config, self.generator)) * self.config.ilo_steps)
 
   def search(self, batches: list[list[Item]]) -> None:
     """Searches every batch with an input to search (batch numbers count every batch, so
@@ -251,7 +255,7 @@ class Job:
     from pulse_jax.runtime import stopping
     o = self.o
     work = [b for b in batches if not all(it.kept for it in b)]
-    self.progress = Progress(sum(len(b) for b in work) * o.restarts * o.steps, self.log,
+    self.progress = Progress(sum(len(b) for b in work) * o.restarts * self.steps, self.log,
                              self.config.eps)
     self.progress.total_images = sum(len(b) for b in work)
     self.progress.stops_early = self.config.stop_within > 0
@@ -352,7 +356,7 @@ class Job:
       if not it.kept:
         it.fail(f"{it.path}: {msg}")
     self.progress.done_images += len(batch)
-    self.progress.total_work -= len(batch) * o.restarts * o.steps
+    self.progress.total_work -= len(batch) * o.restarts * self.steps
 
   def _account(self, bi: int, batch: list[Item], result, t_batch: float) -> dict:
     """Adds a searched batch to the totals; returns the timings for its reports."""
@@ -360,7 +364,7 @@ class Job:
     self.compile_s += t["compile_s"]
     self.search_s += t["search_s"]
     self.restart_steps += t["restart_steps"]
-    progress.done_work += len(batch) * o.restarts * o.steps
+    progress.done_work += len(batch) * o.restarts * self.steps
     progress.search_s += t["search_s"]
     progress.done_images += len(batch)
     return {"compile_s": t["compile_s"], "search_s": t["search_s"], "init_s": t["init_s"],

@@ -107,11 +107,15 @@ def synthesize_until(params: dict, config: DCGANConfig, z: jax.Array, layer: str
 
 
 def synthesize_from(params: dict, config: DCGANConfig, layer: str,
-                    activation: jax.Array) -> jax.Array:
+                    activation: jax.Array, until: str | None = None) -> jax.Array:
   """The rest of `synthesize` after block `layer`, from its `activation` (as
   `synthesize_until` returns it) -> images [B, nc, 64, 64]. (No latent: the DCGAN's only
-  input is consumed by the first block.)"""
+  input is consumed by the first block.) With `until` (a later cut point): that block's
+  activation instead of the image."""
   stages_lib.check_cut(layer, cut_points(config), "the DCGAN")
+  if until is not None:
+    stages_lib.check_cut(until, cut_points(config), "the DCGAN")
+    return stages_lib.run_stages(_stages(params, config), activation, after=layer, until=until)
   return _image(stages_lib.run_stages(_stages(params, config), activation, after=layer))
 
 

@@ -5,7 +5,7 @@ A `Stage` is a name and a function from the state after the previous stage (a py
 [N, ...] arrays; None before the first stage) to the state after this one. A network's
 `synthesize` runs every stage, `synthesize_until(layer)` the stages up to and including the
 one named `layer`, `synthesize_from(layer, activation)` the stages after it, starting from
-`activation`. The cut points are the names of the stages a cut may follow (a network lists
+`activation` (with `until=`, only those up to a later cut: its activation). The cut points are the names of the stages a cut may follow (a network lists
 them in `cut_points(config)`; not the last stage, whose output is the image).
 """
 from __future__ import annotations
@@ -29,12 +29,13 @@ def check_cut(layer: str, cut_points: Sequence[str], network: str) -> None:
 def run_stages(stages: Sequence[Stage], state: Any = None, *, until: str | None = None,
                after: str | None = None) -> Any:
   """The state after running `stages` in order from `state`: all of them; with `until`, those
-  up to and including the stage of that name; with `after`, those after it (not both)."""
-  if until is not None and after is not None:
-    raise ValueError("run_stages: give `until` or `after`, not both.")
+  up to and including the stage of that name; with `after`, those after it; with both, those
+  after `after` up to and including `until` (`until` must come after `after`)."""
   names = [stage.name for stage in stages]
   start = 0 if after is None else names.index(after) + 1
   stop = len(stages) if until is None else names.index(until) + 1
+  if stop < start:
+    raise ValueError(f"run_stages: {until!r} does not come after {after!r}.")
   for stage in stages[start:stop]:
     state = stage.run(state)
   return state

@@ -295,13 +295,16 @@ def synthesize_until(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Ar
 
 def synthesize_from(prepared: dict, dlatents: jax.Array, noise: Sequence[jax.Array],
                     config: StyleGANConfig, layer: str, activation: jax.Array,
-                    dtype=jnp.float32, remat: str = "none") -> jax.Array:
+                    dtype=jnp.float32, remat: str = "none", until: str | None = None) -> jax.Array:
   """The rest of `synthesize` after the block `layer`, from its `activation` (as
   `synthesize_until` returns it) -> images [B, C, H, W]. Arguments as `synthesize` (all rows
-  and noise maps; those of earlier layers are not used)."""
+  and noise maps; those of earlier layers are not used). With `until` (a later cut point):
+  that block's activation instead of the image."""
   stages_lib.check_cut(layer, cut_points(config), "this StyleGAN")
+  if until is not None:
+    stages_lib.check_cut(until, cut_points(config), "this StyleGAN")
   return stages_lib.run_stages(_stages(prepared, dlatents, noise, config, dtype, remat),
-                               activation, after=layer)
+                               activation, after=layer, until=until)
 
 
 class SynthesisNetwork(nn.Module):

@@ -564,10 +564,16 @@ def synthesize_until(params: dict, config: Stylegan2Config, ws: jax.Array, layer
 
 def synthesize_from(params: dict, config: Stylegan2Config, ws: jax.Array, layer: str,
                     activation: dict, noise: Sequence[jax.Array] | None = None,
-                    noise_mode: str = "const", key: jax.Array | None = None) -> jax.Array:
+                    noise_mode: str = "const", key: jax.Array | None = None,
+                    until: str | None = None) -> jax.Array:
   """The rest of `synthesize` after the block `layer`, from its `activation` (as
   `synthesize_until` returns it) -> images [B, img_channels, H, W]. Arguments as
-  `synthesize` (all rows and noise maps; earlier layers' are not used)."""
+  `synthesize` (all rows and noise maps; earlier layers' are not used). With `until` (a later
+  cut point): that block's activation instead of the image."""
   stages_lib.check_cut(layer, cut_points(config), "this StyleGAN2")
+  if until is not None:
+    stages_lib.check_cut(until, cut_points(config), "this StyleGAN2")
+    return stages_lib.run_stages(_stages(params, config, ws, noise, noise_mode, key),
+                                 activation, after=layer, until=until)
   return _image(stages_lib.run_stages(_stages(params, config, ws, noise, noise_mode, key),
                                       activation, after=layer))

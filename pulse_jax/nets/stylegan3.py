@@ -475,9 +475,14 @@ def synthesize_until(params: dict, config: Stylegan3Config, ws: jax.Array,
 
 
 def synthesize_from(params: dict, config: Stylegan3Config, ws: jax.Array, layer: str,
-                    activation: jax.Array) -> jax.Array:
+                    activation: jax.Array, until: str | None = None) -> jax.Array:
   """The rest of `synthesize` after `layer`, from its `activation` (as `synthesize_until`
-  returns it) -> images [B, img_channels, H, W]. ws: all rows (earlier layers' are not used)."""
+  returns it) -> images [B, img_channels, H, W]. ws: all rows (earlier layers' are not used).
+  With `until` (a later cut point): that layer's activation instead of the image."""
   stages_lib.check_cut(layer, cut_points(config), "this StyleGAN3")
+  if until is not None:
+    stages_lib.check_cut(until, cut_points(config), "this StyleGAN3")
+    return stages_lib.run_stages(_stages(params, config, ws), activation, after=layer,
+                                 until=until)
   return _image(stages_lib.run_stages(_stages(params, config, ws), activation, after=layer),
                 config)

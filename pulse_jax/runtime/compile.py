@@ -100,10 +100,10 @@ def chunk_program(problem: program.Problem, mesh, weights, state, ref, mask, fwd
     jitted = jax.jit(fn, in_shardings=(rep, state_sh, rows, rep)
                      + ((rows,) if mask is not None else ()),
                      out_shardings=(state_sh, trace_sh), donate_argnums=(1,))
-    _COMPILED[key] = jitted.lower(*args).compile()
+    _COMPILED[key] = (jitted.lower(*args).compile(), time.perf_counter() - t)
     compile_count += 1
-    return _COMPILED[key], time.perf_counter() - t
-  return _COMPILED[key], 0.0   # compiled before: no compile time now
+    return _COMPILED[key]
+  return _COMPILED[key][0], 0.0   # compiled before: no compile time now
 
 
 def compiled_chunk(generator: Generator, params, config: SearchConfig, *, rows: int, lr_size: int,

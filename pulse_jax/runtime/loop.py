@@ -29,7 +29,7 @@ import numpy as np
 from pulse_jax.forward import ForwardModel
 from pulse_jax.generators import Generator
 from pulse_jax.runtime import checkpoints, compile, sharding, stopping
-from pulse_jax.search import candidates, program, rank
+from pulse_jax.search import candidates, ilo, program, rank
 from pulse_jax.search.config import SearchConfig
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,14 @@ class SearchResult:
   every within-eps restart's HR image (NaN where fewer than 2 are within eps), spread_count: [B]
   restarts it is over, spread_mean: [B] its mean (NaN without a map).
   Anytime search (config.stop_within): steps_run: [B] steps each image's restarts ran;
-  ended_early: [B] bool (ended before config.steps by the stop rule); first_within_step:
+  ended_early: [B] bool (ended before the last step by the stop rule); first_within_step:
   [B, R] 1-based step at which each restart's L2 was first <= eps (0: never).
+  ILO (config.ilo, `search/ilo.py`): ilo_layers: the cut points searched after the latent
+  search; ilo_kept_layer: the last one entered (the kept images are rendered from its
+  activation, `start_values['ilo.<layer>']`), None before the first; ilo_moved: {layer: [B, R]
+  float32} for each layer entered, how far the kept activation there is from the point it was
+  entered with (||a - c||_1 / ||c||_1, at most config.ilo_radius; 0: the search there did not
+  improve on the kept image).
   num_devices / num_processes: where it ran; padded_rows: extra rows (restarts of the last
   image) added so every device holds as many rows, computed and dropped; micro_batches: the
   sequential groups of restarts per step (as given, or chosen when 0 was given).
@@ -91,6 +97,9 @@ class SearchResult:
   steps_run: np.ndarray | None = None
   ended_early: np.ndarray | None = None
   first_within_step: np.ndarray | None = None
+  ilo_layers: tuple = ()
+  ilo_kept_layer: str | None = None
+  ilo_moved: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.failed is None:
@@ -328,7 +337,8 @@ class BatchSearch:
 
   @property
   def steps(self) -> int:
-    return self.problem.config.steps
+    """Steps of the whole search (config.steps plus the ILO layers' steps)."""
+    return self.problem.total_steps
 
   def start(self, ckpt: _Checkpoints, log: Callable[[str], None]) -> None:
     """The state to search from: the newest checkpoint's, or the initial draw."""
@@ -423,7 +433,9 @@ class BatchSearch:
     sub = program.SearchState(
         step=state.step, vars={}, fixed_noise=_gather(state.fixed_noise, rows_j), opt_state=(),
         best_vars=_gather(state.best_vars, rows_j), best_total=None, best_terms={},
-        best_l2=None, best_step=None, min_l2=None, ends_at=None)
+        best_l2=None, best_step=None, min_l2=None, ends_at=None,
+        ilo=None if state.ilo is None else state.ilo._replace(
+            acts={}, centres={}, opt_state={}, best_acts=_gather(state.ilo.best_acts, rows_j)))
     sub_ref = _gather(self.ref, rows_j)
     sub_mask = _gather(self.mask, rows_j) if self.mask is not None else None
     out = program.render_best_prepared(self.problem, self.weights, sub, sub_ref, sub_mask,
@@ -464,7 +476,20 @@ class BatchSearch:
         num_processes=jax.process_count(), selection=selection, filled=kept["filled"],
         diversity=kept["diversity"], spread=kept["spread"], spread_count=kept["spread_count"],
         spread_mean=kept["spread_mean"], steps_run=steps_run,
-        ended_early=steps_run < self.steps, first_within_step=_first_within(trace, eps, b, r))
+        ended_early=steps_run < self.steps, first_within_step=_first_within(trace, eps, b, r),
+        **self._ilo_fields())
+
+  def _ilo_fields(self) -> dict:
+    """SearchResult's ILO fields (see there) from the state."""
+    layers = self.problem.ilo_layers
+    if not layers:
+      return {}
+    b, r, n, st = self.images, self.restarts, self.n, self.state.ilo
+    entered = int(ilo.kept_phase(self.problem.ilo_starts, self.state.step))
+    moved = {layer: sharding.to_host(ilo.moved(st.best_acts[layer], st.centres[layer]))[:n]
+             .reshape(b, r) for layer in layers[:entered]}
+    return {"ilo_layers": layers, "ilo_kept_layer": layers[entered - 1] if entered else None,
+            "ilo_moved": moved}
 
   def _candidates(self, ranking: np.ndarray, within: np.ndarray, keep: int,
                   selection: str) -> dict:

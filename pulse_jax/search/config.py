@@ -22,6 +22,7 @@ LR_SCHEDULES = ("fixed", "linear1cycle", "linear1cycledrop")
 SEED_MAX = 2 ** 32 - 1
 
 HAS_NOISE = Applies(lambda g: bool(g.noise_shapes), "has no noise inputs")
+HAS_CUT_POINTS = Applies(lambda g: bool(g.ilo_layers), "has no cut points for ILO")
 HAS_STYLE_ROWS = Applies(lambda g: g.latent_layers(True) != g.latent_layers(False),
                          "has a single latent vector (nothing to tile)")
 
@@ -36,6 +37,11 @@ def bad_layers(value: str) -> tuple[int, ...]:
   except ValueError:
     raise ValueError(f"must be layer indices joined by '.', e.g. '17' or '16.17' (or '' for "
                      f"none) (got {shown(value)})") from None
+
+
+def ilo_layer_names(value: str) -> tuple[str, ...]:
+  """--ilo_layers ('b4,b8', or '' for the generator's defaults) as cut-point names."""
+  return tuple(p.strip() for p in value.split(",") if p.strip())
 
 
 def _loss_str(v):
@@ -91,6 +97,27 @@ SEARCH: tuple[Option, ...] = _search(
            "With --stop_within: steps an image still runs after its --stop_within-th restart "
            "reached eps (the restarts within eps refine, the others may still reach it).",
            check=at_least(0)),
+    Option("ilo", bool, False,
+           "Intermediate-layer search (ILO, Daras et al. 2021) after the latent search: at each "
+           "cut point of --ilo_layers in turn, the generator's activation there is searched "
+           "for --ilo_steps steps inside an l1 ball (--ilo_radius) around what the previous "
+           "search produced, so the output may leave the generator's range a little. The "
+           "steps add to --steps.",
+           applies=HAS_CUT_POINTS),
+    Option("ilo_layers", str, "",
+           "With --ilo: the cut points searched, in network order, joined by ',' (e.g. "
+           "'b4,b8'); '' for the generator's defaults (docs/search.md lists each family's); "
+           "an unknown name's error lists the generator's cut points.",
+           applies=HAS_CUT_POINTS),
+    Option("ilo_steps", int, 100, "With --ilo: steps per cut point.",
+           check=at_least(1, what="an integer"), applies=HAS_CUT_POINTS),
+    Option("ilo_radius", float, 0.1,
+           "With --ilo: radius of each layer's l1 ball, as a fraction of the l1 norm of the "
+           "activation it starts from (0.1: the activation may change by 10% of its size).",
+           check=finite(0.0, strict=True), applies=HAS_CUT_POINTS),
+    Option("ilo_learning_rate", float, 0.05,
+           "With --ilo: Adam's learning rate for the activations (constant).",
+           check=finite(0.0, strict=True), applies=HAS_CUT_POINTS),
     Option("seed", int, 0,
            "Random seed (honoured, 0 included): a restart's start depends only on the seed, "
            "the input's pixels and the restart index. 0..4294967295 (the uint32 seed of "

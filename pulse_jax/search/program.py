@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pulse_jax.search import losses, rank
+from pulse_jax.search import ilo, losses, rank
 from pulse_jax.forward import ForwardModel
 from pulse_jax.generators import Generator
 from pulse_jax.search.optimizers import make_optimizer
@@ -47,8 +47,9 @@ class SearchState(NamedTuple):
                                # restart whose losses were never finite)
   min_l2: jax.Array            # [N] lowest unclamped L2 seen at any step
   ends_at: jax.Array           # [N] int32, the step after which the restart stops changing:
-                               # config.steps, or earlier once its image has ended (anytime
-                               # search, `Problem.stops_early`)
+                               # `Problem.total_steps`, or earlier once its image has ended
+                               # (anytime search, `Problem.stops_early`)
+  ilo: ilo.IloState | None = None   # the intermediate-layer search's part (`config.ilo`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,22 @@ class Problem:
     elif self.forward.factor != self.factor:
       raise ValueError(f"forward model factor {self.forward.factor} != factor {self.factor}.")
     self.forward.check_hr_shape((g.num_channels, g.resolution, g.resolution))
+    ilo.layers(cfg, g)   # ValueError naming the cut points
+
+  @property
+  def ilo_layers(self) -> tuple[str, ...]:
+    """The cut points the ILO search visits after the latent search; () without config.ilo."""
+    return ilo.layers(self.config, self.generator)
+
+  @property
+  def ilo_starts(self) -> tuple[int, ...]:
+    """The step at which each of `ilo_layers` is entered."""
+    return ilo.phase_starts(self.config, len(self.ilo_layers))
+
+  @property
+  def total_steps(self) -> int:
+    """Steps of the whole search: config.steps, plus config.ilo_steps per ILO layer."""
+    return self.config.steps + len(self.ilo_layers) * self.config.ilo_steps
 
   @property
   def stops_early(self) -> bool:
@@ -163,12 +180,30 @@ def _noise_list(problem: Problem, n: int, trainable: dict, fixed: dict):
   return out
 
 
+def _render(problem: Problem, prepared: dict, w: jax.Array, noise: list, acts: dict | None,
+            phase: jax.Array | None) -> jax.Array:
+  """The generator's output [N, C, H, W] in phase `phase` ([] int32): 0 from the latent, k from
+  the activation of the k-th ILO layer (`acts`), the latent and noise then held fixed."""
+  g = problem.generator
+  if not problem.ilo_layers or acts is None:
+    return g.render_prepared(prepared, w, noise)
+  fixed = lambda t: jax.tree.map(jax.lax.stop_gradient, t)
+  branches = [lambda w, noise, acts: g.render_prepared(prepared, w, noise)] + [
+      (lambda w, noise, acts, layer=layer: g.render_from(prepared, fixed(w), fixed(noise), layer,
+                                                          acts[layer]))
+      for layer in problem.ilo_layers]
+  return jax.lax.switch(phase, branches, w, noise, acts)
+
+
 def evaluate(problem: Problem, prepared: dict, vars: dict, fixed_noise: dict, ref: jax.Array,
-             mask: jax.Array | None, fwd_arrays: dict | None = None):
+             mask: jax.Array | None, fwd_arrays: dict | None = None, acts: dict | None = None,
+             phase: jax.Array | None = None):
   """Per-restart losses of the current variables; prepared: `problem.generator.prepare(params)`.
 
   ref: [N, C', h, w] targets; mask: [N, 1, h, w] known-pixel weights or None; fwd_arrays: the
-  forward model's shared arrays (`ForwardModel.arrays()`, e.g. a user blur kernel).
+  forward model's shared arrays (`ForwardModel.arrays()`, e.g. a user blur kernel); acts,
+  phase: the ILO activations {layer: [N, ...]} and the phase ([] int32, 0: the latent search)
+  when `problem.ilo_layers`.
   Returns (total [N], terms {name: [N]}, l2_raw [N], hr [N, C, H, W] in ~[0, 1],
   lr [N, C', h, w] = forward(hr)).
   """
@@ -177,7 +212,7 @@ def evaluate(problem: Problem, prepared: dict, vars: dict, fixed_noise: dict, re
   n = x.shape[0]
   w = g.latent_to_w(prepared, x)
   noise = _noise_list(problem, n, vars.get("noise", {}), fixed_noise)
-  hr = (g.render_prepared(prepared, w, noise) + 1.0) / 2.0
+  hr = (_render(problem, prepared, w, noise, acts, phase) + 1.0) / 2.0
   lr = problem.forward.apply(hr, fwd_arrays)
   total, terms = losses.total_loss(problem.loss_terms, w if g.has_wplus else w[:, :1], lr, ref,
                                    problem.config.eps, mask=mask)
@@ -204,12 +239,17 @@ def init_state(problem: Problem, image_keys: jax.Array, restart_ids: jax.Array,
   n = latent.shape[0]
   names = tuple(name for _, name in problem.loss_terms)
   inf = jnp.full((n,), jnp.inf, problem.generator.float_dtype)
+  ilo_state = None
+  if problem.ilo_layers:
+    ilo_state = ilo.init_state(problem.config, {
+        layer: problem.generator.activation_shapes(layer, batch=n)
+        for layer in problem.ilo_layers})
   return SearchState(
       step=jnp.zeros((), jnp.int32), vars=vars, fixed_noise=fixed,
       opt_state=problem.optimizer().init(vars), best_vars=vars, best_total=inf,
       best_terms={k: inf for k in names}, best_l2=inf,
       best_step=jnp.zeros((n,), jnp.int32), min_l2=inf,
-      ends_at=jnp.full((n,), problem.config.steps, jnp.int32))
+      ends_at=jnp.full((n,), problem.total_steps, jnp.int32), ilo=ilo_state)
 
 
 def _to_groups(tree, groups: int):
@@ -269,58 +309,125 @@ def within_per_row(problem: Problem, within: jax.Array) -> jax.Array:
 def ends_after(problem: Problem, state: SearchState, best_l2: jax.Array) -> jax.Array:
   """[N] int32 `ends_at` after a step: once config.stop_within restarts of an image are within
   eps (its kept iterates', `best_l2`: [N]), its rows end config.stop_extra_steps steps later
-  (at most config.steps). Decided once per image; exact to the step, whatever the chunk size."""
-  c = problem.config
+  (at most `problem.total_steps`). Decided once per image; exact to the step, whatever the chunk size."""
+  c, steps = problem.config, problem.total_steps
   count = within_per_row(problem, rank.within_eps(best_l2, c.eps))
-  undecided = state.ends_at == c.steps
-  end = jnp.minimum(state.step + 1 + c.stop_extra_steps, c.steps).astype(jnp.int32)
+  undecided = state.ends_at == steps
+  end = jnp.minimum(state.step + 1 + c.stop_extra_steps, steps).astype(jnp.int32)
   return jnp.where(undecided & (count >= c.stop_within), end, state.ends_at)
+
+
+def _enter_layer(problem: Problem, prepared: dict, s: SearchState) -> SearchState:
+  """At the first step of an ILO layer: the kept iterate re-expressed at that layer (its
+  activation there becomes the variable, the ball's centre and the kept activation); the
+  latent and noise go back to the kept iterate's. The kept image is unchanged."""
+  g, layers = problem.generator, problem.ilo_layers
+
+  def entering(k: int):
+    layer = layers[k]
+
+    def activation(best_vars, fixed_noise, best_acts):
+      n = best_vars["latent"].shape[0]
+      w = g.latent_to_w(prepared, best_vars["latent"])
+      noise = _noise_list(problem, n, best_vars.get("noise", {}), fixed_noise)
+      if k == 0:
+        return g.render_until(prepared, w, noise, layer)
+      return g.render_from(prepared, w, noise, layers[k - 1], best_acts[layers[k - 1]],
+                           until=layer)
+
+    def enter(s: SearchState) -> SearchState:
+      a = map_restarts(problem, activation, s.best_vars, s.fixed_noise, s.ilo.best_acts)
+      st = s.ilo
+      return s._replace(vars=s.best_vars, ilo=st._replace(
+          acts={**st.acts, layer: a}, centres={**st.centres, layer: a},
+          best_acts={**st.best_acts, layer: a}))
+    return enter
+
+  k = ilo.phase_at(problem.ilo_starts, s.step) - 1
+  return jax.lax.switch(jnp.clip(k, 0, len(layers) - 1), [entering(i) for i in range(len(layers))],
+                        s)
 
 
 def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.Array,
                 mask: jax.Array | None = None,
                 fwd_arrays: dict | None = None) -> tuple[SearchState, dict]:
   """`problem.chunk_size` steps on prepared weights (`problem.generator.prepare(params)`,
-  computed once per search by the loop, `runtime.loop`). Steps past `config.steps` are masked
-  (they change nothing); the loop runs a last chunk of the exact remaining length, so none is
-  computed. (A `lax.cond` per step would skip them too, but costs ~15% per step on XLA:CPU.)
+  computed once per search by the loop, `runtime.loop`). Steps past `problem.total_steps` are
+  masked (they change nothing); the loop runs a last chunk of the exact remaining length, so
+  none is computed. (A `lax.cond` per step would skip them too, but costs ~15% per step on
+  XLA:CPU.)
 
   ref: [N, C', h, w] target LR images in [0, 1]; mask: optional [N, 1, h, w] loss weights (0 on
   padding and unknown pixels); fwd_arrays: the forward model's shared arrays (replicated).
   Returns the new state and the trace {'TOTAL', term names..., 'L2_raw': [chunk, N],
   'active': [chunk] bool} of the losses at each step's variables before its update.
   Anytime search (`problem.stops_early`): a row whose image has ended (`state.ends_at`) stops
-  changing and its trace entries are NaN.
+  changing and its trace entries are NaN. ILO (`problem.ilo_layers`, `search/ilo.py`): the
+  steps after config.steps search one layer's activation each (`ilo.phase_at`).
   """
   opt = problem.optimizer()
-  steps = problem.config.steps
+  steps = problem.total_steps
+  layers, starts = problem.ilo_layers, problem.ilo_starts
+  ilo_opt = ilo.optimizer(problem.config) if layers else None
 
-  def loss_fn(vars, fixed_noise, ref, mask):
+  def loss_fn(vars, acts, fixed_noise, ref, mask, phase):
     total, terms, l2_raw, _, _ = evaluate(problem, prepared, vars, fixed_noise, ref, mask,
-                                          fwd_arrays)
+                                          fwd_arrays, acts, phase)
     return jnp.sum(total), (total, terms, l2_raw)
 
-  def losses_and_grads(vars, fixed_noise, ref, mask):
+  def losses_and_grads(vars, acts, fixed_noise, ref, mask, phase):
     """Per-restart losses and each restart's gradient (the sum's gradient: rows independent)."""
-    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(vars, fixed_noise, ref, mask)
+    (_, aux), grads = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
+        vars, acts, fixed_noise, ref, mask, phase)
     return aux, grads
 
+  def update_latent(grads, s: SearchState):
+    updates, opt_state = opt.update(grads[0], s.opt_state, s.vars)
+    return optax.apply_updates(s.vars, updates), opt_state, s.ilo
+
+  def update_layer(layer: str):
+    def update(grads, s: SearchState):
+      st = s.ilo
+      updates, layer_opt = ilo_opt.update(grads[1][layer], st.opt_state[layer], st.acts[layer])
+      act = ilo.project(problem.config, optax.apply_updates(st.acts[layer], updates),
+                        st.centres[layer])
+      return s.vars, s.opt_state, st._replace(acts={**st.acts, layer: act},
+                                              opt_state={**st.opt_state, layer: layer_opt})
+    return update
+
   def step(s: SearchState, _):
-    (total, terms, l2_raw), grads = map_restarts(problem, losses_and_grads, s.vars,
-                                                 s.fixed_noise, ref, mask)
+    if layers:   # entering a layer: the kept iterate re-expressed there
+      s = jax.lax.cond(jnp.any(s.step == jnp.asarray(starts, jnp.int32)),
+                       functools.partial(_enter_layer, problem, prepared), lambda s: s, s)
+      phase = ilo.phase_at(starts, s.step)
+      acts = s.ilo.acts
+    else:
+      phase, acts = None, None
+    (total, terms, l2_raw), grads = map_restarts(
+        problem, lambda v, a, f, r, m: losses_and_grads(v, a, f, r, m, phase), s.vars, acts,
+        s.fixed_noise, ref, mask)
     active = s.step < steps
     # per row: the anytime search freezes the rows of ended images
     rows = active & (s.step < s.ends_at) if problem.stops_early else active
     improved = rows & rank.replaces(total, l2_raw, s.best_total, s.best_l2,
                                     problem.config.eps)
-    updates, opt_state = opt.update(grads, s.opt_state, s.vars)
-    new_vars = optax.apply_updates(s.vars, updates)
+    if layers:
+      new_vars, opt_state, new_ilo = jax.lax.switch(
+          phase, [update_latent] + [update_layer(layer) for layer in layers], grads, s)
+    else:
+      new_vars, opt_state, new_ilo = update_latent(grads, s)
     def keep(new, old):  # per-row leaves follow `rows`; shared ones (adam's count) `active`
       n = rows.shape[0] if problem.stops_early else -1
       return jax.tree.map(
           lambda a, b: (jnp.where(rows.reshape((n,) + (1,) * (a.ndim - 1)), a, b)
                         if a.ndim and a.shape[0] == n else jnp.where(active, a, b)), new, old)
     best_l2 = jnp.where(improved, l2_raw, s.best_l2)
+    ilo_state = s.ilo
+    if layers:
+      ilo_state = ilo.IloState(
+          acts=keep(new_ilo.acts, s.ilo.acts), centres=s.ilo.centres,
+          opt_state=keep(new_ilo.opt_state, s.ilo.opt_state),
+          best_acts=_where_rows(improved, s.ilo.acts, s.ilo.best_acts))
     s = SearchState(
         step=s.step + active.astype(jnp.int32),
         vars=keep(new_vars, s.vars),
@@ -332,7 +439,8 @@ def chunk_steps(problem: Problem, prepared: dict, state: SearchState, ref: jax.A
         best_l2=best_l2,
         best_step=jnp.where(improved, s.step + 1, s.best_step),
         min_l2=jnp.where(rows, jnp.fmin(s.min_l2, l2_raw), s.min_l2),  # NaN-proof
-        ends_at=ends_after(problem, s, best_l2) if problem.stops_early else s.ends_at)
+        ends_at=ends_after(problem, s, best_l2) if problem.stops_early else s.ends_at,
+        ilo=ilo_state)
     losses_now = {"TOTAL": total, "L2_raw": l2_raw, **terms}
     if problem.stops_early:  # the steps a row did not run are not in its trace
       losses_now = jax.tree.map(lambda v: jnp.where(rows, v, jnp.nan), losses_now)
@@ -364,15 +472,17 @@ def run_chunk(problem: Problem, params: dict, state: SearchState, ref: jax.Array
 
 def best_images(problem: Problem, prepared: dict, state: SearchState, ref: jax.Array,
                 mask: jax.Array | None = None, fwd_arrays: dict | None = None) -> dict:
-  """HR and LR images of each restart's best iterate, recomputed from its variables, on
-  prepared weights.
+  """HR and LR images of each restart's best iterate, recomputed from its variables (with ILO,
+  from the kept activation of the layer `state.step` has reached), on prepared weights.
 
   Returns {'hr': [N, C, H, W], 'lr': [N, C', h, w]} in [0, 1] (clamped) and the losses of
   that iterate ('total', 'l2_raw', term names: [N]).
   """
+  acts = state.ilo.best_acts if state.ilo is not None else None
+  phase = ilo.kept_phase(problem.ilo_starts, state.step)
   total, terms, l2_raw, hr, lr = map_restarts(
-      problem, lambda v, f, r, m: evaluate(problem, prepared, v, f, r, m, fwd_arrays),
-      state.best_vars, state.fixed_noise, ref, mask, exact=False)
+      problem, lambda v, a, f, r, m: evaluate(problem, prepared, v, f, r, m, fwd_arrays, a, phase),
+      state.best_vars, acts, state.fixed_noise, ref, mask, exact=False)
   return {"hr": jnp.clip(hr, 0.0, 1.0), "lr": jnp.clip(lr, 0.0, 1.0), "total": total,
           "l2_raw": l2_raw, **terms}
 
@@ -384,13 +494,34 @@ def start_values_of(problem: Problem, state: SearchState) -> dict:
   """Each restart's best iterate in the start-values format: {'latent': [N, l, D], 'noise_<i>': [N, 1, r, r]}.
 
   Includes every non-zero noise map (trainable and fixed), so a search started from it
-  continues from the same point.
+  continues from the same point, and with ILO the kept activation (`kept_activation`).
   """
   vars = state.best_vars
   out = {"latent": vars["latent"]}
   for k, v in {**state.fixed_noise, **vars.get("noise", {})}.items():
     out[f"noise_{k}"] = v
+  out.update(kept_activation(problem, state))
   return out
+
+
+ILO_PREFIX = "ilo."   # start-values / latents.npz keys of the kept ILO activation
+
+
+def kept_activation(problem: Problem, state: SearchState) -> dict:
+  """With ILO, once a layer was entered: the kept iterate's activation at the last layer
+  entered, {'ilo.<layer>': [N, ...]} (a pytree activation: 'ilo.<layer>.<key>' per leaf), what
+  `Generator.render_from` needs with the latent and noise maps to re-render the kept image.
+  {} otherwise. (A host-side read: `state.step` decides the layer.)"""
+  if state.ilo is None:
+    return {}
+  phase = int(ilo.kept_phase(problem.ilo_starts, state.step))
+  if phase == 0:
+    return {}
+  layer = problem.ilo_layers[phase - 1]
+  act = state.ilo.best_acts[layer]
+  if isinstance(act, dict):
+    return {f"{ILO_PREFIX}{layer}.{k}": v for k, v in act.items()}
+  return {f"{ILO_PREFIX}{layer}": act}
 
 
 def start_from_npz_dict(problem: Problem, d: dict, n: int, images: int) -> dict:
@@ -419,8 +550,8 @@ def start_from_npz_dict(problem: Problem, d: dict, n: int, images: int) -> dict:
   kinds = problem.noise_kinds()
   shapes = problem.generator.noise_shapes
   for key, a in d.items():
-    if key == "latent":
-      continue
+    if key == "latent" or key.startswith(ILO_PREFIX):
+      continue   # an ILO activation: a search starts from the latent and noise maps
     if not key.startswith("noise_"):
       raise ValueError(f"start values: unexpected array {key!r}; expected 'latent' and "
                        "'noise_<layer>'.")

@@ -16,10 +16,11 @@ from pulse_jax.search.config import SearchConfig
 from support.harness import run_python
 
 DCGAN = types.SimpleNamespace(kind="dcgan", noise_shapes=(), has_wplus=False,
-                              latent_layers=lambda tile: 1, num_classes=0)
+                              latent_layers=lambda tile: 1, num_classes=0,
+                              ilo_layers=("b4", "b8", "b16", "b32"))
 STYLEGAN = types.SimpleNamespace(kind="stylegan", noise_shapes=((1, 4, 4),) * 18,
                                  has_wplus=True, latent_layers=lambda tile: 1 if tile else 18,
-                                 num_classes=0)
+                                 num_classes=0, ilo_layers=("b4", "b8"))
 
 
 def test_search_config_is_the_search_options():

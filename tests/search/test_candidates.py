@@ -98,7 +98,7 @@ def test_ends_after_decides_once_per_image_exact_to_the_step():
   import jax.numpy as jnp
   from pulse_jax.search.config import SearchConfig
   config = SearchConfig(steps=100, eps=0.1, stop_within=2, stop_extra_steps=5)
-  problem = types.SimpleNamespace(images=2, restarts=2, config=config)
+  problem = types.SimpleNamespace(images=2, restarts=2, config=config, total_steps=config.steps)
   state = types.SimpleNamespace(step=jnp.int32(40), ends_at=jnp.full(4, 100, jnp.int32))
   # image 0: both restarts within eps after step 41 -> ends after step 41 + 5; image 1: one
   ends = program.ends_after(problem, state, jnp.array([0.05, 0.1, 0.05, 0.2]))
