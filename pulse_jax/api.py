@@ -51,6 +51,9 @@ class Result:
   heat map's file (None: not written, or no map); diversity: the mean pairwise distance of the
   kept images (RMS pixel difference, None for one); steps_run: the steps this input's restarts
   ran (fewer than steps= when the search ended early).
+  ilo: with ilo=True, the report's "ilo" block (the cut points searched past the generator's
+  range, the kept layer, how far each kept image's activation moved: docs/search.md); None
+  without ILO.
   """
   input: str
   images: list
@@ -64,6 +67,7 @@ class Result:
   spread_png: str | None = None
   diversity: float | None = None
   steps_run: int | None = None
+  ilo: dict | None = None
 
   @property
   def status(self) -> str:
@@ -330,13 +334,15 @@ def _result(item, result, i: int, report: dict, output_dir) -> Result:
 
 
 def _range_of_report(report: dict, folder: str | None) -> dict:
-  """A Result's spread_png, diversity and steps_run from its report's "spread", "candidates"
-  and "stopping" blocks (None where absent: a report of a run before them)."""
+  """A Result's spread_png, diversity, steps_run and ilo from its report's "spread",
+  "candidates", "stopping" and "ilo" blocks (None where absent: a report of a run before them,
+  or of a run without ILO)."""
   block = lambda name: report.get(name) if isinstance(report.get(name), dict) else {}  # noqa
   name = block("spread").get("file")
   return {"spread_png": os.path.join(folder, name) if folder is not None and name else None,
           "diversity": block("candidates").get("diversity"),
-          "steps_run": block("stopping").get("steps_run")}
+          "steps_run": block("stopping").get("steps_run"),
+          "ilo": report.get("ilo") if isinstance(report.get("ilo"), dict) else None}
 
 
 def _kept(entry: dict, output_dir) -> Result:

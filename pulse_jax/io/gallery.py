@@ -18,8 +18,10 @@ within eps counts, eps, model, restarts, steps, timings); per input the input en
 candidate's LR beside the input, the spread map of its within-eps restarts (<stem>/spread.png,
 named by report.json "spread"; `SPREAD_LINE` says how to read it, or "no map" when fewer than
 2 restarts were within eps), the candidates' diversity and the steps run (report.json
-"candidates", "stopping"), the loss curves, every restart's losses, and the advice when eps was
-not reached; the inputs that failed (or were skipped) with their message.
+"candidates", "stopping"), with --ilo one line on what the search past the generator's range
+did (report.json "ilo": the cut points, how far each kept candidate's activation moved, and
+`ILO_LINE`), the loss curves, every restart's losses, and the advice when eps was not reached;
+the inputs that failed (or were skipped) with their message.
 
 trace.json (per input, optional; without it the page says no curves were recorded):
 
@@ -62,6 +64,10 @@ SPREAD_LINE = ("Per-pixel standard deviation, dark 0, bright {vmax:g} and above:
                "determined by the input, the search imagined it; the spread of this search "
                "with this generator, not a confidence about the person.")
 NO_SPREAD = "no map: fewer than 2 within eps"
+# What the images of an ILO search (--ilo, report.json "ilo") are: the one sentence of its line
+# on the page and of the report's block.
+ILO_LINE = ("The kept images are outside the generator's exact range, within the l1 ball "
+            "around it: still faces the generator imagined, not a recovery of the person.")
 
 CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
        "base-uri 'none'; form-action 'none'")
@@ -100,7 +106,7 @@ svg.curve{display:block;border:1px solid #ddd;background:#fff;margin:4px 0}
 .sw{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:3px}
 nav a{margin-right:10px}
 figure.spread{width:164px}figure.spread figcaption{color:#444}
-.range{margin:4px 0}
+.range,.ilo{margin:4px 0}
 code,.path{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
 """
 
@@ -484,6 +490,34 @@ def _range_html(report: dict) -> str:
   return f'<p class="range">{"; ".join(bits)}.</p>' if bits else ""
 
 
+def _percent(v) -> str:
+  return f"{100 * v:.1f}%" if _is_num(v) else "&ndash;"
+
+
+def _ilo_html(report: dict) -> str:
+  """One line (report.json "ilo", written with --ilo): the cut points searched after the latent
+  search, how far each kept candidate's activation moved from the generator's range there
+  (||a - c||_1 / ||c||_1) against the ball's radius, the layer the images render from, and
+  `ILO_LINE`; '' for a run without ILO."""
+  block = _block(report, "ilo")
+  if block is None:
+    return ""
+  layers = block.get("layers") if isinstance(block.get("layers"), list) else []
+  head = (f"<b>ILO</b> {_e(','.join(map(str, layers)))} ({_fmt(block.get('steps_per_layer'), 'g')}"
+          f" steps each, l1 radius {_percent(block.get('radius'))})")
+  kept = [k for k in (block.get("kept") if isinstance(block.get("kept"), list) else [])
+          if isinstance(k, dict) and isinstance(k.get("moved"), dict)]
+  if not kept or not any(k["moved"] for k in kept):
+    return (f'<p class="ilo">{head}: no cut point was entered (the search ended first); the '
+            "images are in the generator's range.</p>")
+  moves = "; ".join(
+      f"#{_fmt(k.get('rank') + 1 if _is_num(k.get('rank')) else None, 'g')} "
+      + ", ".join(f"{_e(layer)} {_percent(v)}" for layer, v in k["moved"].items())
+      for k in kept)
+  return (f'<p class="ilo">{head}: the activations moved (relative l1) {moves}; images '
+          f"rendered from {_e(block.get('kept_layer'))}. {_e(ILO_LINE)}</p>")
+
+
 def _restarts_table(report: dict, kept: set) -> str:
   rows = report.get("restarts")
   if not isinstance(rows, list) or not rows:
@@ -553,6 +587,7 @@ def _input_section(output_dir: str, index: int, entry: dict) -> str:
   out.append(_spread_html(output_dir, stem, report))
   out.append("</div>")
   out.append(_range_html(report))
+  out.append(_ilo_html(report))
   if not outputs_:
     out.append('<p class="problem">report.json lists no kept outputs.</p>')
   if os.path.isfile(os.path.join(folder, GIF)):

@@ -170,15 +170,19 @@ def finish_input(ctx: Context, it, result, i: int, frames: list, timings: dict) 
   advice = None
   k_out = result.hr.shape[1]
   rng = result_files.range_of(result, i)
+  steps = result_files.search_steps(config, result)   # with --ilo: the layers' steps too
   if not within:
     advice = result_files.advice(it.stem, config.eps, it.best_l2, o.restarts, o.steps, best_r)
     it.message = f"not within eps: closest L2 {it.best_l2:.4g} > eps {config.eps:g}"
     ctx.warn(f"warning: {advice}")
-    ctx.log(f"{it.path}: {range_text(rng, k_out, config.steps)}")
+    ctx.log(f"{it.path}: {range_text(rng, k_out, steps)}")
   else:
     ctx.log(f"{it.path}: {int(result.within_eps[i].sum())}/{o.restarts} restarts within eps "
             f"{config.eps:g}; best L2 {it.best_l2:.3e} (restart {best_r}, step "
-            f"{int(result.best_step[i, best_r])}); {range_text(rng, k_out, config.steps)}")
+            f"{int(result.best_step[i, best_r])}); {range_text(rng, k_out, steps)}")
+  ilo = result_files.ilo_block(result, i, config=config)
+  if ilo is not None:
+    ctx.log(f"{it.path}: {result_files.ilo_text(ilo)}")
   spread = rng["spread"] if ctx.write else None
   spread_files = [result_files.SPREAD_PNG, result_files.SPREAD_NPY] if spread is not None else []
   if ctx.write:
@@ -340,6 +344,16 @@ def _range_entry(report: dict) -> dict:
           "steps_run": block("stopping").get("steps_run")}
 
 
+def _ilo_entry(report: dict) -> dict:
+  """With ILO (the report has an "ilo" block): the input's summary fields 'ilo_kept_layer' and
+  'ilo_moved' (the best restart's {layer: relative l1 move}); {} otherwise (no fields)."""
+  block = report.get("ilo")
+  if not isinstance(block, dict):
+    return {}
+  best = block.get("best") if isinstance(block.get("best"), dict) else {}
+  return {"ilo_kept_layer": block.get("kept_layer"), "ilo_moved": best.get("moved")}
+
+
 def _file_entry(ctx: Context, it, output_dir: str | None) -> dict:
   """One input's entry in the summary's `files` (`Item.to_dict`, and its timings from its
   report, its stem note)."""
@@ -350,6 +364,7 @@ def _file_entry(ctx: Context, it, output_dir: str | None) -> dict:
     d["timings"] = ({k: t.get(k) for k in ENTRY_TIMINGS if k in t} if isinstance(t, dict)
                     else None)
     d.update(_range_entry(report or {}))
+    d.update(_ilo_entry(report or {}))
   note = (report or {}).get("stem_note") or (
       input_images.stem_note(it.path, it.stem) if getattr(it, "label", None) is None else None)
   if note:

@@ -3,7 +3,8 @@
 `render_file(weights, latents_path, out)` loads the weights (`pulse_jax.job.builtin_models`),
 reads the rows asked for of a latents npz (`load_latents`, `select_rows`), maps them to the
 style input ws [B, L, D] (`styles`), adds the noise maps (`noise_maps`), runs the synthesis
-network (`render_arrays`: raw output [B, C, H, W] float32) and writes PNGs or an npz
+network (`render_arrays`: raw output [B, C, H, W] float32; from an ILO activation, when the
+npz holds one, the rest of the network after its cut point) and writes PNGs or an npz
 (`write_images`).
 
 Latents npz keys (exactly one of dlatents, latent, z):
@@ -20,7 +21,13 @@ Latents npz keys (exactly one of dlatents, latent, z):
              them, e.g. StyleGAN v1), 'none' zeros (NVIDIA's noise_mode='none');
   kept, rank a run's latents.npz: the restarts of its hr_<k>.png, best first, and each row's
              rank. rows='kept' (the default) renders the kept rows in that order (so PATH_<k>.png
-             is hr_<k>.png), 'all' every row, '3,0' the rows given.
+             is hr_<k>.png), 'all' every row, '3,0' the rows given;
+  ilo.<layer>  a run's latents.npz with --ilo (docs/search.md): [B, ...] the kept iterate's
+             activation at the cut point <layer> (`Generator.ilo_layers`), as
+             `Generator.activation_shapes(layer, batch=B)` gives it; a StyleGAN2 activation is
+             one array per part, 'ilo.<layer>.x' and 'ilo.<layer>.img'. The images are then the
+             rest of the network from it (`Generator.render_from`) with the ws and noise maps
+             above: the run's hr_<k>.png, outside the generator's exact range. At most one layer.
 """
 from __future__ import annotations
 
@@ -35,6 +42,54 @@ LATENT_KEYS = ("dlatents", "latent", "z")
 NOISE_MODES = ("const", "none")
 MAX_RENDER_BYTES = 1 << 30   # latents and noise maps read for one render (1 GiB)
 MAX_RENDER_ROWS = 4096       # rows read for one render (one image file each)
+
+
+def ilo_layer(generator, names) -> tuple[str | None, dict]:
+  """The cut point named by the 'ilo.' arrays among `names` (a run's latents.npz keys, see the
+  module docstring) and {array name: its part (None for a one-array activation; 'x', 'img' for
+  StyleGAN2)}; (None, {}) without 'ilo.' arrays. ValueError naming the generator's cut points
+  for an unknown layer, or when the arrays name more than one."""
+  from pulse_jax.search.program import ILO_PREFIX
+  keys = [k for k in names if k.startswith(ILO_PREFIX)]
+  if not keys:
+    return None, {}
+  cuts = tuple(generator.ilo_layers) if generator is not None else ()
+  found: dict = {}
+  for k in keys:
+    rest = k[len(ILO_PREFIX):]
+    layer = next((c for c in cuts if rest == c or rest.startswith(c + ".")), None)
+    if layer is None:
+      where = (f"its cut points are {', '.join(cuts)}" if cuts
+               else "it has no cut points (ILO does not apply)")
+      kind = getattr(generator, "kind", "this")
+      raise ValueError(f"'{k}': not the activation of a cut point of this {kind} generator; "
+                       f"{where}.")
+    found.setdefault(layer, {})[k] = rest[len(layer) + 1:] or None
+  if len(found) > 1:
+    raise ValueError(f"ILO activations of more than one cut point ({', '.join(found)}); a run's "
+                     "latents.npz holds the last layer entered only.")
+  layer, parts = next(iter(found.items()))
+  return layer, parts
+
+
+def _ilo_shapes(generator, layer: str, parts: dict, batch: int) -> dict:
+  """{array name: (shape [batch, ...], dtype)} that the 'ilo.' arrays `parts` (`ilo_layer`)
+  of `layer` must have (`Generator.activation_shapes`); ValueError naming what is missing or
+  extra."""
+  import jax
+  from pulse_jax.search.program import ILO_PREFIX
+  shapes = generator.activation_shapes(layer, batch=batch)
+  if isinstance(shapes, dict):
+    want = {f"{ILO_PREFIX}{layer}.{p}": s for p, s in shapes.items()}
+  elif isinstance(shapes, jax.ShapeDtypeStruct):
+    want = {f"{ILO_PREFIX}{layer}": shapes}
+  else:
+    raise ValueError(f"cut point {layer}: an activation of structure {jax.tree.structure(shapes)} "
+                     "cannot be read from an npz.")
+  if set(want) != set(parts):
+    raise ValueError(f"the activation at cut point {layer} is {', '.join(sorted(want))}; found "
+                     f"{', '.join(sorted(parts))}.")
+  return {k: (tuple(s.shape), s.dtype) for k, s in want.items()}
 
 
 def _row_shapes(generator) -> dict:
@@ -69,6 +124,11 @@ def load_latents(path: str, generator=None, rows: str = "kept") -> dict:
     raise ValueError(f"{path}: every array needs the same number (>= 1) of rows; found "
                      + npy_files.listing(f"{k} {m.header.shape}" for k, m in data.items()) + ".")
   b = counts.pop()
+  if generator is not None:   # an ILO activation: its layer and shape, from the headers
+    layer, parts = ilo_layer(generator, data)
+    if layer is not None:
+      shapes.update({k: {shape[1:]} for k, (shape, _) in
+                     _ilo_shapes(generator, layer, parts, b).items()})
   for k, m in data.items():
     allowed = shapes.get(k)
     if allowed is not None and m.header.shape[1:] not in allowed:
@@ -93,8 +153,8 @@ def load_latents(path: str, generator=None, rows: str = "kept") -> dict:
   per_row = sum(m.header.nbytes // b for m in data.values())
   if need * per_row > MAX_RENDER_BYTES:
     raise ValueError(f"{path}: the {need} rows to render hold {need * per_row:,} bytes of "
-                     f"latents and noise maps, over {MAX_RENDER_BYTES:,}; render fewer rows "
-                     "(--rows=3,0).")
+                     f"latents, noise maps and ILO activations, over {MAX_RENDER_BYTES:,}; "
+                     "render fewer rows (--rows=3,0).")
   try:
     out = {k: m.read(rows=need) for k, m in data.items()}
   except npy_files.NpyError as e:
@@ -194,24 +254,41 @@ def noise_maps(generator, params: dict, latents: dict, batch: int,
 def render_arrays(generator, params: dict, latents: dict, *, noise_mode: str = "const",
                   truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                   class_index: int | None = None) -> np.ndarray:
-  """Raw generator output [B, C, H, W] float32 (unclamped) for a latents dict."""
+  """Raw generator output [B, C, H, W] float32 (unclamped) for a latents dict: the synthesis
+  network from the ws, or, with an 'ilo.<layer>' activation (a run's latents.npz with --ilo),
+  the rest of it after that cut point (`Generator.render_from`, the ws and noise maps as
+  without)."""
   import jax
-  w = styles(generator, params, latents, truncation_psi=truncation_psi,
-             truncation_cutoff=truncation_cutoff, class_index=class_index)
+  import jax.numpy as jnp
+  layer, parts = ilo_layer(generator, latents)
+  w = styles(generator, params, {k: v for k, v in latents.items() if k not in parts},
+             truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+             class_index=class_index)
   b = w.shape[0]
   expected = (generator.num_layers, generator.latent_dim)
   if w.ndim != 3 or tuple(w.shape[1:]) != expected:
     raise ValueError(f"latents have shape {tuple(w.shape)}; this generator needs [B, "
                      f"{expected[0]}, {expected[1]}].")
-  unknown = [k for k in latents if k not in LATENT_KEYS
+  unknown = [k for k in latents if k not in LATENT_KEYS and k not in parts
              and not (k.startswith("noise_") and k[6:].isdigit()
                       and int(k[6:]) < len(generator.noise_shapes))]
   if unknown:
     from pulse_jax.io.npy_files import listing
     raise ValueError(f"unexpected arrays in latents: {listing(unknown)}.")
   noise = noise_maps(generator, params, latents, b, noise_mode)
-  fn = jax.jit(lambda p, w, n: generator.render(p, w, n))
-  return np.asarray(fn(params, w, noise))
+  if layer is None:
+    fn = jax.jit(lambda p, w, n: generator.render(p, w, n))
+    return np.asarray(fn(params, w, noise))
+  shapes = _ilo_shapes(generator, layer, parts, b)
+  for k, (shape, _) in shapes.items():
+    if tuple(np.shape(latents[k])) != shape:
+      raise ValueError(f"'{k}' has shape {tuple(np.shape(latents[k]))}; the activation at cut "
+                       f"point {layer} for these {b} rows is {list(shape)}.")
+  arrays = {k: jnp.asarray(latents[k], dtype) for k, (_, dtype) in shapes.items()}
+  activation = (next(iter(arrays.values())) if None in parts.values()   # one array
+                else {parts[k]: a for k, a in arrays.items()})                # StyleGAN2's parts
+  fn = jax.jit(lambda p, w, n, a: generator.render_from(generator.prepare(p), w, n, layer, a))
+  return np.asarray(fn(params, w, noise, activation), np.float32)
 
 
 def output_paths(out: str, rows: int) -> list[str]:

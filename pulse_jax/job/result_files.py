@@ -9,8 +9,11 @@ Per input, under OUTPUT_DIR/<stem>/ (R = --restarts, K = --duplicates, best firs
   latents.npz          every restart's best iterate, row r = restart r: 'latent' [R, l, D] and
                        'noise_<i>' [R, 1, r, r] (start-values format: pass back as --init to
                        continue every restart), 'kept' [K] the restarts of hr_<k>.png (best
-                       first) and 'rank' [R] each restart's rank (0: best); pulse_jax.render
-                       renders the kept rows
+                       first) and 'rank' [R] each restart's rank (0: best); with --ilo, once a
+                       cut point was entered, the kept activation at the last one entered:
+                       'ilo.<layer>' [R, ...] (StyleGAN2: 'ilo.<layer>.x', 'ilo.<layer>.img');
+                       pulse_jax.render renders the kept rows (from the activation when there
+                       is one; --init ignores it: a search starts from the latents)
   spread.png           only when at least 2 restarts are within eps: the per-pixel spread
                        (standard deviation, mean over RGB) of the HR images of every within-eps
                        restart, as a heat map (`pulse_jax.io.images.heat_map`, fixed scale
@@ -46,6 +49,7 @@ from PIL import Image
 
 from pulse_jax.job import options
 from pulse_jax.io import responsible_use
+from pulse_jax.io.gallery import ILO_LINE
 from pulse_jax.io.images import SPREAD_VMAX, heat_map, to_uint8
 
 from pulse_jax.io.run_files import (FRAMES, GIF, INPUT_PNG, LATENTS, NOT_WITHIN_EPS, REPORT,
@@ -467,6 +471,64 @@ def range_of(result, b: int) -> dict:
   }
 
 
+def search_steps(config, result) -> int:
+  """Steps of the whole search: config.steps, plus config.ilo_steps per ILO cut point searched
+  (`result.ilo_layers`; none without --ilo)."""
+  layers = getattr(result, "ilo_layers", ()) or ()
+  return int(config.steps) + len(layers) * int(getattr(config, "ilo_steps", 0))
+
+
+# What the images of an ILO search are: one sentence of the report's "ilo" block (and the
+# gallery's ILO line).
+ILO_MEANING = ILO_LINE
+
+
+def ilo_block(result, b: int, *, config) -> dict | None:
+  """The report's "ilo" block of input b (`runtime.loop.SearchResult`'s ILO fields), None when
+  the search used no ILO (`result.ilo_layers` empty).
+
+  {'layers': the cut points searched, in order; 'entered': those reached (the search may end
+  before the last); 'starts': the step (0-based) each was entered at; 'steps_per_layer',
+  'radius' (the l1 ball's radius, a fraction of ||centre||_1), 'learning_rate'; 'kept_layer':
+  the last layer entered (the kept images render from its activation: latents.npz
+  'ilo.<kept_layer>'), None when none was; 'kept': per kept candidate {'rank', 'restart',
+  'moved': {layer: ||a - c||_1 / ||c||_1 of its kept activation, at most radius}}; 'best': the
+  same for the best restart; 'meaning': `ILO_MEANING`}."""
+  layers = tuple(getattr(result, "ilo_layers", ()) or ())
+  if not layers:
+    return None
+  moved_all = getattr(result, "ilo_moved", None) or {}
+  entered = [layer for layer in layers if layer in moved_all]
+
+  def moved(r: int) -> dict:
+    return {layer: float(moved_all[layer][b, r]) for layer in entered}
+
+  kept = [{"rank": k, "restart": int(r), "moved": moved(int(r))}
+          for k, r in enumerate(np.asarray(result.selected[b]).tolist())]
+  best_r = int(result.ranking[b, 0])
+  return {"layers": list(layers), "entered": entered,
+          "starts": [int(config.steps) + k * int(config.ilo_steps) for k in range(len(layers))],
+          "steps_per_layer": int(config.ilo_steps), "radius": float(config.ilo_radius),
+          "learning_rate": float(config.ilo_learning_rate),
+          "kept_layer": getattr(result, "ilo_kept_layer", None),
+          "kept": kept, "best": {"restart": best_r, "moved": moved(best_r)},
+          "meaning": ILO_MEANING}
+
+
+def ilo_text(block: dict) -> str:
+  """One line of an input's ILO block: 'ILO b4,b8: the kept image left the generator's range
+  by 3.1% (b4), 7.9% (b8) of the activation (radius 10%)' (the best restart's moves)."""
+  layers = ",".join(block.get("layers") or [])
+  moved = (block.get("best") or {}).get("moved") or {}
+  radius = f"radius {block.get('radius', 0):.0%}"
+  if not moved:
+    return (f"ILO {layers}: no cut point entered (the search ended first): the kept image is "
+            "in the generator's range")
+  by = ", ".join(f"{v:.1%} ({layer})" for layer, v in moved.items())
+  return (f"ILO {layers}: the kept image left the generator's range by {by} of the activation "
+          f"({radius})")
+
+
 def range_blocks(result, b: int, *, steps: int, spread_file: str | None) -> dict:
   """The report's "candidates", "spread" and "stopping" blocks of input b (`range_of`):
   which restarts were kept and how different they are, the spread map (spread_file: its file
@@ -513,7 +575,11 @@ def input_report(inp, result, b: int, *, config, restarts: int, duplicates: int,
                  "total": result.total[b, r], "best_step": result.best_step[b, r]})
   within = bool(result.within_eps[b].any())
   best_r = int(result.ranking[b, 0])
-  blocks = range_blocks(result, b, steps=config.steps, spread_file=files.get("spread"))
+  blocks = range_blocks(result, b, steps=search_steps(config, result),
+                       spread_file=files.get("spread"))
+  ilo = ilo_block(result, b, config=config)
+  if ilo is not None:
+    blocks["ilo"] = ilo
   return {
       "input": inp.describe(),
       "status": "within_eps" if within else "not_within_eps",

@@ -193,3 +193,26 @@ def test_a_family_without_cut_points_says_so():
   assert Plain().ilo_layers(None) == () and Plain().ilo_default_layers(None) == ()
   with pytest.raises(ValueError, match="no cut points"):
     Plain().synthesize_until({}, None, None, [], jnp.float32, "none", "b4")
+
+
+def test_stages_between_two_cuts_and_the_wrong_order_refused():
+  from pulse_jax.nets.stages import Stage, run_stages
+  stages = [Stage(name, lambda s, name=name: (s or ()) + (name,)) for name in ("a", "b", "c", "d")]
+  assert run_stages(stages) == ("a", "b", "c", "d")
+  assert run_stages(stages, until="b") == ("a", "b")
+  assert run_stages(stages, ("x",), after="b") == ("x", "c", "d")
+  assert run_stages(stages, ("x",), after="a", until="c") == ("x", "b", "c")
+  assert run_stages(stages, ("x",), after="b", until="b") == ("x",)   # nothing between
+  with pytest.raises(ValueError, match="'a' does not come after 'c'"):
+    run_stages(stages, ("x",), after="c", until="a")
+  cfg = dcgan.DCGANConfig(nz=8, ngf=4)
+  g = generators.Generator("dcgan", cfg)
+
+  def until_before_the_cut():   # traced only (eval_shape): the order is checked while tracing
+    params = {"dcgan": dcgan.DCGANGenerator(cfg).init(jax.random.key(1), jnp.zeros((1, 8)))[
+        "params"]}
+    act = jnp.zeros(g.activation_shapes("b16", batch=1).shape)
+    return g.render_from(g.prepare(params), jnp.zeros((1, g.num_layers, g.latent_dim)), [],
+                         "b16", act, until="b8")
+  with pytest.raises(ValueError, match="does not come after"):
+    jax.eval_shape(until_before_the_cut)

@@ -5,11 +5,14 @@
       [--coordinator=127.0.0.1:PORT --num_processes=2 --process_id=I]
       [--checkpoint_dir=DIR --checkpoint_every=K] [--die_at_step=S] [--hlo] [--micro_batches=G]
       [--eps=E --stop_within=K --stop_extra_steps=M] [--selection=l2|diverse]
+      [--ilo --ilo_steps=N --ilo_layers=b4,b8]
 
 Runs `loop.search_images` once per mesh size (the first k devices) and, in process 0,
 writes the results as OUT.npz with keys '<k>/<field>'. --die_at_step SIGKILLs the process
 (no clean-up) after the progress report of the first chunk that ends at or past S (after its
-checkpoint). --hlo also writes the compiled chunk's HLO text of the largest mesh to OUT.hlo.txt.
+checkpoint). --ilo (with --ilo_steps, --ilo_layers: config fields; '' = the family's defaults)
+adds ILO after the --steps latent steps; the worker then also saves 'ilo_moved_<layer>' [B, R]
+and the kept activation's start values 'ilo.<layer>' [B, R, ...]. --hlo also writes the compiled chunk's HLO text of the largest mesh to OUT.hlo.txt.
 XLA's CPU backend optimisation is turned off (several times faster compiles of these tiny
 programs). The tests start it through `launch`, which bounds and always cleans up the processes.
 """
@@ -84,15 +87,19 @@ RTOL, ATOL = 1e-4, 2e-4
 
 
 def assert_same(a: dict, b: dict, exact: bool = False, restarts: slice = slice(None)) -> None:
-  """Same search results (per-restart losses, steps, images, latents, trace)."""
+  """Same search results (per-restart losses, steps, images, latents, trace; with ILO its
+  moved fractions and kept activations)."""
   tol = dict(rtol=0, atol=0) if exact else dict(rtol=RTOL, atol=ATOL)
   for k in ("total", "l2", "min_l2", "best_step", "term_L2", "term_GEOCROSS"):
     np.testing.assert_allclose(a[k][:, restarts], b[k][:, restarts], **tol, err_msg=k)
   for k in (k for k in a if k.startswith("trace_")):
     np.testing.assert_allclose(a[k][:, :, restarts], b[k][:, :, restarts], **tol, err_msg=k)
+  assert sorted(k for k in a if k.startswith("ilo")) == sorted(k for k in b if k.startswith("ilo"))
+  for k in (k for k in a if k.startswith("ilo_moved_")):   # ILO: [B, R] per layer
+    np.testing.assert_allclose(a[k][:, restarts], b[k][:, restarts], **tol, err_msg=k)
   if restarts == slice(None):  # the best images, in ranking order
     np.testing.assert_array_equal(a["ranking"], b["ranking"])
-    for k in ("hr", "lr", "latent"):
+    for k in ("hr", "lr", "latent", *(k for k in a if k.startswith("ilo."))):
       np.testing.assert_allclose(a[k], b[k], **tol, err_msg=k)
 
 
@@ -139,6 +146,9 @@ def main(argv=None):
   ap.add_argument("--eps", type=float, default=None)
   ap.add_argument("--stop_within", type=int, default=0)
   ap.add_argument("--stop_extra_steps", type=int, default=0)
+  ap.add_argument("--ilo", action="store_true")
+  ap.add_argument("--ilo_steps", type=int, default=100)
+  ap.add_argument("--ilo_layers", default="")
   a = ap.parse_args(argv)
 
   import jax
@@ -150,7 +160,8 @@ def main(argv=None):
 
   generator, params, ref, config = tiny_problem(a.images, a.steps, a.seed)
   config = dataclasses.replace(config, stop_within=a.stop_within,
-                               stop_extra_steps=a.stop_extra_steps,
+                               stop_extra_steps=a.stop_extra_steps, ilo=a.ilo,
+                               ilo_steps=a.ilo_steps, ilo_layers=a.ilo_layers,
                                **({"eps": a.eps} if a.eps is not None else {}))
 
   def progress(info):
@@ -182,6 +193,8 @@ def main(argv=None):
               "restart_steps": r.timings["restart_steps"], "batch_steps": r.timings["steps"]}
     fields.update({f"trace_{n}": v for n, v in r.trace.items()})
     fields.update({f"term_{n}": v for n, v in r.terms.items()})
+    fields.update({f"ilo_moved_{n}": v for n, v in r.ilo_moved.items()})
+    fields.update({n: v for n, v in r.start_values.items() if n.startswith("ilo.")})
     out.update({f"{k}/{n}": np.asarray(v) for n, v in fields.items()})
   if a.hlo:  # the chunk as search_images compiled it (cached), and a control that communicates
     mesh = sharding.restart_mesh(jax.devices()[:meshes[-1]])
