@@ -3,10 +3,12 @@
     python docs/make_spread_images.py [--output_dir=/tmp/pulse_docs_spread] [--steps=400] ...
 
 Runs the main job (`pulse_jax.job.pipeline.run_job`) on the shipped samples with the built-in
-DCGAN and its preset (plus --duplicates=3), then composes one row per sample: the input
-(nearest-neighbour enlarged) | the 3 kept candidates | the input's spread.png (the per-pixel
-spread of every within-eps restart) | and, under the rows, the heat map's fixed scale. Extra
---name=value options are passed to RunOptions (e.g. --restarts=24).
+DCGAN and its preset as the README's command does (keep 4 diverse candidates, stop once 4
+restarts are within eps), then composes one row per sample: the input (nearest-neighbour
+enlarged) | the kept candidates | the input's spread.png (the per-pixel spread of every
+within-eps restart the search ran) | and, under the rows, the heat map's fixed scale. Extra
+--name=value options are passed to RunOptions (e.g. --stop_within=0 to run every restart to
+the end).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ TARGET = ROOT / "docs" / "images" / "spread_map.png"
 
 def _options(argv) -> dict:
   defaults = {f.name: f.default for f in dataclasses.fields(RunOptions)}
-  kw = {"output_dir": "/tmp/pulse_docs_spread", "duplicates": 3, "overwrite": True}
+  kw = {"output_dir": "/tmp/pulse_docs_spread", "overwrite": True}
   for a in argv:
     name, _, value = a.lstrip("-").partition("=")
     d = defaults[name]
@@ -48,7 +50,9 @@ def main(argv) -> None:
   out = pathlib.Path(kw["output_dir"])
   font = ImageFont.load_default()
   stems = [f["stem"] for f in summary["files"] if f["status"] in ("within_eps", "not_within_eps")]
-  cols = ["input", "kept 1", "kept 2", "kept 3", "spread"]
+  reports = {stem: json.loads((out / stem / "report.json").read_text()) for stem in stems}
+  kept = max(len(rep["outputs"]) for rep in reports.values())
+  cols = ["input", *(f"kept {i + 1}" for i in range(kept)), "spread"]
   width = len(cols) * CELL + (len(cols) - 1) * GAP
   height = LABEL_H + len(stems) * (CELL + 2 * LABEL_H + GAP) + 2 * LABEL_H + 12
   sheet = Image.new("RGB", (width, height), (255, 255, 255))
@@ -58,16 +62,22 @@ def main(argv) -> None:
   y = LABEL_H
   for stem in stems:
     d = out / stem
-    rep = json.loads((d / "report.json").read_text())
+    rep = reports[stem]
     cells = [Image.open(d / "input.png")] + [Image.open(d / o["hr"]) for o in rep["outputs"]]
     spread = rep["spread"]
-    cells += [Image.open(d / spread["file"])] if spread["file"] else []
     for i, im in enumerate(cells):
       sheet.paste(im.convert("RGB").resize((CELL, CELL), Image.Resampling.NEAREST),
                   (i * (CELL + GAP), y))
+    if spread["file"]:  # always in the last column
+      sheet.paste(Image.open(d / spread["file"]).convert("RGB").resize(
+          (CELL, CELL), Image.Resampling.NEAREST), ((len(cols) - 1) * (CELL + GAP), y))
     div = rep["candidates"]["diversity"]
-    text = (f"{stem}: {rep['restarts_within_eps']}/{len(rep['restarts'])} restarts within eps; "
-            f"diversity {div:.3f}; " if div is not None else f"{stem}: ")
+    stop = rep.get("stopping") or {}
+    text = f"{stem}: "
+    if stop.get("steps_run") is not None:
+      text += f"{stop['steps_run']} of {stop['steps']} steps; "
+    text += (f"{rep['restarts_within_eps']}/{len(rep['restarts'])} restarts within eps; "
+             f"diversity {div:.3f}; " if div is not None else "")
     text += (f"spread over {spread['restarts']} within-eps restarts, mean {spread['mean']:.3f}"
              if spread["file"] else "no map: fewer than 2 within eps")
     draw.text((2, y + CELL + 2), text, fill=(0, 0, 0), font=font)

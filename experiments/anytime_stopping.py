@@ -3,6 +3,7 @@ measurement on real faces that are not the shipped samples, both settings in one
 
     python -m experiments.anytime_stopping --photos_dir=PHOTOS [--stops=0:0,4:0,3:0,4:25]
     python -m experiments.anytime_stopping --nomeasure --demo   # the README's main job only
+    python -m experiments.anytime_stopping --report_only        # rewrite the .md from the .json
 
 Faces: the eight measurement faces of experiments/dcgan_presets.py (cropped exactly as there,
 from the photos described in its docstring), at --sizes (8x8: the preset's measurement size).
@@ -22,9 +23,10 @@ and map. `--simulate` also derives, from the stop-off run's per-step L2 trace, t
 (K, M) of a grid would run (exact for this batch shape), as a screening table.
 
 `--demo` runs the README's main job (`python -m pulse_jax.run --output_dir=...`) twice in one
-go, before (`--stop_within=0 --duplicates=1 --candidates=l2`, today's preset) and after (the
-built-in preset), each in a fresh compile cache, and prints restart-steps, wall time and, per
-sample, restarts within eps and the kept candidates' diversity.
+go, before (`--stop_within=0 --duplicates=1 --candidates=l2`: the preset before issue 21) and
+after (the built-in preset: keep 4 diverse, stop once 4 restarts are within eps), each in a
+fresh compile cache, and prints restart-steps, wall time and, per sample, restarts within eps,
+the steps run, the kept candidates within eps that differ, and their diversity.
 
 Results: experiments/results/anytime_stopping_<date>.json and .md.
 """
@@ -147,6 +149,30 @@ def simulate(rows: list[dict]) -> list[dict]:
   return out
 
 
+def demo_per_input(out: pathlib.Path) -> dict:
+  """{stem: status, restarts within eps, the report's candidates/stopping/spread blocks and
+  `kept_distinct_within`: kept candidates within eps whose HR images differ pairwise} of a
+  finished run in `out`."""
+  summary = json.loads((out / "summary.json").read_text())
+  per = {}
+  for item in summary["files"]:
+    rep = json.loads((out / item["stem"] / "report.json").read_text())
+    hrs = [np.asarray(Image.open(out / item["stem"] / o["hr"])).tobytes()
+           for o, k in zip(rep["outputs"], (rep.get("candidates") or {}).get("kept", []))
+           if k.get("within_eps")]
+    per[item["stem"]] = {"status": item.get("status"),
+                         "within": sum(r["l2"] <= rep["eps"] for r in rep["restarts"]),
+                         "kept_distinct_within": len(set(hrs)),
+                         "candidates": rep.get("candidates"), "stopping": rep.get("stopping"),
+                         "spread": rep.get("spread")}
+  return per
+
+
+def restart_steps_of(row: dict) -> int:
+  """A demo row's restart-steps: the sum over its inputs' reports (`stopping.restart_steps`)."""
+  return sum(v["stopping"]["restart_steps"] for v in row["per_input"].values())
+
+
 def demo(work: pathlib.Path) -> list[dict]:
   rows = []
   settings = {"before": ["--stop_within=0", "--duplicates=1", "--candidates=l2"], "after": []}
@@ -160,19 +186,14 @@ def demo(work: pathlib.Path) -> list[dict]:
     if p.returncode:
       raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
     summary = json.loads((out / "summary.json").read_text())
-    per = {}
-    for item in summary["files"]:
-      rep = json.loads((out / item["stem"] / "report.json").read_text())
-      per[item["stem"]] = {"status": item.get("status"),
-                           "within": sum(r["l2"] <= rep["eps"] for r in rep["restarts"]),
-                           "candidates": rep.get("candidates"), "stopping": rep.get("stopping"),
-                           "spread": rep.get("spread")}
+    per = demo_per_input(out)
     rows.append({"kind": "demo", "setting": name, "flags": extra, "wall_s": wall,
-                 "restart_steps": summary.get("restart_steps"), "search_s": summary["search_s"],
+                 "restart_steps": sum(v["stopping"]["restart_steps"] for v in per.values()),
+                 "search_s": summary["search_s"],
                  "compile_s": summary["compile_s"], "per_input": per,
                  "load_avg": os.getloadavg()})
     print(f"demo {name}: {wall:.0f} s wall, search {summary['search_s']:.0f} s, restart-steps "
-          f"{summary.get('restart_steps')}: " + "; ".join(
+          f"{rows[-1]['restart_steps']}: " + "; ".join(
               f"{k}: {v['within']}/12 within, {v['status']}" for k, v in per.items()), flush=True)
   return rows
 
@@ -215,12 +236,22 @@ def write_md(doc: dict, path: pathlib.Path) -> None:
     lines.append("")
   demos = [r for r in doc["rows"] if r["kind"] == "demo"]
   if demos:
-    lines += ["## The README's main job", "", "| setting | flags | wall s | search s | "
-              "restart-steps | per input |", "|---|---|---|---|---|---|"]
+    lines += ["## The README's main job", "", "`python -m pulse_jax.run --output_dir=... "
+              "--overwrite <flags>` on the shipped samples, each in a fresh compile cache. Per "
+              "input: restarts within eps, steps run, kept candidates within eps and distinct, "
+              "their diversity.", "",
+              "| setting | flags | wall s | search s | restart-steps | per input | load |",
+              "|---|---|---|---|---|---|---|"]
     for r in demos:
-      per = "; ".join(f"{k}: {v['within']}/12 within" for k, v in r["per_input"].items())
+      per = "; ".join(
+          f"{k}: {v['within']}/12 within, {v['stopping']['steps_run']} steps, "
+          f"{v.get('kept_distinct_within', '?')} distinct kept within eps, diversity "
+          + (f"{v['candidates']['diversity']:.3f}"
+             if (v.get("candidates") or {}).get("diversity") is not None else "-")
+          for k, v in r["per_input"].items())
+      steps = r["restart_steps"] if r["restart_steps"] is not None else restart_steps_of(r)
       lines.append(f"| {r['setting']} | {' '.join(r['flags']) or '(preset)'} | {r['wall_s']:.0f} "
-                   f"| {r['search_s']:.0f} | {r['restart_steps']} | {per} |")
+                   f"| {r['search_s']:.0f} | {steps} | {per} | {r['load_avg'][0]:.1f} |")
     lines.append("")
   path.write_text("\n".join(lines))
 
@@ -233,6 +264,10 @@ def main(argv):
   jpath, mpath = RESULTS / f"anytime_stopping_{date}.json", RESULTS / f"anytime_stopping_{date}.md"
   doc = json.loads(jpath.read_text()) if jpath.exists() else {"rows": []}
   doc.update(date=date, machine=machine_info())
+  if FLAGS.report_only:  # experiments/dcgan_presets.py's flag: rewrite the .md from the .json
+    write_md(doc, mpath)
+    print(mpath.read_text())
+    return 0
   work = pathlib.Path(FLAGS.work_dir or tempfile.mkdtemp(prefix="anytime-"))
   rows = []
   if FLAGS.measure:

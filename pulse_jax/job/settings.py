@@ -34,6 +34,7 @@ def _init(self, **values) -> None:
   self.sources = {}      # by `resolve`: name -> 'given' | 'preset' | 'family' | 'default'
   self.preset = None     # by `resolve`: the preset's model name, or None
   self.family = None     # by `resolve`: the kind whose family defaults apply, or None
+  self.capped = {}       # by `resolve`: name -> the preset's value, where capped at --restarts
 
 
 def _given_names(self) -> frozenset:
@@ -138,14 +139,15 @@ def resolve(o: RunOptions, model_name=None) -> RunOptions:
       values[opt.name], sources[opt.name] = fam[opt.name], "family"
     else:
       values[opt.name], sources[opt.name] = opt.default, "default"
+  capped = {}
   for n in PRESET_AT_MOST_RESTARTS:  # e.g. --restarts=2 given: the preset's keep 4 becomes 2
     if sources.get(n) == "preset" and values[n] > values["restarts"]:
-      values[n] = values["restarts"]
+      capped[n], values[n] = values[n], values["restarts"]
   r = RunOptions(**{n: v for n, v in values.items() if n in given})
   for n, v in values.items():
     setattr(r, n, v)
   r._baseline = dict(values)
-  r.sources, r.preset = sources, name
+  r.sources, r.preset, r.capped = sources, name, capped
   r.family = kind if any(s == "family" for s in sources.values()) else None
   return r
 
@@ -190,11 +192,15 @@ def source_of(o: RunOptions, name: str) -> str:
 
 def record(o: RunOptions, generator) -> dict:
   """{'preset': name or None, 'options': {name: {'value': v, 'source': s}}} of every option
-  of the job that applies to `generator` (what the reports and the summary record)."""
-  return {"preset": o.preset,
-          "options": {opt.name: {"value": getattr(o, opt.name),
-                                 "source": source_of(o, opt.name)}
-                      for opt in options.run_options() if opt.applies_to(generator)}}
+  of the job that applies to `generator` (what the reports and the summary record); a preset
+  value capped at --restarts also records the preset's own ({..., 'preset_value': 4})."""
+  out = {}
+  for opt in options.run_options():
+    if opt.applies_to(generator):
+      out[opt.name] = {"value": getattr(o, opt.name), "source": source_of(o, opt.name)}
+      if opt.name in o.capped:
+        out[opt.name]["preset_value"] = o.capped[opt.name]
+  return {"preset": o.preset, "options": out}
 
 
 def settings(o: RunOptions, config: SearchConfig, generator) -> dict:

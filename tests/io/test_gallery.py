@@ -21,7 +21,9 @@ from support.harness import SAMPLES, cli, require_builtin_model
 
 HOSTILE = "<svg onload=alert(1)>\"x&y'#?%"   # input file names (stems) with HTML and URL specials
 BROKEN = "<img src=x onerror=alert(2)>"
-FAST = dict(steps=6, restarts=3, duplicates=2, chunk_size=3, eps=0.15)
+# stop_within=0: every step runs (the page's curves and "6 of 6 steps run"; the preset stops early,
+# which test_spread_map_diversity_and_steps_run shows)
+FAST = dict(steps=6, restarts=3, duplicates=2, chunk_size=3, eps=0.15, stop_within=0)
 CHROMIUM_NAMES = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome",
                   "google-chrome-stable", "headless_shell")
 

@@ -104,7 +104,8 @@ def test_presets_are_valid_options_of_built_in_models():
   # the README's command: the built-in model's measured preset (docs/presets.md)
   assert builtin_models.PRESETS[builtin_models.DEFAULT_MODEL] == {
       "steps": 400, "restarts": 12, "learning_rate": 1.6, "lr_schedule": "linear1cycledrop",
-      "opt_name": "adam", "loss_str": "100*L2"}
+      "opt_name": "adam", "loss_str": "100*L2", "duplicates": 4, "stop_within": 4,
+      "stop_extra_steps": 0}
 
 
 def test_sources_given_preset_default(monkeypatch):
