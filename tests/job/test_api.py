@@ -164,7 +164,9 @@ def test_spread_diversity_and_steps_run_fresh_and_kept(g, tmp_path):
   """The range of faces on a Result: the spread map of the within-eps restarts ([H, W]
   float32, its heat map's file), the diversity of the kept images, the steps run; the same
   read back from the files of an earlier run (kept, not searched again)."""
-  opts = dict(OPTS, eps=0.15)   # every restart of the sample within eps: a map
+  # every restart of the sample within eps: a map; stop_within=0: every step runs (the
+  # built-in preset would end the search at step 1, when its 3 restarts are within eps)
+  opts = dict(OPTS, eps=0.15, stop_within=0)
   r = pulse_jax.upsample(str(SAMPLE), g, quiet=True, warn=lambda s: None,
                          output_dir=tmp_path, **opts)
   assert r.within_eps and r.report["spread"]["restarts"] >= 2

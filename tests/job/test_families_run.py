@@ -289,3 +289,33 @@ def test_forward_operators_on_every_family(healthy, tmp_path, family):
   d_hr = np.asarray(fwd.apply(jnp.asarray(hr0.transpose(2, 0, 1)[None]), fwd.arrays()))[0, 0]
   lr0 = np.asarray(Image.open(tmp_path / "out" / "t" / "lr_0.png"), np.float32) / 255.0
   assert np.abs(d_hr - lr0).max() <= 1.5 / 255, np.abs(d_hr - lr0).max()
+
+
+def test_ilo_through_the_job_on_stylegan2_and_render_of_its_outputs(healthy, tmp_path):
+  """`--ilo` on a StyleGAN2 through the job (run_job, as `pulse_jax.run --weights=DIR --ilo`):
+  the family's default cut points are all entered, the report says so, and `pulse_jax.render`
+  of the run's latents.npz (its two-part activation 'ilo.b16.x', 'ilo.b16.img') gives hr_0.png
+  (within one level of 255: XLA fuses the compiled search's render differently)."""
+  out = tmp_path / "out"
+  s, lines = _job(weights=str(healthy["weights"]), input=str(healthy["input"]), restarts=2,
+                  steps=4, ilo=True, ilo_steps=2, chunk_size=5, eps=0.0, duplicates=2,
+                  output_dir=str(out))
+  assert s["exit_code"] == 0, lines
+  rep = _report(out, "t8")
+  assert rep["status"] == "not_within_eps"   # eps 0: never within, every step runs
+  ilo = rep["ilo"]
+  assert ilo["layers"] == ilo["entered"] == ["b4", "b8", "b16"] and ilo["kept_layer"] == "b16"
+  assert ilo["starts"] == [4, 6, 8] and rep["stopping"]["steps_run"] == rep["stopping"]["steps"] == 10
+  for k in ilo["kept"]:
+    assert set(k["moved"]) == {"b4", "b8", "b16"}
+    assert all(0 <= v <= ilo["radius"] * (1 + 1e-5) for v in k["moved"].values()), k
+  assert s["files"][0]["ilo_kept_layer"] == "b16"
+  assert any("ILO b4,b8,b16: the kept image left the generator's range by" in x for x in lines)
+  with np.load(out / "t8" / "latents.npz") as z:
+    assert {"ilo.b16.x", "ilo.b16.img"} <= set(z.files)
+  again = render.render_file(str(healthy["weights"]), str(out / "t8" / "latents.npz"),
+                             str(tmp_path / "again.png"))
+  for k, path in enumerate(again):
+    a = np.asarray(Image.open(path), np.int16)
+    b = np.asarray(Image.open(out / "t8" / f"hr_{k}.png"), np.int16)
+    assert np.abs(a - b).max() <= 1, (k, np.abs(a - b).max())

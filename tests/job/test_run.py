@@ -108,8 +108,9 @@ def test_overwrite_protection(sample_run, tmp_path):
   assert "summary.json" in str(e.value)
   assert (out / "astronaut_8x8" / "hr_0.png").read_bytes() == before
   # with --overwrite: replaced, and files of the earlier run that this one does not write go
+  # duplicates=1 (the preset keeps as many as --restarts): hr_1.png is only the earlier run's
   s, _, _ = _job(output_dir=str(out), input=str(SAMPLES / "astronaut_8x8.png"), steps=2,
-                 restarts=2, eps=0.5, overwrite=True)
+                 restarts=2, eps=0.5, overwrite=True, duplicates=1)
   assert s["within_eps"] == 1
   d = out / "astronaut_8x8"
   assert not (d / "hr_1.png").exists() and not (d / "NOT_WITHIN_EPS.txt").exists()
@@ -235,7 +236,8 @@ def mixed_dir(tmp_path_factory):
 def test_cli_subprocess_on_a_mixed_folder(mixed_dir, tmp_path):
   out = tmp_path / "out"
   flags = [f"--input={mixed_dir}", f"--output_dir={out}", "--steps=20", "--restarts=4",
-           "--chunk_size=10", "--batch_size=2", "--duplicates=2", "--eps=0.05"]
+           "--chunk_size=10", "--batch_size=2", "--duplicates=2", "--eps=0.05",
+           "--stop_within=0"]   # every step runs: the progress line reaches step 20/20
   p = cli("pulse_jax.run", *flags, timeout=600)
   assert p.returncode == 1, p.stderr  # some inputs failed
   for name, words in (("corrupt.png", "corrupt"), ("text.png", "not an image"),
