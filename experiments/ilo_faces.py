@@ -2,6 +2,8 @@
 
     python -m experiments.ilo_faces --photos_dir=PHOTOS [--factors=4,8] [--work_dir=DIR]
     python -m experiments.ilo_faces ... --extra=--steps=20,--restarts=2   # a quick try
+    python -m experiments.ilo_faces ... --factors=4 --tag=radius \
+        --configs='plain:noilo,ilo:ilo,ilo_r05:ilo;ilo_radius=0.05'       # the l1 radius
 
 Ground truth: the eight measurement faces of experiments/dcgan_presets.py (64x64 crops made
 exactly as there, from the photos its docstring names; none is a shipped sample) and the two
@@ -42,6 +44,9 @@ CONFIGS = "plain:noilo,ilo:ilo"
 
 flags.DEFINE_list("factors", ["4", "8"], "Down-sampling factors (64 / input size).")
 flags.DEFINE_list("extra", [], "More pulse_jax.evaluate flags, e.g. --steps=20.")
+flags.DEFINE_string("configs", CONFIGS, "pulse_jax.evaluate --configs (more configurations "
+                    "join the same output folders; finished ones are kept, not searched again).")
+flags.DEFINE_string("tag", "", "Results as ilo_faces_<tag>_f<F>_<date> (default: no tag).")
 FLAGS = flags.FLAGS
 
 
@@ -58,7 +63,9 @@ def per_face(evaluation: dict) -> list[str]:
   lines = []
   for e in evaluation["images"]:
     cells = []
-    for name in ("plain", "ilo"):
+    for name in evaluation["methods"]:
+      if name in ("nearest", "bicubic"):
+        continue
       m = e["methods"].get(name) or {}
       psnr, ssim = m.get("psnr"), m.get("ssim")
       cells.append(f"{name} {'within' if m.get('within_eps') else 'NOT within'} eps, PSNR "
@@ -78,13 +85,13 @@ def main(argv) -> int:
   for factor in (int(f) for f in FLAGS.factors):
     out = work / f"f{factor}"
     cmd = [sys.executable, "-m", "pulse_jax.evaluate", f"--hr={hr}", f"--factor={factor}",
-           f"--output_dir={out}", f"--configs={CONFIGS}", *FLAGS.extra]
+           f"--output_dir={out}", f"--configs={FLAGS.configs}", *FLAGS.extra]
     print(" ".join(cmd), flush=True)
     p = subprocess.run(cmd, cwd=ROOT)
     if p.returncode != 0:
       print(f"pulse_jax.evaluate exited {p.returncode}", file=sys.stderr)
       return p.returncode
-    stem = RESULTS / f"ilo_faces_f{factor}_{date}"
+    stem = RESULTS / f"ilo_faces_{FLAGS.tag + '_' if FLAGS.tag else ''}f{factor}_{date}"
     shutil.copy(out / "evaluation.json", stem.with_suffix(".json"))
     shutil.copy(out / "evaluation.md", stem.with_suffix(".md"))
     evaluation = json.loads((out / "evaluation.json").read_text())
