@@ -430,8 +430,11 @@ def evaluate(hr, factor: int, base: RunOptions | None = None, configs=None, *, m
       say(f"configuration {c.name}: {_describe(c)}")
     t0 = time.perf_counter()
     summary = pipeline.run(o, model=model, log=lambda s, n=c.name: say(f"[{n}] {s}"), warn=warn)
+    # wall_s: this call's seconds; inputs kept from an earlier identical run (`kept`) take
+    # none, so a resumed evaluation's per-image seconds are the reports' (method figures).
     run_info.append({"name": c.name, "options": c.changes, "output_dir": c.name,
-                     "wall_s": time.perf_counter() - t0, "exit_code": summary["exit_code"]})
+                     "wall_s": time.perf_counter() - t0, "kept": int(summary.get("kept") or 0),
+                     "exit_code": summary["exit_code"]})
     exit_code = max(exit_code, int(summary["exit_code"]))
 
   # The figures, from the files.

@@ -199,6 +199,18 @@ def test_the_figures_equal_metrics_computed_from_the_files(evaluated):
     assert a["success_rate"] == np.mean([f["within_eps"] for f in figs])
 
 
+
+@pytest.mark.slow
+def test_a_second_evaluation_keeps_the_searches_and_says_so(evaluated):
+  """The same evaluation again (an interrupted one resumed): every configuration's inputs are
+  kept, not searched again (`configs[].kept`), and every figure is the first run's."""
+  ev, out, _, root = evaluated
+  assert [c["kept"] for c in ev["configs"]] == [0, 0]
+  again = pulse_jax.evaluate(str(root / "hr"), FACTOR, builtin_generator(), output_dir=out,
+                             configs=CONFIGS, warn=lambda s: None, log=lambda s: None, **COMMON)
+  assert [c["kept"] for c in again["configs"]] == [len(ev["images"])] * 2
+  assert again["images"] == ev["images"] and again["aggregate"] == ev["aggregate"]
+
 @pytest.mark.slow
 def test_the_table_and_page_show_every_method(evaluated):
   ev, out, _, _ = evaluated
