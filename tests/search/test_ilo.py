@@ -17,6 +17,7 @@ from pulse_jax import generators
 from pulse_jax.nets import dcgan
 from pulse_jax.search import ilo, program
 from pulse_jax.search.config import SearchConfig
+from support.ilo_cases import tiny_dcgan
 
 
 def _theta_by_bisection(v: np.ndarray, r: float) -> float:
@@ -65,14 +66,6 @@ def test_a_pytree_activation_is_projected_as_one_vector():
                              0.05 * np.abs(flat(centre)).sum(1), rtol=1e-5)
 
 
-def _dcgan():
-  cfg = dcgan.DCGANConfig(nz=8, ngf=4)
-  params = dcgan.DCGANGenerator(cfg).init(jax.random.key(1), jnp.zeros((1, 8)))["params"]
-  rng = np.random.RandomState(3)
-  params = jax.tree.map(lambda x: x + 0.05 * rng.randn(*x.shape).astype(x.dtype), params)
-  return generators.Generator("dcgan", cfg), {"dcgan": params}
-
-
 def test_layer_options_and_phases_at_their_edges():
   g = generators.Generator("dcgan", dcgan.DCGANConfig(nz=8, ngf=4))   # no weights needed
   on = SearchConfig(steps=4, ilo=True, ilo_steps=3)
@@ -109,7 +102,7 @@ def _run(problem, params, ref, chunks: int):
 
 @pytest.mark.slow   # two compiled chunk programs: 12 s on 2 busy CPU cores
 def test_chunks_that_end_inside_ilo_phases_give_the_same_search():
-  g, params = _dcgan()
+  g, params = tiny_dcgan()
   config = SearchConfig(steps=4, ilo=True, ilo_steps=3, ilo_layers="b4,b8", loss_str="100*L2",
                         eps=1e-6, learning_rate=0.2, ilo_radius=0.05)
   ref = jnp.asarray(np.random.RandomState(0).rand(2, 3, 16, 16).astype(np.float32))

@@ -13,6 +13,7 @@ import pytest
 
 from pulse_jax.search import ilo, program
 from pulse_jax.search.config import SearchConfig
+from support.ilo_cases import split_cases, tiny_dcgan
 
 
 def _theta_by_bisection(v: np.ndarray, r: float) -> float:
@@ -49,18 +50,8 @@ def test_l1_projection_is_exact():
       assert np.linalg.norm(v[i] - x[i]) <= np.linalg.norm(v[i] - y) + 1e-5
 
 
-def _dcgan():
-  from pulse_jax import generators
-  from pulse_jax.nets import dcgan
-  cfg = dcgan.DCGANConfig(nz=8, ngf=4)
-  params = dcgan.DCGANGenerator(cfg).init(jax.random.key(1), jnp.zeros((1, 8)))["params"]
-  rng = np.random.RandomState(3)
-  params = jax.tree.map(lambda x: x + 0.05 * rng.randn(*x.shape).astype(x.dtype), params)
-  return generators.Generator("dcgan", cfg), {"dcgan": params}
-
-
 def test_layers_phases_and_errors():
-  g, _ = _dcgan()
+  g, _ = tiny_dcgan()
   off = SearchConfig(steps=5)
   assert ilo.layers(off, g) == ()
   on = dataclasses.replace(off, ilo=True, ilo_steps=3)
@@ -78,7 +69,7 @@ def test_layers_phases_and_errors():
 
 
 def test_search_enters_each_layer_without_changing_the_kept_image():
-  g, params = _dcgan()
+  g, params = tiny_dcgan()
   config = SearchConfig(steps=6, ilo=True, ilo_steps=4, loss_str="100*L2", eps=1e-6,
                         learning_rate=0.2, ilo_radius=0.05, ilo_learning_rate=0.05)
   problem = program.Problem(g, config, 4, chunk_size=14)
@@ -108,7 +99,7 @@ def test_search_enters_each_layer_without_changing_the_kept_image():
 
 
 def test_without_ilo_the_search_is_unchanged():
-  g, params = _dcgan()
+  g, params = tiny_dcgan()
   config = SearchConfig(steps=5, loss_str="100*L2")
   ref = jnp.asarray(np.random.RandomState(0).rand(2, 3, 16, 16).astype(np.float32))
   runs = []
@@ -121,20 +112,10 @@ def test_without_ilo_the_search_is_unchanged():
     np.testing.assert_array_equal(a, b)
 
 
-def _split_cases():
-  import importlib.util
-  from support.harness import REPO
-  spec = importlib.util.spec_from_file_location(
-      "_split_cases", REPO / "tests" / "generators" / "test_split.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dcgan", "stylegan_32", "stylegan2_skip", "stylegan3_t"])
 def test_between_two_cuts_every_family(name):
-  split = _split_cases()
+  split = split_cases()
   g, params = split.CASES[name]()
   prepared = g.prepare(params)
   ws, noise = split._inputs(g)

@@ -8,15 +8,13 @@ and StyleGAN3 of tests/generators/test_split.py.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from support import scale_worker
-from support.harness import REPO
+from support.ilo_cases import split_cases
 
 from pulse_jax.runtime import loop
 from pulse_jax.search import program
@@ -28,14 +26,6 @@ from pulse_jax.search.config import SearchConfig
 RERENDER_ATOL = 1e-6
 
 
-def _split_module():
-  spec = importlib.util.spec_from_file_location(
-      "_split_cases_families", REPO / "tests" / "generators" / "test_split.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def _stylegan1():
   g, params, ref, config = scale_worker.tiny_problem(images=1, steps=2, seed=0)
   return g, params, ref, config
@@ -43,7 +33,7 @@ def _stylegan1():
 
 def _from_split(name: str):
   def make():
-    g, params = _split_module().CASES[name]()
+    g, params = split_cases().CASES[name]()
     d = g.latent_dim   # the search's prior: a standard Gaussian fit
     params = {**params, "gaussian_fit": {"mean": np.zeros(d, np.float32),
                                          "std": np.ones(d, np.float32)}}
