@@ -240,8 +240,7 @@ class Job:
     self.stopped_by: int | None = None  # the signal that stopped the job (`pulse_jax.runtime.stopping`)
     from pulse_jax.search import ilo
     # steps of a restart's whole search: --steps, plus --ilo_steps per ILO layer
-    self.steps = (self.config.steps
-                  + len(ilo.layers(self.config, self.generator)) * self.config.ilo_steps)
+    self.steps = ilo.total_steps(self.config, len(ilo.layers(self.config, self.generator)))
 
   def search(self, batches: list[list[Item]]) -> None:
     """Searches every batch with an input to search (batch numbers count every batch, so

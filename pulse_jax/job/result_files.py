@@ -474,13 +474,8 @@ def range_of(result, b: int) -> dict:
 def search_steps(config, result) -> int:
   """Steps of the whole search: config.steps, plus config.ilo_steps per ILO cut point searched
   (`result.ilo_layers`; none without --ilo)."""
-  layers = getattr(result, "ilo_layers", ()) or ()
-  return int(config.steps) + len(layers) * int(getattr(config, "ilo_steps", 0))
-
-
-# What the images of an ILO search are: one sentence of the report's "ilo" block (and the
-# gallery's ILO line).
-ILO_MEANING = ILO_LINE
+  from pulse_jax.search import ilo
+  return int(ilo.total_steps(config, len(getattr(result, "ilo_layers", ()) or ())))
 
 
 def ilo_block(result, b: int, *, config) -> dict | None:
@@ -493,7 +488,8 @@ def ilo_block(result, b: int, *, config) -> dict | None:
   the last layer entered (the kept images render from its activation: latents.npz
   'ilo.<kept_layer>'), None when none was; 'kept': per kept candidate {'rank', 'restart',
   'moved': {layer: ||a - c||_1 / ||c||_1 of its kept activation, at most radius}}; 'best': the
-  same for the best restart; 'meaning': `ILO_MEANING`}."""
+  same for the best restart; 'meaning': `pulse_jax.io.gallery.ILO_LINE`}."""
+  from pulse_jax.search import ilo
   layers = tuple(getattr(result, "ilo_layers", ()) or ())
   if not layers:
     return None
@@ -507,12 +503,12 @@ def ilo_block(result, b: int, *, config) -> dict | None:
           for k, r in enumerate(np.asarray(result.selected[b]).tolist())]
   best_r = int(result.ranking[b, 0])
   return {"layers": list(layers), "entered": entered,
-          "starts": [int(config.steps) + k * int(config.ilo_steps) for k in range(len(layers))],
+          "starts": [int(s) for s in ilo.phase_starts(config, len(layers))],
           "steps_per_layer": int(config.ilo_steps), "radius": float(config.ilo_radius),
           "learning_rate": float(config.ilo_learning_rate),
           "kept_layer": getattr(result, "ilo_kept_layer", None),
           "kept": kept, "best": {"restart": best_r, "moved": moved(best_r)},
-          "meaning": ILO_MEANING}
+          "meaning": ILO_LINE}
 
 
 def ilo_text(block: dict) -> str:

@@ -64,6 +64,12 @@ def phase_starts(config: SearchConfig, num_layers: int) -> tuple[int, ...]:
   return tuple(config.steps + k * config.ilo_steps for k in range(num_layers))
 
 
+def total_steps(config: SearchConfig, num_layers: int) -> int:
+  """Steps of the whole search: config.steps, plus config.ilo_steps per ILO layer (without
+  layers, config.steps alone)."""
+  return config.steps + num_layers * config.ilo_steps if num_layers else config.steps
+
+
 def phase_at(starts: tuple[int, ...], step: jax.Array) -> jax.Array:
   """[] int32: the phase a step (0-based) runs in: 0 the latent search, k the k-th layer."""
   if not starts:

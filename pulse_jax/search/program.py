@@ -102,7 +102,7 @@ class Problem:
   @property
   def total_steps(self) -> int:
     """Steps of the whole search: config.steps, plus config.ilo_steps per ILO layer."""
-    return self.config.steps + len(self.ilo_layers) * self.config.ilo_steps
+    return ilo.total_steps(self.config, len(self.ilo_layers))
 
   @property
   def stops_early(self) -> bool:
